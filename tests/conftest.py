@@ -1,0 +1,121 @@
+"""Shared fixtures. Every database test runs twice: on SQLite (a file) and on PostgreSQL.
+
+PostgreSQL is required (CI starts it). Set REPRISALS_TEST_DATABASES=sqlite to run only the SQLite
+half on a machine without it; CI never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+import reprisals.models  # noqa: F401  (registers the domain's tables on the shared MetaData)
+from workflow.clock import FrozenClock
+from workflow.db import create_all, create_db_engine
+
+PG_ADMIN_URL = os.environ.get("REPRISALS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DATABASES = [d.strip() for d in os.environ.get("REPRISALS_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
+
+
+@dataclass
+class Database:
+    """A fresh, fully created database for one test."""
+
+    dialect: str
+    url: str
+    engine: sa.Engine
+
+    def session(self) -> Session:
+        return sessionmaker(self.engine, expire_on_commit=False)()
+
+    def raw(self, sql: str, **params: object) -> list[sa.Row]:
+        """Run raw SQL in its own transaction (tampering tests). Returns rows for SELECTs."""
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.text(sql), params)
+            return list(result) if result.returns_rows else []
+
+    def disable_append_only(self) -> None:
+        """What a database superuser can do: switch off the append-only triggers."""
+        from workflow.db import drop_append_only_ddl
+
+        with self.engine.begin() as conn:
+            for stmt in drop_append_only_ddl(self.dialect):
+                conn.exec_driver_sql(stmt)
+
+
+def _pg_admin() -> sa.Engine:
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tmpl") / "template.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    create_all(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    name = f"rpr_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_db_engine(url, poolclass=sa.pool.NullPool)
+    create_all(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        template = request.getfixturevalue("_sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copyfile(template, path)
+        url = f"sqlite:///{path}"
+        engine = create_db_engine(url)
+        yield Database("sqlite", url, engine)
+        engine.dispose()
+    else:
+        template = request.getfixturevalue("_pg_template")
+        name = f"rpr_t_{uuid.uuid4().hex[:10]}"
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        engine = create_db_engine(url, pool_size=25, max_overflow=10)
+        yield Database("postgresql", url, engine)
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    s = database.session()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2025, 4, 16, 9, 30, tzinfo=UTC))

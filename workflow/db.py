@@ -1,0 +1,100 @@
+"""Database plumbing the engine needs on every backend: SQLite made safe for writers, and the
+database-level guards that make history tables append-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from workflow.history import LEDGER, LEDGER_GENESIS
+from workflow.models import APPEND_ONLY_TABLES, ChainHead, metadata
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine. On SQLite: WAL, foreign keys on, a busy timeout, and every transaction
+    begins with ``BEGIN IMMEDIATE`` so writers queue instead of failing on lock upgrades (SQLite
+    ignores ``SELECT … FOR UPDATE``)."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {})
+        kwargs["connect_args"].setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        if ":memory:" in url or url in ("sqlite://", "sqlite+pysqlite://"):
+            raise ValueError("an in-memory SQLite database cannot be shared between sessions; use a file")
+        kwargs.setdefault("poolclass", NullPool)
+        engine = create_engine(url, **kwargs)
+        _make_sqlite_safe(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _make_sqlite_safe(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so that BEGIN is ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:
+    """Statements that make the given tables refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL)."""
+    out: list[str] = []
+    if dialect == "postgresql":
+        out.append(
+            "CREATE OR REPLACE FUNCTION wf_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION '% on % refused: history is append-only', TG_OP, TG_TABLE_NAME "
+            "USING ERRCODE = 'insufficient_privilege'; END $$"
+        )
+        for t in tables:
+            out.append(f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+                       "FOR EACH ROW EXECUTE FUNCTION wf_refuse_change()")
+            out.append(f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION wf_refuse_change()")
+    elif dialect == "sqlite":
+        for t in tables:
+            for op in ("UPDATE", "DELETE"):
+                out.append(f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
+                           f"BEGIN SELECT RAISE(ABORT, '{op} on {t} refused: history is append-only'); END")
+    else:
+        raise ValueError(f"no append-only triggers for dialect {dialect}")
+    return out
+
+
+def drop_append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:
+    out: list[str] = []
+    if dialect == "postgresql":
+        for t in tables:
+            out += [f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}", f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}"]
+        out.append("DROP FUNCTION IF EXISTS wf_refuse_change()")
+    else:
+        for t in tables:
+            out += [f"DROP TRIGGER IF EXISTS {t}_no_update", f"DROP TRIGGER IF EXISTS {t}_no_delete"]
+    return out
+
+
+def seed_rows() -> list[tuple[str, dict[str, Any]]]:
+    """Rows the engine needs before first use (the ledger head), as (table, values)."""
+    return [(ChainHead.__tablename__, {"name": LEDGER, "seq": 0, "hash": LEDGER_GENESIS})]
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table on this MetaData, the append-only triggers and the seed rows (tests and
+    tools; production uses Alembic, whose initial revision does the same)."""
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        for stmt in append_only_ddl(conn.dialect.name):
+            conn.exec_driver_sql(stmt)
+        for table, values in seed_rows():
+            conn.execute(metadata.tables[table].insert().values(**values))

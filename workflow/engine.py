@@ -1,0 +1,386 @@
+"""The engine: fires triggers on workflow instances, appends hash-chained history.
+
+Contract for every public function that writes: it takes the caller's session, flushes, and never
+commits; the caller owns the transaction. A refusal (unknown trigger, wrong stage, role, fields,
+guard, stale version) raises a typed :mod:`workflow.errors` error before anything is changed.
+If the database itself detects a concurrent writer at flush time, ``StaleInstance`` is raised and
+the session must be rolled back by its owner (SQLAlchemy has already rolled back the transaction).
+
+`transitions` is the state machine: one ``Machine`` per spec version, built once, with no models
+registered and ``auto_transitions`` off. An instance is handed to the machine only for the duration
+of one trigger (``machine.events[name].trigger(instance)``), so it is never reset, never retained and
+never given ``to_<stage>`` methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from transitions import Machine, MachineError
+
+from workflow.clock import ensure_utc
+from workflow.errors import (
+    GuardFailed,
+    MissingFields,
+    NotPermitted,
+    Problem,
+    SpecError,
+    StaleInstance,
+    TransitionNotAllowed,
+    UnknownSpec,
+    UnknownTrigger,
+)
+from workflow.fields import check_fields
+from workflow.history import LEDGER, LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
+from workflow.models import ChainHead, HistoryEvent, LedgerEntry, WorkflowInstance
+from workflow.spec import Trigger, WorkflowSpec
+
+
+class Actor(Protocol):
+    """Who acts, and the roles they hold *for this instance* (the host decides what that means)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def roles(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class SimpleActor:
+    id: str
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    instance: WorkflowInstance
+    trigger: Trigger
+    actor: Actor
+    fields: Mapping[str, Any]
+    now: datetime
+    # Variables as they will be after the trigger (current ones updated with the fields).
+    variables: Mapping[str, Any]
+
+
+# A guard returns None when the trigger may proceed, or a message saying why it may not.
+Guard = Callable[[GuardContext], str | None]
+
+
+@dataclass(frozen=True)
+class StageChange:
+    instance: WorkflowInstance
+    spec: WorkflowSpec
+    trigger: str | None
+    from_stage: str | None
+    to_stage: str
+    now: datetime
+    event: HistoryEvent
+
+
+# Called inside the transaction after the stage moved and history was appended (timers hook here).
+StageListener = Callable[[Session, StageChange], None]
+
+
+class _Model:
+    """What the machine sees of an instance: only the stage attribute."""
+
+    __slots__ = ("stage",)
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+
+@dataclass
+class _Compiled:
+    spec: WorkflowSpec
+    machine: Machine
+
+
+@dataclass
+class Engine:
+    """Registry of specs and guards, and the operations on instances. Build one per process."""
+
+    guards: dict[str, Guard] = field(default_factory=dict)
+    listeners: list[StageListener] = field(default_factory=list)
+    _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
+
+    # -- specs ---------------------------------------------------------------------------------
+
+    def register(self, spec: WorkflowSpec) -> None:
+        """Add a spec version. Every guard it names must already be registered."""
+        problems = [
+            Problem(f"triggers.{t.name}.guards[{i}]", f"unknown guard '{g}'")
+            for t in spec.triggers.values()
+            for i, g in enumerate(t.guards)
+            if g not in self.guards
+        ]
+        if problems:
+            raise SpecError(spec.source, problems)
+        existing = self._specs.get((spec.key, spec.version))
+        if existing is not None:
+            if existing.spec.text != spec.text:
+                raise SpecError(spec.source, [Problem("version", f"{spec.key} version {spec.version} is already "
+                                                      "registered with different content; bump the version")])
+            return
+        machine = Machine(
+            model=None,
+            states=list(spec.stages),
+            initial=spec.initial,
+            transitions=[
+                {"trigger": t.name, "source": list(t.sources), "dest": t.dest} for t in spec.triggers.values()
+            ],
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            model_attribute="stage",
+            name=f"{spec.key}@{spec.version}",
+        )
+        self._specs[(spec.key, spec.version)] = _Compiled(spec, machine)
+
+    def spec(self, key: str, version: int | None = None) -> WorkflowSpec:
+        return self._compiled(key, version).spec
+
+    def versions(self, key: str) -> list[int]:
+        return sorted(v for k, v in self._specs if k == key)
+
+    def machine(self, key: str, version: int) -> Machine:
+        return self._compiled(key, version).machine
+
+    def _compiled(self, key: str, version: int | None) -> _Compiled:
+        if version is None:
+            versions = self.versions(key)
+            if not versions:
+                raise UnknownSpec(key)
+            version = versions[-1]
+        try:
+            return self._specs[(key, version)]
+        except KeyError:
+            raise UnknownSpec(key, version) from None
+
+    def spec_of(self, instance: WorkflowInstance) -> WorkflowSpec:
+        return self._compiled(instance.spec_key, instance.spec_version).spec
+
+    # -- instances -----------------------------------------------------------------------------
+
+    def start(
+        self,
+        session: Session,
+        spec_key: str,
+        actor: Actor,
+        now: datetime,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        calendar: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> WorkflowInstance:
+        """Create an instance at the spec's initial stage, with its first event and ledger entry."""
+        now = ensure_utc(now)
+        compiled = self._compiled(spec_key, version)
+        spec = compiled.spec
+        instance = WorkflowInstance(
+            spec_key=spec.key,
+            spec_version=spec.version,
+            stage=spec.initial,
+            variables=dict(variables or {}),
+            calendar=calendar,
+            created_at=now,
+            stage_entered_at=now,
+            updated_at=now,
+            head_seq=0,
+            head_hash="",
+        )
+        session.add(instance)
+        session.flush()
+        event = self._append(session, instance, kind="created", actor_id=actor.id, now=now,
+                             data={"spec": f"{spec.key}@{spec.version}", **(data or {})},
+                             to_stage=spec.initial)
+        self._ledger_append(session, instance.id, event.hash)
+        session.flush()
+        change = StageChange(instance, spec, None, None, spec.initial, now, event)
+        for listener in self.listeners:
+            listener(session, change)
+        return instance
+
+    def allowed_triggers(self, instance: WorkflowInstance, actor: Actor) -> list[Trigger]:
+        """Triggers the actor may attempt from the current stage (stage and role; guards not run)."""
+        spec = self.spec_of(instance)
+        return [t for t in spec.triggers_from(instance.stage) if t.roles & actor.roles]
+
+    def check(
+        self,
+        instance: WorkflowInstance,
+        trigger: str,
+        actor: Actor,
+        fields: Mapping[str, Any] | None,
+        now: datetime,
+        *,
+        expected_version: int | None = None,
+    ) -> tuple[Trigger, dict[str, Any]]:
+        """Every refusal check of :meth:`fire`, without changing anything. Returns the clean fields."""
+        spec = self.spec_of(instance)
+        trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
+        if trig is None:
+            raise UnknownTrigger(str(trigger), spec.key)
+        if expected_version is not None and expected_version != instance.version:
+            raise StaleInstance(instance.id, expected_version, instance.version)
+        if instance.stage not in trig.sources:
+            raise TransitionNotAllowed(trig.name, instance.stage)
+        if not trig.roles & actor.roles:
+            raise NotPermitted(trig.name, sorted(actor.roles), sorted(trig.roles))
+        clean, errors = check_fields(trig.fields, fields or {})
+        if errors:
+            raise MissingFields(trig.name, errors)
+        variables = dict(instance.variables)
+        variables.update({k: v for k, v in clean.items() if trig.fields[k].variable})
+        ctx = GuardContext(instance, trig, actor, clean, now, variables)
+        for name in trig.guards:
+            message = self.guards[name](ctx)
+            if message:
+                raise GuardFailed(trig.name, name, message)
+        return trig, clean
+
+    def fire(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        trigger: str,
+        actor: Actor,
+        fields: Mapping[str, Any] | None,
+        now: datetime,
+        *,
+        expected_version: int | None = None,
+        variables: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> HistoryEvent:
+        """Fire a trigger: check, move the stage, update variables, append history, flush.
+
+        ``variables`` are extra instance variables the host sets with this move (e.g. an
+        escalation level); ``data`` is extra host data recorded in the event beside the fields.
+        """
+        now = ensure_utc(now)
+        trig, clean = self.check(instance, trigger, actor, fields, now, expected_version=expected_version)
+        compiled = self._compiled(instance.spec_key, instance.spec_version)
+        source = instance.stage
+        model = _Model(source)
+        try:
+            compiled.machine.events[trig.name].trigger(model)
+        except MachineError:  # the checks above make this unreachable unless the spec and machine disagree
+            raise TransitionNotAllowed(trig.name, source) from None
+        new_vars = dict(instance.variables)
+        new_vars.update({k: v for k, v in clean.items() if trig.fields[k].variable})
+        new_vars.update(variables or {})
+        instance.stage = model.stage
+        instance.variables = new_vars
+        instance.stage_entered_at = now
+        event_data: dict[str, Any] = {"fields": clean}
+        if data:
+            event_data.update(data)
+        event = self._append(session, instance, kind="transition", actor_id=actor.id, now=now,
+                             data=event_data, trigger=trig.name, from_stage=source, to_stage=model.stage)
+        self._flush(session, instance)
+        change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event)
+        for listener in self.listeners:
+            listener(session, change)
+        return event
+
+    def append_event(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        kind: str,
+        actor_id: str | None,
+        now: datetime,
+        data: Mapping[str, Any] | None = None,
+        *,
+        corrects_seq: int | None = None,
+        expected_version: int | None = None,
+    ) -> HistoryEvent:
+        """Append a host event (a note, an assignment, an identity view) to the instance's chain."""
+        now = ensure_utc(now)
+        if kind in ("created", "transition"):
+            raise ValueError(f"event kind '{kind}' is reserved for the engine")
+        if expected_version is not None and expected_version != instance.version:
+            raise StaleInstance(instance.id, expected_version, instance.version)
+        if corrects_seq is not None and not 1 <= corrects_seq <= instance.head_seq:
+            raise ValueError(f"event {corrects_seq} does not exist in this history")
+        event = self._append(session, instance, kind=kind, actor_id=actor_id, now=now,
+                             data=dict(data or {}), corrects_seq=corrects_seq)
+        self._flush(session, instance)
+        return event
+
+    def history(self, session: Session, instance: WorkflowInstance) -> list[HistoryEvent]:
+        stmt = select(HistoryEvent).where(HistoryEvent.instance_id == instance.id).order_by(HistoryEvent.seq)
+        return list(session.scalars(stmt))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _append(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        *,
+        kind: str,
+        actor_id: str | None,
+        now: datetime,
+        data: dict[str, Any],
+        trigger: str | None = None,
+        from_stage: str | None = None,
+        to_stage: str | None = None,
+        corrects_seq: int | None = None,
+    ) -> HistoryEvent:
+        seq = instance.head_seq + 1
+        prev = instance.head_hash if instance.head_seq else genesis_hash(instance.id)
+        event = HistoryEvent(
+            instance_id=instance.id, seq=seq, kind=kind, trigger=trigger, from_stage=from_stage,
+            to_stage=to_stage, actor_id=actor_id, at=now, data=data, corrects_seq=corrects_seq, prev_hash=prev,
+        )
+        event.hash = event_hash(event)
+        session.add(event)
+        # Moving the head bumps the instance's version: a concurrent append loses, never forks.
+        instance.head_seq = seq
+        instance.head_hash = event.hash
+        instance.updated_at = now
+        return event
+
+    def _flush(self, session: Session, instance: WorkflowInstance) -> None:
+        try:
+            session.flush()
+        except StaleDataError:
+            raise StaleInstance(instance.id) from None
+        except IntegrityError as exc:
+            if "wf_history" in str(exc.orig) or "uq_wf_history_instance_seq" in str(exc.orig):
+                raise StaleInstance(instance.id) from None
+            raise
+
+    def _ledger_append(self, session: Session, instance_id: int, genesis: str) -> None:
+        """Chain the instance's birth into the global ledger, serialised on the head row."""
+        head = session.scalars(
+            select(ChainHead).where(ChainHead.name == LEDGER).with_for_update()
+        ).one_or_none()
+        if head is None:
+            head = ChainHead(name=LEDGER, seq=0, hash=LEDGER_GENESIS)
+            session.add(head)
+            session.flush()
+        entry = LedgerEntry(seq=head.seq + 1, instance_id=instance_id, genesis_hash=genesis,
+                            prev_hash=head.hash)
+        entry.hash = ledger_hash(entry)
+        session.add(entry)
+        # A compare-and-set on the head: on SQLite (no row locks) a lost race shows as 0 rows.
+        result = session.execute(
+            update(ChainHead)
+            .where(ChainHead.name == LEDGER, ChainHead.seq == head.seq)
+            .values(seq=entry.seq, hash=entry.hash)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 1) != 1:
+            raise StaleInstance(instance_id)
+        session.expire(head)
+

@@ -1,0 +1,108 @@
+"""Checking and coercing the fields a person submits with a trigger.
+
+Values arrive as form strings or JSON; they leave as JSON-native values (dates as ISO text) so
+they can be stored in history and hashed the same way on every database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from workflow.spec import FieldSpec, FieldType
+
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value in ([], ())
+
+
+def coerce(spec: FieldSpec, value: Any) -> Any:
+    """Return the JSON-native value, or raise ValueError with a message for a person."""
+    t = spec.type
+    if t in (FieldType.STRING, FieldType.TEXT):
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        value = value.strip()
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise ValueError(f"must be {spec.max_length} characters or fewer")
+        return value
+    if t is FieldType.INTEGER:
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+    if t is FieldType.BOOLEAN:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError("must be yes or no")
+    if t is FieldType.DATE:
+        if isinstance(value, datetime):
+            raise ValueError("must be a date, without a time")
+        if isinstance(value, date):
+            return value.isoformat()
+        try:
+            return date.fromisoformat(str(value).strip()).isoformat()
+        except ValueError:
+            raise ValueError("must be a real date in the form YYYY-MM-DD") from None
+    if t is FieldType.DATETIME:
+        if isinstance(value, datetime):
+            at = value
+        else:
+            try:
+                at = datetime.fromisoformat(str(value).strip())
+            except ValueError:
+                raise ValueError("must be a date and time such as 2025-04-16T10:30:00+01:00") from None
+        if at.tzinfo is None:
+            raise ValueError("must include a time zone offset, such as +01:00 or Z")
+        return at.astimezone(UTC).isoformat()
+    if t is FieldType.CHOICE:
+        choices = spec.choices or ()
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)}")
+        return value
+    if t is FieldType.MULTICHOICE:
+        choices = spec.choices or ()
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"must be a list of: {', '.join(choices)}")
+        bad = [i for i in items if i not in choices]
+        if bad:
+            raise ValueError(f"'{bad[0]}' is not one of: {', '.join(choices)}")
+        return sorted(set(items))
+    raise ValueError(f"unsupported field type {t}")  # pragma: no cover - the spec enum is closed
+
+
+def check_fields(specs: Mapping[str, FieldSpec], given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate all fields at once. Returns (clean values, errors by field name)."""
+    clean: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in given:
+        if name not in specs:
+            errors[name] = "is not a field of this action"
+    for name, spec in specs.items():
+        value = given.get(name)
+        required = spec.required
+        if spec.required_when:
+            required = all(given.get(other) in allowed for other, allowed in spec.required_when.items())
+        if _blank(value):
+            if required:
+                errors[name] = "is required"
+            continue
+        try:
+            clean[name] = coerce(spec, value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return clean, errors

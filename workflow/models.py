@@ -1,0 +1,134 @@
+"""Tables owned by the engine: instances, their hash-chained history, and the instance ledger.
+
+The domain shares this MetaData (one Alembic history for all tables) but never writes these
+tables except through :mod:`workflow.engine`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+HASH_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every database (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class WorkflowInstance(Base):
+    """One run of a workflow spec. ``stage`` is written only by the engine."""
+
+    __tablename__ = "wf_instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec_key: Mapped[str] = mapped_column(String(64))
+    spec_version: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(64))
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    calendar: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime]
+    stage_entered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # The chain head: the last event's sequence number and hash, so a truncated tail shows.
+    head_seq: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), default="")
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def __repr__(self) -> str:
+        return f"<WorkflowInstance {self.id} {self.spec_key}@{self.spec_version} {self.stage}>"
+
+
+class HistoryEvent(Base):
+    """An append-only, hash-chained event of one instance. Database triggers refuse UPDATE/DELETE."""
+
+    __tablename__ = "wf_history"
+    __table_args__ = (UniqueConstraint("instance_id", "seq", name="uq_wf_history_instance_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("wf_instances.id", ondelete="RESTRICT"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(40))
+    trigger: Mapped[str | None] = mapped_column(String(64))
+    from_stage: Mapped[str | None] = mapped_column(String(64))
+    to_stage: Mapped[str | None] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    corrects_seq: Mapped[int | None] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+    def __repr__(self) -> str:
+        return f"<HistoryEvent {self.instance_id}#{self.seq} {self.kind} {self.trigger or ''}>"
+
+
+class LedgerEntry(Base):
+    """A global chain over instance births, so that deleting a whole instance's history shows."""
+
+    __tablename__ = "wf_ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    instance_id: Mapped[int] = mapped_column(Integer, unique=True)
+    genesis_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class ChainHead(Base):
+    """The ledger's head. Appends lock this row, so concurrent births never fork the ledger."""
+
+    __tablename__ = "wf_chain_heads"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+APPEND_ONLY_TABLES = ("wf_history", "wf_ledger")

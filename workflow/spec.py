@@ -1,0 +1,414 @@
+"""The workflow spec: a versioned YAML document that describes stages, triggers and deadlines.
+
+A spec is parsed with pydantic for its shape, then checked for references (stages, roles,
+variables) and reachability. Every problem is reported with its path inside the file, for example
+``stages.referred.deadlines[0].due: unknown unit 'weeks'``. Nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workflow.errors import Problem, SpecError
+
+NAME = r"^[a-z][a-z0-9_]*$"
+ANY_OPEN_STAGE = "*"
+STAGE_ENTRY = "stage_entry"
+
+
+class Unit(StrEnum):
+    WORKING_DAYS = "working_days"
+    HOURS = "hours"  # clock hours: ignore weekends and holidays
+
+
+_UNIT_WORDS = {
+    "wd": Unit.WORKING_DAYS,
+    "working day": Unit.WORKING_DAYS,
+    "working days": Unit.WORKING_DAYS,
+    "h": Unit.HOURS,
+    "hour": Unit.HOURS,
+    "hours": Unit.HOURS,
+    "clock hour": Unit.HOURS,
+    "clock hours": Unit.HOURS,
+}
+_DURATION = re.compile(r"^\s*(?P<sign>[-+]?)(?P<n>\d+)\s*(?P<unit>[a-z ]+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: int
+    unit: Unit
+
+    def __str__(self) -> str:
+        word = "working day" if self.unit is Unit.WORKING_DAYS else "hour"
+        return f"{self.amount} {word}{'' if self.amount == 1 else 's'}"
+
+
+def parse_duration(text: object) -> Duration:
+    """Parse '10wd', '10 working days', '4h', '24 clock hours'. Raises ValueError with a reason."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise ValueError(f"a duration must be text like '10wd' or '4h', not {text!r}")
+    if isinstance(text, int):
+        raise ValueError(f"a duration needs a unit: write '{text}wd' or '{text}h'")
+    m = _DURATION.match(text.lower())
+    if not m:
+        raise ValueError(f"'{text}' is not a duration; write e.g. '10wd' (working days) or '4h' (clock hours)")
+    if m["sign"] == "-":
+        raise ValueError(f"'{text}' is negative; durations must be zero or more")
+    unit = _UNIT_WORDS.get(m["unit"].strip())
+    if unit is None:
+        raise ValueError(f"unknown unit '{m['unit'].strip()}' in '{text}'; use 'wd' (working days) or 'h' (hours)")
+    return Duration(int(m["n"]), unit)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    TEXT = "text"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    CHOICE = "choice"
+    MULTICHOICE = "multichoice"
+
+
+class FieldSpec(_Strict):
+    type: FieldType
+    label: str | None = None
+    required: bool = True
+    choices: tuple[str, ...] | None = None
+    max_length: int | None = Field(default=None, gt=0)
+    # When true, the value is copied into the instance's variables (e.g. risk, consent).
+    variable: bool = False
+    # Only required when another field has one of these values, e.g. {consent: [none]}.
+    required_when: dict[str, tuple[str, ...]] | None = None
+
+
+class VariableSpec(_Strict):
+    type: FieldType
+    choices: tuple[str, ...] | None = None
+
+
+class ByVariable(_Strict):
+    by: str
+    values: dict[str, str]
+    default: str | None = None
+
+
+class DeadlineSpec(_Strict):
+    name: str = Field(pattern=NAME)
+    label: str | None = None
+    due: str | ByVariable
+    anchor: str = STAGE_ENTRY
+    reminders: tuple[str, ...] = ()
+    on_due: str = "overdue"
+    # Only created when every named variable has one of the listed values.
+    when: dict[str, tuple[str | int, ...]] | None = None
+
+
+class StageSpec(_Strict):
+    label: str | None = None
+    description: str | None = None
+    final: bool = False
+    deadlines: tuple[DeadlineSpec, ...] = ()
+
+
+class TriggerSpec(_Strict):
+    label: str | None = None
+    source: tuple[str, ...] = Field(alias="from")
+    dest: str = Field(alias="to")
+    roles: tuple[str, ...] = ()
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    guards: tuple[str, ...] = ()
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+
+class SpecDocument(_Strict):
+    key: str = Field(pattern=NAME)
+    version: int = Field(ge=1)
+    title: str
+    initial: str
+    roles: tuple[str, ...]
+    variables: dict[str, VariableSpec] = Field(default_factory=dict)
+    stages: dict[str, StageSpec]
+    triggers: dict[str, TriggerSpec]
+
+
+@dataclass(frozen=True)
+class DueRule:
+    """A deadline's duration, possibly chosen by an instance variable."""
+
+    by: str | None
+    values: Mapping[str, Duration]
+    default: Duration | None
+
+    def for_variables(self, variables: Mapping[str, Any]) -> Duration | None:
+        if self.by is None:
+            return self.default
+        value = variables.get(self.by)
+        return self.values.get(str(value), self.default) if value is not None else self.default
+
+
+@dataclass(frozen=True)
+class Deadline:
+    name: str
+    label: str
+    due: DueRule
+    anchor: str
+    reminders: tuple[Duration, ...]
+    on_due: str
+    when: Mapping[str, tuple[str | int, ...]]
+
+    def applies_to(self, variables: Mapping[str, Any]) -> bool:
+        return all(variables.get(var) in allowed for var, allowed in self.when.items())
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    label: str
+    sources: tuple[str, ...]
+    dest: str
+    roles: frozenset[str]
+    fields: Mapping[str, FieldSpec]
+    guards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    label: str
+    description: str
+    final: bool
+    deadlines: tuple[Deadline, ...]
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """A validated spec. Immutable; one object per (key, version)."""
+
+    key: str
+    version: int
+    title: str
+    initial: str
+    roles: frozenset[str]
+    variables: Mapping[str, VariableSpec]
+    stages: Mapping[str, Stage]
+    triggers: Mapping[str, Trigger]
+    source: str
+    text: str
+
+    @property
+    def open_stages(self) -> tuple[str, ...]:
+        return tuple(name for name, stage in self.stages.items() if not stage.final)
+
+    def triggers_from(self, stage: str) -> list[Trigger]:
+        return [t for t in self.triggers.values() if stage in t.sources]
+
+
+def _loc_to_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _pydantic_problems(err: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for e in err.errors():
+        loc = [p for p in e["loc"] if p not in ("str", "ByVariable", "function-before[_one_or_many(), tuple[str, ...]]")]
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        problems.append(Problem(_loc_to_path(loc), msg))
+    return problems
+
+
+def load_spec_file(path: str | Path) -> WorkflowSpec:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(p), [Problem("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(p), [Problem("", f"cannot read the file: {exc}")]) from None
+    return load_spec(text, source=str(p))
+
+
+def load_spec(text: str, source: str = "<spec>") -> WorkflowSpec:
+    """Parse and validate a spec. Raises SpecError listing every problem found."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [Problem(where, f"not valid YAML: {reason}")]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(source, [Problem("", "a spec must be a mapping with key, version, stages and triggers")])
+    try:
+        doc = SpecDocument.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(source, _pydantic_problems(err)) from None
+    problems: list[Problem] = []
+    spec = _build(doc, source, text, problems)
+    if problems:
+        raise SpecError(source, problems)
+    assert spec is not None
+    return spec
+
+
+def _duration(text: str, path: str, problems: list[Problem]) -> Duration | None:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+
+
+def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -> WorkflowSpec | None:
+    stage_names = set(doc.stages)
+    roles = set(doc.roles)
+    for name in doc.stages:
+        if not re.match(NAME, name):
+            problems.append(Problem(f"stages.{name}", "stage names are lower_snake_case"))
+    if doc.initial not in stage_names:
+        problems.append(Problem("initial", f"unknown stage '{doc.initial}'"))
+    for vname, var in doc.variables.items():
+        if var.type in (FieldType.CHOICE, FieldType.MULTICHOICE) and not var.choices:
+            problems.append(Problem(f"variables.{vname}.choices", "a choice variable needs choices"))
+
+    stages: dict[str, Stage] = {}
+    for sname, s in doc.stages.items():
+        deadlines: list[Deadline] = []
+        seen: set[str] = set()
+        for i, d in enumerate(s.deadlines):
+            dpath = f"stages.{sname}.deadlines[{i}]"
+            if d.name in seen:
+                problems.append(Problem(f"{dpath}.name", f"deadline '{d.name}' appears twice in this stage"))
+            seen.add(d.name)
+            rule = _due_rule(d.due, f"{dpath}.due", doc, problems)
+            if d.anchor != STAGE_ENTRY:
+                var = doc.variables.get(d.anchor)
+                if var is None:
+                    problems.append(Problem(f"{dpath}.anchor",
+                                            f"'{d.anchor}' is neither 'stage_entry' nor a declared variable"))
+                elif var.type is not FieldType.DATETIME:
+                    problems.append(Problem(f"{dpath}.anchor", f"variable '{d.anchor}' is not a datetime"))
+            reminders = []
+            for j, r in enumerate(d.reminders):
+                dur = _duration(r, f"{dpath}.reminders[{j}]", problems)
+                if dur is not None:
+                    reminders.append(dur)
+            for var_name in (d.when or {}):
+                if var_name not in doc.variables:
+                    problems.append(Problem(f"{dpath}.when.{var_name}", f"unknown variable '{var_name}'"))
+            if rule is not None:
+                deadlines.append(Deadline(d.name, d.label or d.name.replace("_", " "), rule, d.anchor,
+                                          tuple(reminders), d.on_due, dict(d.when or {})))
+        if s.final and s.deadlines:
+            problems.append(Problem(f"stages.{sname}.deadlines", "a final stage cannot have deadlines"))
+        stages[sname] = Stage(sname, s.label or sname.replace("_", " ").capitalize(), s.description or "",
+                              s.final, tuple(deadlines))
+
+    triggers: dict[str, Trigger] = {}
+    for tname, t in doc.triggers.items():
+        tpath = f"triggers.{tname}"
+        if not re.match(NAME, tname):
+            problems.append(Problem(tpath, "trigger names are lower_snake_case verbs"))
+        sources: list[str] = []
+        for i, src in enumerate(t.source):
+            if src == ANY_OPEN_STAGE:
+                sources.extend(n for n, st in doc.stages.items() if not st.final)
+            elif src not in stage_names:
+                problems.append(Problem(f"{tpath}.from[{i}]", f"unknown stage '{src}'"))
+            else:
+                sources.append(src)
+        if not t.source:
+            problems.append(Problem(f"{tpath}.from", "a trigger needs at least one source stage"))
+        if t.dest not in stage_names:
+            problems.append(Problem(f"{tpath}.to", f"trigger leads nowhere: unknown stage '{t.dest}'"))
+        if not t.roles:
+            problems.append(Problem(f"{tpath}.roles", "no role may fire this trigger; list at least one"))
+        for i, role in enumerate(t.roles):
+            if role not in roles:
+                problems.append(Problem(f"{tpath}.roles[{i}]", f"unknown role '{role}'"))
+        for fname, f in t.fields.items():
+            fpath = f"{tpath}.fields.{fname}"
+            if f.type in (FieldType.CHOICE, FieldType.MULTICHOICE) and not f.choices:
+                problems.append(Problem(f"{fpath}.choices", "a choice field needs choices"))
+            if f.variable and fname not in doc.variables:
+                problems.append(Problem(f"{fpath}.variable", f"'{fname}' is not a declared variable"))
+            for other in (f.required_when or {}):
+                if other not in t.fields:
+                    problems.append(Problem(f"{fpath}.required_when.{other}", f"unknown field '{other}'"))
+        triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
+                                  tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
+                                  dict(t.fields), tuple(t.guards))
+
+    if problems:
+        return None
+    # Reachability: every stage reachable from the initial one; every open stage has a way out.
+    reachable = {doc.initial}
+    queue = deque([doc.initial])
+    while queue:
+        here = queue.popleft()
+        for trig in triggers.values():
+            if here in trig.sources and trig.dest not in reachable:
+                reachable.add(trig.dest)
+                queue.append(trig.dest)
+    for sname in doc.stages:
+        if sname not in reachable:
+            problems.append(Problem(f"stages.{sname}", f"unreachable from the initial stage '{doc.initial}'"))
+        elif not stages[sname].final and not any(sname in t.sources for t in triggers.values()):
+            problems.append(Problem(f"stages.{sname}", "an open stage with no trigger out of it (mark it final?)"))
+    if problems:
+        return None
+    return WorkflowSpec(doc.key, doc.version, doc.title, doc.initial, frozenset(roles), dict(doc.variables),
+                        stages, triggers, source, text)
+
+
+def _due_rule(due: str | ByVariable, path: str, doc: SpecDocument, problems: list[Problem]) -> DueRule | None:
+    if isinstance(due, str):
+        d = _duration(due, path, problems)
+        return None if d is None else DueRule(None, {}, d)
+    var = doc.variables.get(due.by)
+    if var is None:
+        problems.append(Problem(f"{path}.by", f"unknown variable '{due.by}'"))
+        return None
+    values: dict[str, Duration] = {}
+    for key, text in due.values.items():
+        if var.choices and key not in var.choices:
+            problems.append(Problem(f"{path}.values.{key}", f"'{key}' is not one of {', '.join(var.choices)}"))
+        d = _duration(text, f"{path}.values.{key}", problems)
+        if d is not None:
+            values[key] = d
+    default = _duration(due.default, f"{path}.default", problems) if due.default is not None else None
+    if var.choices and due.default is None:
+        missing = [c for c in var.choices if c not in due.values]
+        if missing:
+            problems.append(Problem(f"{path}.values", f"no duration for {', '.join(missing)} and no default"))
+    return DueRule(due.by, values, default)
+
