@@ -1,0 +1,1 @@
+"""Domain models (being written)."""
