@@ -238,8 +238,7 @@ class Engine:
         clean, errors = check_fields(trig.fields, fields or {})
         if errors:
             raise MissingFields(trig.name, errors)
-        variables = dict(instance.variables)
-        variables.update({k: v for k, v in clean.items() if trig.fields[k].variable})
+        variables = self._next_variables(instance, trig, clean, None)
         ctx = GuardContext(instance, trig, actor, clean, now, variables)
         for name in trig.guards:
             message = self.guards[name](ctx)
@@ -274,11 +273,8 @@ class Engine:
             compiled.machine.events[trig.name].trigger(model)
         except MachineError:  # the checks above make this unreachable unless the spec and machine disagree
             raise TransitionNotAllowed(trig.name, source) from None
-        new_vars = dict(instance.variables)
-        new_vars.update({k: v for k, v in clean.items() if trig.fields[k].variable})
-        new_vars.update(variables or {})
         instance.stage = model.stage
-        instance.variables = new_vars
+        instance.variables = self._next_variables(instance, trig, clean, variables)
         instance.stage_entered_at = now
         event_data: dict[str, Any] = {"fields": clean}
         if data:
@@ -321,6 +317,16 @@ class Engine:
         return list(session.scalars(stmt))
 
     # -- internals -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _next_variables(
+        instance: WorkflowInstance, trig: Trigger, clean: Mapping[str, Any], extra: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        out = dict(instance.variables)
+        out.update({k: v for k, v in clean.items() if trig.fields[k].variable})
+        out.update(trig.sets)
+        out.update(extra or {})
+        return out
 
     def _append(
         self,

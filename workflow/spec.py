@@ -133,6 +133,8 @@ class TriggerSpec(_Strict):
     roles: tuple[str, ...] = ()
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     guards: tuple[str, ...] = ()
+    # Variables this trigger sets to fixed values, e.g. {outcome: withdrawn}; null clears one.
+    set: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -189,6 +191,7 @@ class Trigger:
     roles: frozenset[str]
     fields: Mapping[str, FieldSpec]
     guards: tuple[str, ...]
+    sets: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -364,9 +367,15 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
             for other in (f.required_when or {}):
                 if other not in t.fields:
                     problems.append(Problem(f"{fpath}.required_when.{other}", f"unknown field '{other}'"))
+        for var_name, value in t.set.items():
+            var = doc.variables.get(var_name)
+            if var is None:
+                problems.append(Problem(f"{tpath}.set.{var_name}", f"unknown variable '{var_name}'"))
+            elif value is not None and var.choices and value not in var.choices:
+                problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {', '.join(var.choices)}"))
         triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
                                   tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
-                                  dict(t.fields), tuple(t.guards))
+                                  dict(t.fields), tuple(t.guards), dict(t.set))
 
     if problems:
         return None

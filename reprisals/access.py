@@ -1,0 +1,70 @@
+"""Who may see and do what, case by case (PROTOCOL.md, "People and what they may do")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, or_, select
+
+from reprisals.models import Case, CaseParty, Role, User
+
+
+@dataclass(frozen=True)
+class CaseActor:
+    """A user as the engine sees them on one case: an id and the roles they hold there."""
+
+    id: str
+    roles: frozenset[str]
+
+
+def _body_involved(user: User, case: Case) -> bool:
+    return user.body_code is not None and (
+        user.body_code == case.owning_body_code or user.body_code in case.party_codes
+    )
+
+
+def case_roles(user: User, case: Case) -> frozenset[str]:
+    """The workflow roles a user holds on a case. Leads act on cases their body owns or is party
+    to; staff on cases assigned to them; auditors and admins on none."""
+    if not user.active:
+        return frozenset()
+    roles: set[str] = set()
+    if user.role is Role.LEAD and _body_involved(user, case):
+        roles.add("lead")
+    if user.role in (Role.STAFF, Role.LEAD) and case.assigned_user_id == user.id:
+        roles.add("staff")
+    return frozenset(roles)
+
+
+def actor_for(user: User, case: Case) -> CaseActor:
+    return CaseActor(str(user.id), case_roles(user, case))
+
+
+def can_view_case(user: User, case: Case) -> bool:
+    if not user.active:
+        return False
+    if user.role in (Role.LEAD, Role.AUDITOR):
+        return _body_involved(user, case)
+    if user.role is Role.STAFF:
+        return case.assigned_user_id == user.id
+    return False  # admins manage the system, not cases
+
+
+def can_view_identity(user: User, case: Case) -> bool:
+    """The owning body's lead and the assigned staff; auditors only through an unmask request."""
+    if not user.active:
+        return False
+    if user.role is Role.LEAD and user.body_code == case.owning_body_code:
+        return True
+    return user.role in (Role.STAFF, Role.LEAD) and case.assigned_user_id == user.id
+
+
+def visible_cases(user: User) -> Select[tuple[Case]]:
+    """A query for the cases a user may see (the same rule as can_view_case, in SQL)."""
+    stmt = select(Case)
+    if not user.active or user.role is Role.ADMIN:
+        return stmt.where(False)
+    if user.role is Role.STAFF:
+        return stmt.where(Case.assigned_user_id == user.id)
+    party = select(CaseParty.case_id).where(CaseParty.body_code == user.body_code)
+    return stmt.where(or_(Case.owning_body_code == user.body_code, Case.id.in_(party)))

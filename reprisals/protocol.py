@@ -1,0 +1,100 @@
+"""The sanctions protocol: the spec files shipped with the product, and the guards they name."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from workflow.engine import Engine, GuardContext
+from workflow.spec import WorkflowSpec, load_spec, load_spec_file
+
+SPEC_KEY = "sanctions"
+REOPEN_WINDOW = timedelta(days=183)  # six months
+MAX_ESCALATION_LEVEL = 2
+CONSENTED = ("full", "anonymous")
+OVERRIDE_GROUNDS = ("risk_to_life", "child_safeguarding")
+SECOND_LEAD_OUTCOMES = ("substantiated", "partly_substantiated", "inconclusive")
+
+
+def consent_allows_referral(ctx: GuardContext) -> str | None:
+    if ctx.variables.get("consent") in CONSENTED:
+        if ctx.fields.get("override_ground"):
+            return "consent was given, so there is nothing to override; leave the override ground empty"
+        return None
+    if ctx.fields.get("override_ground") in OVERRIDE_GROUNDS and ctx.fields.get("override_reason"):
+        return None
+    return ("the person has not consented: nothing may be sent to the establishment unless a lead "
+            "overrides for risk to life or child safeguarding, with a reason")
+
+
+def recipients_fit_establishment(ctx: GuardContext) -> str | None:
+    recipients = ctx.fields.get("recipients") or []
+    if "head_of_establishment" not in recipients:
+        return "the referral must go to the head of the establishment"
+    return None
+
+
+def consent_is_none(ctx: GuardContext) -> str | None:
+    if ctx.variables.get("consent") != "none":
+        return "record only is for cases without consent; this person consented, so refer or decline"
+    return None
+
+
+def escalation_below_max(ctx: GuardContext) -> str | None:
+    level = int(ctx.instance.variables.get("escalation_level") or 0)
+    if level >= MAX_ESCALATION_LEVEL:
+        return f"the case is already at the highest escalation level ({MAX_ESCALATION_LEVEL})"
+    return None
+
+
+def second_lead_confirms(ctx: GuardContext) -> str | None:
+    outcome = ctx.fields.get("outcome")
+    if outcome in SECOND_LEAD_OUTCOMES and ctx.variables.get("finding_proposed_by") == ctx.actor.id:
+        return (f"a different lead must confirm the outcome '{outcome}': you proposed the finding, "
+                "so another lead has to close the case")
+    return None
+
+
+def within_reopen_window(ctx: GuardContext) -> str | None:
+    closed = ctx.instance.variables.get("closed_at")
+    if closed is None:
+        return None
+    closed_at = datetime.fromisoformat(closed)
+    if ctx.now - closed_at > REOPEN_WINDOW:
+        return ("the case closed more than six months ago and cannot be reopened; "
+                "open a new case linked to this one")
+    return None
+
+
+GUARDS = {
+    "consent_allows_referral": consent_allows_referral,
+    "recipients_fit_establishment": recipients_fit_establishment,
+    "consent_is_none": consent_is_none,
+    "escalation_below_max": escalation_below_max,
+    "second_lead_confirms": second_lead_confirms,
+    "within_reopen_window": within_reopen_window,
+}
+
+
+def bundled_specs() -> list[WorkflowSpec]:
+    folder = resources.files("reprisals") / "protocols"
+    return [load_spec(f.read_text(encoding="utf-8"), source=f"protocols/{f.name}")
+            for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")]
+
+
+def build_engine(extra_spec_files: list[Path] | None = None) -> Engine:
+    """An engine with the protocol's guards and every bundled spec version registered."""
+    engine = Engine(guards=dict(GUARDS))
+    for spec in bundled_specs():
+        engine.register(spec)
+    for path in extra_spec_files or []:
+        engine.register(load_spec_file(path))
+    return engine
+
+
+def check_spec_file(path: str | Path) -> WorkflowSpec:
+    """Validate a spec file as the product would load it (shape, references, guards)."""
+    spec = load_spec_file(path)
+    Engine(guards=dict(GUARDS)).register(spec)
+    return spec

@@ -1,0 +1,428 @@
+"""Operations on cases. Each takes the session, the acting user and ``now``; each flushes and
+never commits (the request, CLI command or sweep item owns the transaction). Every change goes
+through the engine, so it is in the case's hash-chained history.
+
+No identity goes into history, logs or exceptions: history records *that* identity was viewed and
+why, notes are stored as ciphertext and history records only that one was added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity
+from reprisals.crypto import Cipher
+from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
+from reprisals.models import (
+    AgeGroup,
+    Body,
+    Case,
+    CaseContact,
+    CaseNote,
+    CaseParty,
+    CaseSequence,
+    Channel,
+    Consent,
+    Detainee,
+    Establishment,
+    Outcome,
+    Risk,
+    Role,
+    SanctionType,
+    User,
+)
+from reprisals.protocol import SPEC_KEY
+from workflow.clock import ensure_utc
+from workflow.engine import Engine
+from workflow.models import HistoryEvent, WorkflowInstance
+
+LONDON = ZoneInfo("Europe/London")
+MAX_TEXT = 10_000
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    number: str | None
+    date_of_birth: str | None
+
+
+# -- references --------------------------------------------------------------------------------
+
+
+def next_reference(session: Session, year: int) -> str:
+    """Allocate ``RPR-<year>-<sequence>``. The counter row is incremented with an upsert that holds
+    its row lock until commit, so concurrent openings queue: no duplicates, and a rolled-back
+    opening gives its number back (no gaps)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(CaseSequence)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=[CaseSequence.year], set_={"last": CaseSequence.last + 1})
+        .returning(CaseSequence.last)
+    )
+    number = session.execute(stmt).scalar_one()
+    return f"RPR-{year}-{number:04d}"
+
+
+# -- validation helpers ---------------------------------------------------------------------------
+
+
+def _choice(errors: dict[str, str], data: Mapping[str, Any], name: str, enum: type[Any],
+            required: bool = True) -> Any:
+    value = data.get(name)
+    if value in (None, ""):
+        if required:
+            errors[name] = "is required"
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        errors[name] = f"must be one of: {', '.join(m.value for m in enum)}"
+        return None
+
+
+def _text(errors: dict[str, str], data: Mapping[str, Any], name: str, required: bool = True,
+          max_length: int = MAX_TEXT) -> str | None:
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            errors[name] = "is required"
+        return None
+    if not isinstance(value, str):
+        errors[name] = "must be text"
+        return None
+    if len(value) > max_length:
+        errors[name] = f"must be {max_length} characters or fewer"
+        return None
+    return value.strip()
+
+
+def _date(errors: dict[str, str], data: Mapping[str, Any], name: str, required: bool = True,
+          not_after: date | None = None) -> date | None:
+    value = data.get(name)
+    if value in (None, ""):
+        if required:
+            errors[name] = "is required"
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = date.fromisoformat(str(value))
+        except ValueError:
+            errors[name] = "must be a real date in the form YYYY-MM-DD"
+            return None
+    if not_after is not None and parsed > not_after:
+        errors[name] = "cannot be in the future"
+        return None
+    return parsed
+
+
+def _datetime(errors: dict[str, str], data: Mapping[str, Any], name: str, now: datetime) -> datetime | None:
+    value = data.get(name)
+    if value in (None, ""):
+        errors[name] = "is required"
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            errors[name] = "must be a date and time such as 2025-04-16T10:30:00+01:00"
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=LONDON)  # people give UK local times
+    if parsed > now:
+        errors[name] = "cannot be in the future"
+        return None
+    return ensure_utc(parsed)
+
+
+# -- opening ------------------------------------------------------------------------------------
+
+
+def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now: datetime,
+              data: Mapping[str, Any]) -> Case:
+    """Record a reported concern: validate everything first (nothing is written on bad input),
+    allocate the reference, start the workflow, store identity encrypted and bound to the case."""
+    now = ensure_utc(now)
+    if not actor.active or actor.role not in (Role.STAFF, Role.LEAD) or actor.body_code is None:
+        raise NotAllowed("only staff and leads of a body can report a concern")
+    errors: dict[str, str] = {}
+    known = {"establishment_id", "received_at", "channel", "original_contact_date", "age_group",
+             "sanction_types", "detriment_dates", "description", "risk", "party_bodies", "detainee_name",
+             "detainee_number", "detainee_date_of_birth", "assigned_user_id"}
+    for name in data:
+        if name not in known:
+            errors[name] = "is not a field of a new case"
+    today = now.astimezone(LONDON).date()
+    establishment = None
+    est_id = data.get("establishment_id")
+    if est_id in (None, ""):
+        errors["establishment_id"] = "is required"
+    else:
+        try:
+            establishment = session.get(Establishment, int(est_id))
+        except (TypeError, ValueError):
+            establishment = None
+        if establishment is None or not establishment.active:
+            errors["establishment_id"] = "is not a known establishment"
+    received_at = _datetime(errors, data, "received_at", now)
+    channel = _choice(errors, data, "channel", Channel)
+    contact_date = _date(errors, data, "original_contact_date", required=False, not_after=today)
+    age_group = _choice(errors, data, "age_group", AgeGroup)
+    risk = _choice(errors, data, "risk", Risk)
+    description = _text(errors, data, "description")
+    name = _text(errors, data, "detainee_name", max_length=200)
+    number = _text(errors, data, "detainee_number", required=False, max_length=40)
+    dob = _date(errors, data, "detainee_date_of_birth", required=False, not_after=today)
+    sanctions_raw = data.get("sanction_types") or []
+    if isinstance(sanctions_raw, str):
+        sanctions_raw = [sanctions_raw]
+    sanctions: list[str] = []
+    if not sanctions_raw:
+        errors["sanction_types"] = "choose at least one"
+    else:
+        for s in sanctions_raw:
+            try:
+                sanctions.append(SanctionType(s).value)
+            except ValueError:
+                errors["sanction_types"] = f"'{s}' is not a sanction type"
+    detriment: list[str] = []
+    raw_dates = data.get("detriment_dates") or []
+    for i, d in enumerate([raw_dates] if isinstance(raw_dates, str) else raw_dates):
+        parsed = _date(errors, {f"detriment_dates[{i}]": d}, f"detriment_dates[{i}]", not_after=today)
+        if parsed:
+            detriment.append(parsed.isoformat())
+    parties: list[str] = []
+    for code in data.get("party_bodies") or []:
+        if session.get(Body, code) is None:
+            errors["party_bodies"] = f"'{code}' is not a body"
+        elif code != actor.body_code:
+            parties.append(code)
+    assignee = None
+    if data.get("assigned_user_id") not in (None, ""):
+        assignee = session.get(User, int(data["assigned_user_id"])) if str(data["assigned_user_id"]).isdigit() \
+            else None
+        if assignee is None or not _may_be_assigned(assignee, actor.body_code, parties):
+            errors["assigned_user_id"] = "is not an active member of staff of a body on this case"
+    if contact_date and received_at and contact_date > received_at.astimezone(LONDON).date():
+        errors["original_contact_date"] = "cannot be after the concern was received"
+    if errors:
+        raise InvalidInput(errors)
+    assert establishment is not None and received_at is not None and name is not None
+    assert description is not None and risk is not None
+
+    year = now.astimezone(LONDON).year
+    reference = next_reference(session, year)
+    instance = engine.start(
+        session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now,
+        variables={"received_at": received_at.isoformat(), "risk": risk.value, "escalation_level": 0},
+        calendar=establishment.nation.value,
+        data={"reference": reference, "owning_body": actor.body_code, "establishment": establishment.id,
+              "risk": risk.value, "channel": channel.value if channel else None},
+    )
+    case = Case(
+        reference=reference, instance_id=instance.id, owning_body_code=actor.body_code,
+        establishment_id=establishment.id, receiving_user_id=actor.id,
+        assigned_user_id=(assignee.id if assignee else (actor.id if actor.role is Role.STAFF else None)),
+        received_at=received_at, channel=channel, original_contact_date=contact_date, age_group=age_group,
+        sanction_types=sorted(set(sanctions)), detriment_dates=detriment, description_ciphertext="",
+        risk=risk, created_at=now,
+    )
+    case.parties = [CaseParty(body_code=c) for c in sorted(set(parties))]
+    session.add(case)
+    session.flush()
+    case.description_ciphertext = cipher.encrypt(f"case:{case.id}:description", description)
+    session.add(Detainee(
+        case_id=case.id,
+        name_ciphertext=cipher.encrypt(f"detainee:{case.id}:name", name),
+        number_ciphertext=cipher.encrypt(f"detainee:{case.id}:number", number) if number else None,
+        date_of_birth_ciphertext=(cipher.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
+                                  if dob else None),
+    ))
+    session.flush()
+    return case
+
+
+def _may_be_assigned(user: User, owning: str | None, parties: list[str] | set[str]) -> bool:
+    return user.active and user.role in (Role.STAFF, Role.LEAD) and (
+        user.body_code == owning or user.body_code in parties)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def get_case(session: Session, user: User, reference: str) -> Case:
+    """The case, if the user may see it; otherwise CaseNotFound (never reveal existence)."""
+    case = session.scalars(select(Case).where(Case.reference == reference)).one_or_none()
+    if case is None or not can_view_case(user, case):
+        raise CaseNotFound(reference)
+    return case
+
+
+def get_case_history(session: Session, engine: Engine, case: Case) -> list[HistoryEvent]:
+    return engine.history(session, case.instance)
+
+
+# -- advancing ----------------------------------------------------------------------------------
+
+
+def advance_case(session: Session, engine: Engine, actor: User, case: Case, trigger: str,
+                 fields: Mapping[str, Any] | None, now: datetime, *,
+                 expected_version: int | None = None) -> HistoryEvent:
+    """Fire a protocol trigger on a case and record its domain facts in the same transaction."""
+    now = ensure_utc(now)
+    if not can_view_case(actor, case):
+        raise CaseNotFound(case.reference)
+    instance = case.instance
+    cactor = actor_for(actor, case)
+    host_vars: dict[str, Any] = {}
+    if trigger in ("escalate", "reject_response"):
+        host_vars["escalation_level"] = int(instance.variables.get("escalation_level") or 0) + 1
+    elif trigger == "accept_response":
+        host_vars["finding_proposed_by"] = cactor.id
+    spec = engine.spec_of(instance)
+    trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
+    if trig is not None and spec.stages[trig.dest].final:
+        host_vars["closed_at"] = now.isoformat()
+    event = engine.fire(session, instance, trigger, cactor, fields, now,
+                        expected_version=expected_version, variables=host_vars)
+    _sync_case(session, case, instance, event, actor, now)
+    session.flush()
+    return event
+
+
+def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,
+               actor: User, now: datetime) -> None:
+    """Mirror the facts the domain queries on (risk, consent, outcome) from the instance."""
+    v = instance.variables
+    fields = event.data.get("fields", {})
+    if v.get("risk"):
+        case.risk = Risk(v["risk"])
+    if event.trigger == "record_consent_and_risk":
+        case.consent = Consent(fields["consent"])
+        case.consent_date = date.fromisoformat(fields["consent_date"])
+    if event.trigger == "refer" and fields.get("override_ground"):
+        case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
+    if instance.stage == "closed":
+        case.outcome = Outcome(v["outcome"])
+        case.closed_at = now
+    elif case.closed_at is not None:
+        case.outcome = None
+        case.closed_at = None
+    kind = {"refer": "referral", "escalate": "escalation", "reject_response": "escalation",
+            "record_response": "response"}.get(event.trigger or "")
+    if kind:
+        on = fields.get("sent_on") or fields.get("received_on") or now.astimezone(LONDON).date().isoformat()
+        recipients = fields.get("recipients") or ([fields["recipient"]] if fields.get("recipient") else [])
+        session.add(CaseContact(case_id=case.id, kind=kind, level=int(v.get("escalation_level") or 0),
+                                recipients=recipients, on=date.fromisoformat(on), history_seq=event.seq,
+                                by_user_id=actor.id))
+
+
+def allowed_actions(engine: Engine, user: User, case: Case) -> list[str]:
+    return [t.name for t in engine.allowed_triggers(case.instance, actor_for(user, case))]
+
+
+# -- assignment, notes, identity ------------------------------------------------------------------
+
+
+def assign_case(session: Session, engine: Engine, actor: User, case: Case, assignee: User | None,
+                now: datetime, *, reason: str | None = None, expected_version: int | None = None) -> HistoryEvent:
+    if not can_view_case(actor, case):
+        raise CaseNotFound(case.reference)
+    if "lead" not in actor_for(actor, case).roles:
+        raise NotAllowed("only a lead of a body on this case can assign it")
+    if case.stage == "closed":
+        raise NotAllowed("a closed case cannot be assigned; reopen it first")
+    if assignee is not None and not _may_be_assigned(assignee, case.owning_body_code, case.party_codes):
+        raise InvalidInput({"assignee": "is not an active member of staff of a body on this case"})
+    previous = case.assigned_user_id
+    case.assigned_user_id = assignee.id if assignee else None
+    return engine.append_event(session, case.instance, "assigned", str(actor.id), now,
+                               {"from": previous, "to": case.assigned_user_id, "reason": reason},
+                               expected_version=expected_version)
+
+
+def add_note(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, text: str,
+             now: datetime) -> CaseNote:
+    if not can_view_case(actor, case) or not actor_for(actor, case).roles:
+        raise CaseNotFound(case.reference) if not can_view_case(actor, case) else NotAllowed(
+            "only leads and assigned staff can add notes")
+    errors: dict[str, str] = {}
+    clean = _text(errors, {"text": text}, "text")
+    if errors or clean is None:
+        raise InvalidInput(errors)
+    note = CaseNote(case_id=case.id, author_id=actor.id, at=ensure_utc(now), text_ciphertext="")
+    session.add(note)
+    session.flush()
+    note.text_ciphertext = cipher.encrypt(f"note:{note.id}", clean)
+    engine.append_event(session, case.instance, "note_added", str(actor.id), now, {"note_id": note.id})
+    return note
+
+
+def read_note(cipher: Cipher, note: CaseNote) -> str:
+    return cipher.decrypt(f"note:{note.id}", note.text_ciphertext)
+
+
+def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, reason: str,
+                  now: datetime) -> Identity:
+    """Decrypt the person's identity for a permitted user, recording who looked and why."""
+    if not can_view_case(actor, case):
+        raise CaseNotFound(case.reference)
+    if not can_view_identity(actor, case):
+        raise NotAllowed("only the owning body's lead and the assigned staff may see who the person is")
+    errors: dict[str, str] = {}
+    clean = _text(errors, {"reason": reason}, "reason", max_length=500)
+    if errors or clean is None:
+        raise InvalidInput(errors)
+    d = case.detainee
+    identity = Identity(
+        name=cipher.decrypt(f"detainee:{case.id}:name", d.name_ciphertext),
+        number=cipher.decrypt(f"detainee:{case.id}:number", d.number_ciphertext) if d.number_ciphertext else None,
+        date_of_birth=(cipher.decrypt(f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
+                       if d.date_of_birth_ciphertext else None),
+    )
+    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now, {"reason": clean})
+    return identity
+
+
+def read_description(cipher: Cipher, case: Case) -> str:
+    return cipher.decrypt(f"case:{case.id}:description", case.description_ciphertext)
+
+
+def rotate_keys(session: Session, cipher: Cipher) -> int:
+    """Re-encrypt every ciphertext with the primary key. Returns how many values changed."""
+    changed = 0
+    for case in session.scalars(select(Case)):
+        if cipher.needs_rotation(case.description_ciphertext):
+            case.description_ciphertext = cipher.rotate(case.description_ciphertext)
+            changed += 1
+    for d in session.scalars(select(Detainee)):
+        for attr in ("name_ciphertext", "number_ciphertext", "date_of_birth_ciphertext"):
+            token = getattr(d, attr)
+            if token and cipher.needs_rotation(token):
+                setattr(d, attr, cipher.rotate(token))
+                changed += 1
+    for n in session.scalars(select(CaseNote)):
+        if cipher.needs_rotation(n.text_ciphertext):
+            n.text_ciphertext = cipher.rotate(n.text_ciphertext)
+            changed += 1
+    session.flush()
+    return changed
+
+
+def count_cases(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Case)) or 0)
