@@ -1,0 +1,170 @@
+"""Configuration from ``REPRISALS_*`` environment variables (and a ``.env`` file), validated once at
+start-up. Every problem is reported as one line naming the variable; nothing starts half-configured.
+
+With no configuration at all the product runs for development: SQLite in the instance folder, and a
+secret key and an encryption key generated into that folder with a loud warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from reprisals.crypto import Cipher, generate_key
+from reprisals.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "REPRISALS_"
+ENVIRONMENTS = ("development", "production", "test")
+KNOWN = {
+    "ENV", "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "ENCRYPTION_KEYS", "SMTP_URL", "BASE_URL",
+    "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    instance_path: Path
+    database_url: str
+    secret_key: str
+    encryption_keys: tuple[str, ...]
+    smtp_url: str | None
+    base_url: str
+    scheduler_interval: float
+    working_day_end: time
+    log_level: str
+    protocol_files: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def _instance_secret(path: Path, name: str, make: str, problems: list[str], var: str) -> str | None:
+    """Read a development secret from the instance folder, creating it on first use."""
+    target = path / name
+    try:
+        if target.exists():
+            return target.read_text(encoding="ascii").strip()
+        path.mkdir(parents=True, exist_ok=True)
+        target.write_text(make + "\n", encoding="ascii")
+        target.chmod(0o600)
+        return make
+    except OSError as exc:
+        problems.append(f"{PREFIX}{var}: not set, and no development value could be kept in {target}: {exc}")
+        return None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
+    """Read and validate the configuration. Raises ConfigurationError listing every problem."""
+    env: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    get = lambda name, default=None: env.get(PREFIX + name, default)  # noqa: E731
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    for key in env:
+        if key.startswith(PREFIX) and key[len(PREFIX):] not in KNOWN:
+            problems.append(f"{key}: unknown setting (known: {', '.join(sorted(PREFIX + k for k in KNOWN))})")
+
+    mode = (get("ENV") or "development").strip().lower()
+    if mode not in ENVIRONMENTS:
+        problems.append(f"{PREFIX}ENV: '{mode}' is not one of {', '.join(ENVIRONMENTS)}")
+    instance = Path(get("INSTANCE_PATH") or "instance").expanduser().resolve()
+
+    url = (get("DATABASE_URL") or f"sqlite:///{instance / 'reprisals.db'}").strip()
+    if url.startswith("postgres://") or url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
+        problems.append(f"{PREFIX}DATABASE_URL: must be sqlite:///PATH or postgresql://USER@HOST/DB, got "
+                        f"'{url.split('://', 1)[0]}://…'")
+    elif url.startswith("sqlite:///"):
+        try:
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(f"{PREFIX}DATABASE_URL: cannot create the folder for the SQLite file: {exc}")
+
+    secret = get("SECRET_KEY")
+    if secret is None:
+        if mode == "production":
+            problems.append(f"{PREFIX}SECRET_KEY: required in production (a long random string)")
+        else:
+            secret = _instance_secret(instance, "secret_key", secrets.token_urlsafe(48), problems, "SECRET_KEY")
+            warnings.append(f"{PREFIX}SECRET_KEY is not set: using a development key kept in {instance}")
+    elif len(secret) < 32:
+        problems.append(f"{PREFIX}SECRET_KEY: too short ({len(secret)} characters); use at least 32")
+
+    keys_text = get("ENCRYPTION_KEYS")
+    keys: tuple[str, ...] = ()
+    if keys_text is None:
+        if mode == "production":
+            problems.append(f"{PREFIX}ENCRYPTION_KEYS: required in production (make one with "
+                            "`reprisals keys generate`)")
+        else:
+            made = _instance_secret(instance, "encryption_key", generate_key(), problems, "ENCRYPTION_KEYS")
+            keys = (made,) if made else ()
+            warnings.append(f"{PREFIX}ENCRYPTION_KEYS is not set: identity is encrypted with a DEVELOPMENT key "
+                            f"kept in {instance}. Never use this for real cases.")
+    else:
+        keys = tuple(k.strip() for k in keys_text.split(",") if k.strip())
+        try:
+            Cipher(keys)
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+
+    smtp = get("SMTP_URL")
+    if smtp is not None and not (smtp.startswith("smtp://") or smtp.startswith("smtps://")):
+        problems.append(f"{PREFIX}SMTP_URL: must start with smtp:// or smtps://")
+
+    base_url = (get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+    if not (base_url.startswith("http://") or base_url.startswith("https://")):
+        problems.append(f"{PREFIX}BASE_URL: must be an http:// or https:// address")
+
+    interval = 15.0
+    raw_interval = get("SCHEDULER_INTERVAL")
+    if raw_interval is not None:
+        try:
+            interval = float(raw_interval)
+            if not 0.1 <= interval <= 3600:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{PREFIX}SCHEDULER_INTERVAL: '{raw_interval}' is not a number of seconds "
+                            "between 0.1 and 3600")
+
+    end = time(17, 0)
+    raw_end = get("WORKING_DAY_END")
+    if raw_end is not None:
+        try:
+            end = time.fromisoformat(raw_end)
+        except ValueError:
+            problems.append(f"{PREFIX}WORKING_DAY_END: '{raw_end}' is not a time such as 17:00")
+
+    level = (get("LOG_LEVEL") or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"{PREFIX}LOG_LEVEL: '{level}' is not one of DEBUG, INFO, WARNING, ERROR")
+
+    files: list[Path] = []
+    for item in (get("PROTOCOL_FILES") or "").split(","):
+        if item.strip():
+            p = Path(item.strip())
+            if not p.is_file():
+                problems.append(f"{PREFIX}PROTOCOL_FILES: {p} does not exist")
+            files.append(p)
+
+    if problems:
+        raise ConfigurationError(problems)
+    assert secret is not None
+    return Settings(mode, instance, url, secret, keys, smtp, base_url, interval, end, level, tuple(files),
+                    tuple(warnings))

@@ -1,0 +1,43 @@
+"""Everything a process needs, built once from the settings: database, engine, cipher, clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from reprisals.config import Settings
+from reprisals.crypto import Cipher
+from reprisals.protocol import build_engine
+from workflow.clock import Clock, SystemClock
+from workflow.db import create_db_engine
+from workflow.engine import Engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: sa.Engine
+    sessions: sessionmaker[Session]
+    engine: Engine
+    cipher: Cipher
+    clock: Clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        db = create_db_engine(settings.database_url)
+        return cls(settings, db, sessionmaker(db, expire_on_commit=False),
+                   build_engine(list(settings.protocol_files)), Cipher(settings.encryption_keys),
+                   clock or SystemClock())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit if the block succeeds, roll back if it raises."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.db.dispose()

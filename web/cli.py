@@ -1,0 +1,448 @@
+"""The ``reprisals`` command. Each command owns one transaction; every refusal or bad input ends
+with one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from reprisals.config import load_settings
+from reprisals.crypto import generate_key
+from reprisals.errors import ConfigurationError, InvalidInput, ReprisalsError
+from reprisals.models import Body, Role, User
+from reprisals.passwords import hash_password, password_problem
+from reprisals.runtime import Runtime
+from workflow.errors import MissingFields, SpecError, WorkflowError
+
+log = logging.getLogger("reprisals.cli")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns the project's errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: configuration: {problem}", err=True)
+            sys.exit(2)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {exc.source}: {problem}", err=True)
+            sys.exit(1)
+        except (MissingFields, InvalidInput) as exc:
+            for name, message in sorted(exc.errors.items()):
+                click.echo(f"error: {name}: {message}", err=True)
+            sys.exit(1)
+        except (WorkflowError, ReprisalsError) as exc:
+            fail(f"{type(exc).__name__}: {exc}")
+        except OperationalError as exc:
+            fail(f"the database cannot be used: {str(exc.orig).splitlines()[0] if exc.orig else exc}"
+                 " (is it running, and has `reprisals db upgrade` been run?)", 3)
+
+
+def runtime(ctx: click.Context, *, warn: bool = False) -> Runtime:
+    """The process's runtime, built on first use. ``warn`` prints configuration warnings (the
+    commands that start things do; the rest stay quiet so their output can be piped)."""
+    obj = ctx.ensure_object(dict)
+    if "runtime" not in obj:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if warn:
+            for warning in settings.warnings:
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
+        obj["runtime"] = Runtime.from_settings(settings)
+        ctx.call_on_close(obj["runtime"].close)
+    rt: Runtime = obj["runtime"]
+    return rt
+
+
+def _user(session: Any, email: str) -> User:
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).one_or_none()
+    if user is None or not user.active:
+        fail(f"no active user with e-mail {email}")
+    return user  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_json_default, sort_keys=True))
+    else:
+        human(data)
+
+
+@click.group(cls=Group)
+def cli() -> None:
+    """Case tracking for suspected reprisals against people in detention."""
+
+
+# -- database -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Create or upgrade the schema (Alembic)."""
+    import migrations
+
+    rt = runtime(ctx)
+    migrations.upgrade(rt.settings.database_url, revision)
+    click.echo(f"database at revision {migrations.current(rt.settings.database_url)}")
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) if the database has users already.")
+@click.pass_context
+def demo(ctx: click.Context, if_empty: bool) -> None:
+    """Load demo bodies, establishments, users and cases into an empty database."""
+    from reprisals.demo import DEMO_PASSWORD, has_data, load_demo
+
+    rt = runtime(ctx, warn=True)
+    with rt.transaction() as session:
+        if has_data(session):
+            if if_empty:
+                click.echo("demo: the database already has data; nothing loaded")
+                return
+            fail("the database already has data; demo data goes only into an empty database")
+        click.echo("loading demo data…")
+        users = load_demo(session, rt.engine, rt.cipher, rt.clock.now())
+    click.echo(f"demo data loaded. Sign in with any of these (password: {DEMO_PASSWORD}):")
+    for u in users:
+        click.echo(f"  {u.email:<24} {u.role:<8} {u.body or '-':<5} {u.name}")
+
+
+# -- users ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def users() -> None:
+    """People who sign in."""
+
+
+@users.command("add")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--body", help="HMIP, IMB, PPO or LO (not for admins).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | None, password_stdin: bool) -> None:
+    """Add a user."""
+    rt = runtime(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    errors: dict[str, str] = {}
+    email = email.strip().lower()
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        errors["email"] = "is not an e-mail address"
+    if (problem := password_problem(password)) is not None:
+        errors["password"] = problem
+    if role == Role.ADMIN.value and body:
+        errors["body"] = "admins belong to no body"
+    if role != Role.ADMIN.value and not body:
+        errors["body"] = "is required for this role"
+    with rt.transaction() as session:
+        if body and session.get(Body, body.upper()) is None:
+            errors["body"] = f"'{body}' is not a body (load them with `reprisals demo` or seed them)"
+        if session.scalars(select(User).where(User.email == email)).first() is not None:
+            errors["email"] = "is already in use"
+        if errors:
+            raise InvalidInput(errors)
+        user = User(email=email, name=name.strip(), role=Role(role), body_code=body.upper() if body else None,
+                    password_hash=hash_password(password), active=True, created_at=rt.clock.now())
+        session.add(user)
+        session.flush()
+        click.echo(f"user {user.id} added: {email} ({role}{', ' + user.body_code if user.body_code else ''})")
+
+
+# -- protocol -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def protocol() -> None:
+    """The sanctions protocol spec."""
+
+
+@protocol.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def protocol_check(file: Path) -> None:
+    """Validate a spec file; list every problem with its path inside the file."""
+    from reprisals.protocol import check_spec_file
+
+    spec = check_spec_file(file)
+    click.echo(f"{file}: ok — {spec.key} version {spec.version}, {len(spec.stages)} stages, "
+               f"{len(spec.triggers)} triggers")
+
+
+@protocol.command("show")
+@click.option("--version", "version", type=int, help="Spec version (default: newest).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def protocol_show(ctx: click.Context, version: int | None, as_json: bool) -> None:
+    """Show the stages, deadlines and triggers of the protocol."""
+    from reprisals.protocol import SPEC_KEY, build_engine
+
+    spec = build_engine().spec(SPEC_KEY, version)
+    data = {
+        "key": spec.key, "version": spec.version, "title": spec.title, "initial": spec.initial,
+        "stages": {n: {"label": s.label, "final": s.final,
+                       "deadlines": [{"name": d.name, "label": d.label, "anchor": d.anchor,
+                                      "due": {k: str(v) for k, v in d.due.values.items()} if d.due.by
+                                      else str(d.due.default), "by": d.due.by,
+                                      "reminders": [str(r) for r in d.reminders], "when": dict(d.when)}
+                                     for d in s.deadlines]} for n, s in spec.stages.items()},
+        "triggers": {n: {"label": t.label, "from": list(t.sources), "to": t.dest, "roles": sorted(t.roles),
+                         "fields": sorted(t.fields), "guards": list(t.guards)} for n, t in spec.triggers.items()},
+    }
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(f"{d['title']} ({d['key']} v{d['version']})")
+        for name, s in d["stages"].items():
+            click.echo(f"\n{name}{' (final)' if s['final'] else ''} — {s['label']}")
+            for dl in s["deadlines"]:
+                due = dl["due"] if isinstance(dl["due"], str) else ", ".join(f"{k}: {v}" for k, v in dl["due"].items())
+                when = f" when {dl['when']}" if dl["when"] else ""
+                rem = f"; reminders {', '.join(dl['reminders'])} before" if dl["reminders"] else ""
+                click.echo(f"  deadline {dl['label']}: {due} after {dl['anchor']}{when}{rem}")
+            for tname, t in d["triggers"].items():
+                if name in t["from"]:
+                    click.echo(f"  → {tname} → {t['to']}  [{', '.join(t['roles'])}]")
+
+    _emit(data, as_json, human)
+
+
+# -- cases ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def case() -> None:
+    """Open, show and advance cases (as a named user)."""
+
+
+def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
+    from reprisals.services import allowed_actions
+
+    return {
+        "reference": c.reference, "stage": c.stage, "risk": c.risk.value,
+        "consent": c.consent.value if c.consent else None, "owning_body": c.owning_body_code,
+        "parties": sorted(c.party_codes), "establishment": c.establishment.name,
+        "nation": c.establishment.nation.value, "received_at": c.received_at, "channel": c.channel.value,
+        "age_group": c.age_group.value, "sanction_types": c.sanction_types,
+        "assigned_to": c.assigned_user.email if c.assigned_user else None,
+        "outcome": c.outcome.value if c.outcome else None, "closed_at": c.closed_at,
+        "version": c.instance.version, "allowed_actions": allowed_actions(rt.engine, user, c),
+    }
+
+
+def _print_case(d: dict[str, Any]) -> None:
+    click.echo(f"{d['reference']}  stage: {d['stage']}  risk: {d['risk']}  body: {d['owning_body']}")
+    click.echo(f"  establishment: {d['establishment']} ({d['nation']})  received: {d['received_at']:%d %b %Y %H:%M}")
+    click.echo(f"  consent: {d['consent'] or '-'}  assigned to: {d['assigned_to'] or '-'}  "
+               f"outcome: {d['outcome'] or '-'}")
+    click.echo(f"  next: {', '.join(d['allowed_actions']) or 'nothing you can do'}")
+
+
+@case.command("open")
+@click.option("--as", "as_email", required=True, help="E-mail of the acting user.")
+@click.option("--file", "file", type=click.File("r"), default="-", show_default=True,
+              help="JSON object with the case's fields.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def case_open(ctx: click.Context, as_email: str, file: Any, as_json: bool) -> None:
+    """Record a reported concern."""
+    from reprisals.services import open_case
+
+    try:
+        data = json.load(file)
+    except json.JSONDecodeError as exc:
+        fail(f"the input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    if not isinstance(data, dict):
+        fail("the input must be a JSON object of field names and values")
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = open_case(session, rt.engine, rt.cipher, user, rt.clock.now(), data)
+        out = _case_dict(rt, session, user, c)
+    _emit(out, as_json, lambda d: click.echo(f"opened {d['reference']} at stage {d['stage']}"))
+
+
+@case.command("show")
+@click.argument("reference")
+@click.option("--as", "as_email", required=True)
+@click.option("--history", is_flag=True, help="Include every event.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, as_json: bool) -> None:
+    """Show a case the user may see."""
+    from reprisals.services import get_case, get_case_history
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = get_case(session, user, reference.strip().upper())
+        out = _case_dict(rt, session, user, c)
+        if history:
+            out["history"] = [{"seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage,
+                               "to": e.to_stage, "actor": e.actor_id, "at": e.at, "data": e.data}
+                              for e in get_case_history(session, rt.engine, c)]
+
+    def human(d: dict[str, Any]) -> None:
+        _print_case(d)
+        for e in d.get("history", []):
+            move = f"{e['from']} → {e['to']}" if e["from"] else (e["to"] or "")
+            click.echo(f"  {e['seq']:>3} {e['at']:%Y-%m-%d %H:%M} {e['kind']:<16} {e['trigger'] or '':<24} {move}")
+
+    _emit(out, as_json, human)
+
+
+@case.command("advance")
+@click.argument("reference")
+@click.argument("trigger")
+@click.option("--as", "as_email", required=True)
+@click.option("-f", "--field", "field_args", multiple=True, help="name=value (repeat; a list field may repeat).")
+@click.option("--fields-json", help="All fields as one JSON object.")
+@click.option("--expected-version", type=int, help="Refuse if the case changed since this version.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str, field_args: tuple[str, ...],
+                 fields_json: str | None, expected_version: int | None, as_json: bool) -> None:
+    """Move a case forward with one of the protocol's actions."""
+    from reprisals.services import advance_case, get_case
+
+    fields: dict[str, Any] = {}
+    if fields_json:
+        try:
+            fields = json.loads(fields_json)
+        except json.JSONDecodeError as exc:
+            fail(f"--fields-json is not valid JSON: {exc.msg}")
+        if not isinstance(fields, dict):
+            fail("--fields-json must be a JSON object")
+    for item in field_args:
+        if "=" not in item:
+            fail(f"--field '{item}' must be name=value")
+        name, value = item.split("=", 1)
+        if name in fields:
+            fields[name] = (fields[name] if isinstance(fields[name], list) else [fields[name]]) + [value]
+        else:
+            fields[name] = value
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = get_case(session, user, reference.strip().upper())
+        before = c.stage
+        advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), expected_version=expected_version)
+        out = _case_dict(rt, session, user, c)
+        out["previous_stage"] = before
+    _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: {d['previous_stage']} → {d['stage']}"))
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """Audit the history."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check every hash chain; exit 1 and name each broken link if history was altered."""
+    from workflow.history import verify
+
+    rt = runtime(ctx)
+    with rt.sessions() as session:
+        report = verify(session)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "instances": report.instances, "events": report.events,
+                               "findings": [{"what": f.what, "instance": f.instance_id, "seq": f.seq,
+                                             "message": f.message} for f in report.findings]}, indent=2))
+    elif report.ok:
+        click.echo(f"history verified: {report.instances} cases, {report.events} events, no broken links")
+    else:
+        for finding in report.findings:
+            click.echo(f"BROKEN: {finding.message}", err=True)
+        click.echo(f"history NOT verified: {len(report.findings)} problem(s) in {report.instances} cases, "
+                   f"{report.events} events", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Encryption keys for identity."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new key. Put it FIRST in REPRISALS_ENCRYPTION_KEYS, then run `reprisals keys rotate`."""
+    click.echo(generate_key())
+
+
+@keys.command("rotate")
+@click.pass_context
+def keys_rotate(ctx: click.Context) -> None:
+    """Re-encrypt every stored identity with the first key; afterwards the others can be removed."""
+    from reprisals.services import rotate_keys
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        changed = rotate_keys(session, rt.cipher)
+    click.echo(f"re-encrypted {changed} value(s) with the first key")
+
+
+# -- serving --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int) -> None:
+    """Development server (one process)."""
+    from web.app import create_app
+
+    rt = runtime(ctx, warn=True)
+    app = create_app(runtime=rt)
+    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+def main() -> None:
+    cli(prog_name="reprisals")
