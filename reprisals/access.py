@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, false, or_, select
 
 from reprisals.models import Case, CaseParty, Role, User
 
@@ -59,11 +59,11 @@ def can_view_identity(user: User, case: Case) -> bool:
     return user.role in (Role.STAFF, Role.LEAD) and case.assigned_user_id == user.id
 
 
-def visible_cases(user: User) -> Select[tuple[Case]]:
+def visible_cases(user: User) -> Select[Case]:
     """A query for the cases a user may see (the same rule as can_view_case, in SQL)."""
     stmt = select(Case)
     if not user.active or user.role is Role.ADMIN:
-        return stmt.where(False)
+        return stmt.where(false())
     if user.role is Role.STAFF:
         return stmt.where(Case.assigned_user_id == user.id)
     party = select(CaseParty.case_id).where(CaseParty.body_code == user.body_code)

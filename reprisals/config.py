@@ -71,7 +71,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     if dotenv is not None and dotenv.is_file():
         env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
     env.update(os.environ if environ is None else environ)
-    get = lambda name, default=None: env.get(PREFIX + name, default)  # noqa: E731
+
+    def get(name: str) -> str | None:
+        return env.get(PREFIX + name)
+
     problems: list[str] = []
     warnings: list[str] = []
 

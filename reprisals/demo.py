@@ -16,7 +16,7 @@ from reprisals.passwords import hash_password
 from reprisals.services import advance_case, open_case
 from workflow.engine import Engine
 
-DEMO_PASSWORD = "reprisals-demo-2026"
+DEMO_PASSWORD = "reprisals-demo-2026"  # noqa: S105 - printed for the demo on purpose
 
 BODIES = [
     ("HMIP", "HM Inspectorate of Prisons"),
@@ -120,7 +120,7 @@ def load_demo(session: Session, engine: Engine, cipher: Cipher, now: datetime) -
 def _walk(session: Session, engine: Engine, case: Case, stage: str, lead: User, lead2: User, now: datetime,
           risk: str) -> None:
     today = now.date().isoformat()
-    fields = {
+    fields: dict[str, dict[str, Any]] = {
         "record_consent_and_risk": {**CONSENT, "consent_date": today, "risk": risk},
         "refer": {**REFER, "sent_on": today},
         "record_response": {**RESPONSE, "received_on": today},

@@ -184,7 +184,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     age_group = _choice(errors, data, "age_group", AgeGroup)
     risk = _choice(errors, data, "risk", Risk)
     description = _text(errors, data, "description")
-    name = _text(errors, data, "detainee_name", max_length=200)
+    person_name = _text(errors, data, "detainee_name", max_length=200)
     number = _text(errors, data, "detainee_number", required=False, max_length=40)
     dob = _date(errors, data, "detainee_date_of_birth", required=False, not_after=today)
     sanctions_raw = data.get("sanction_types") or []
@@ -221,7 +221,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
         errors["original_contact_date"] = "cannot be after the concern was received"
     if errors:
         raise InvalidInput(errors)
-    assert establishment is not None and received_at is not None and name is not None
+    assert establishment is not None and received_at is not None and person_name is not None
     assert description is not None and risk is not None
 
     year = now.astimezone(LONDON).year
@@ -247,7 +247,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     case.description_ciphertext = cipher.encrypt(f"case:{case.id}:description", description)
     session.add(Detainee(
         case_id=case.id,
-        name_ciphertext=cipher.encrypt(f"detainee:{case.id}:name", name),
+        name_ciphertext=cipher.encrypt(f"detainee:{case.id}:name", person_name),
         number_ciphertext=cipher.encrypt(f"detainee:{case.id}:number", number) if number else None,
         date_of_birth_ciphertext=(cipher.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
                                   if dob else None),

@@ -42,8 +42,8 @@ class Group(click.Group):
                 click.echo(f"error: configuration: {problem}", err=True)
             sys.exit(2)
         except SpecError as exc:
-            for problem in exc.problems:
-                click.echo(f"error: {exc.source}: {problem}", err=True)
+            for spec_problem in exc.problems:
+                click.echo(f"error: {exc.source}: {spec_problem}", err=True)
             sys.exit(1)
         except (MissingFields, InvalidInput) as exc:
             for name, message in sorted(exc.errors.items()):

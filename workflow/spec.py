@@ -239,7 +239,8 @@ def _loc_to_path(loc: Iterable[int | str]) -> str:
 def _pydantic_problems(err: ValidationError) -> list[Problem]:
     problems: list[Problem] = []
     for e in err.errors():
-        loc = [p for p in e["loc"] if p not in ("str", "ByVariable", "function-before[_one_or_many(), tuple[str, ...]]")]
+        skip = ("str", "ByVariable", "function-before[_one_or_many(), tuple[str, ...]]")
+        loc = [p for p in e["loc"] if p not in skip]
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -314,11 +315,11 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
             seen.add(d.name)
             rule = _due_rule(d.due, f"{dpath}.due", doc, problems)
             if d.anchor != STAGE_ENTRY:
-                var = doc.variables.get(d.anchor)
-                if var is None:
+                anchor_var = doc.variables.get(d.anchor)
+                if anchor_var is None:
                     problems.append(Problem(f"{dpath}.anchor",
                                             f"'{d.anchor}' is neither 'stage_entry' nor a declared variable"))
-                elif var.type is not FieldType.DATETIME:
+                elif anchor_var.type is not FieldType.DATETIME:
                     problems.append(Problem(f"{dpath}.anchor", f"variable '{d.anchor}' is not a datetime"))
             reminders = []
             for j, r in enumerate(d.reminders):
@@ -368,11 +369,12 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                 if other not in t.fields:
                     problems.append(Problem(f"{fpath}.required_when.{other}", f"unknown field '{other}'"))
         for var_name, value in t.set.items():
-            var = doc.variables.get(var_name)
-            if var is None:
+            set_var = doc.variables.get(var_name)
+            if set_var is None:
                 problems.append(Problem(f"{tpath}.set.{var_name}", f"unknown variable '{var_name}'"))
-            elif value is not None and var.choices and value not in var.choices:
-                problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {', '.join(var.choices)}"))
+            elif value is not None and set_var.choices and value not in set_var.choices:
+                allowed = ", ".join(set_var.choices)
+                problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {allowed}"))
         triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
                                   tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
                                   dict(t.fields), tuple(t.guards), dict(t.set))
