@@ -63,6 +63,7 @@ def runtime(ctx: click.Context, *, warn: bool = False) -> Runtime:
     if "runtime" not in obj:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state callback at INFO
         if warn:
             for warning in settings.warnings:
                 click.secho(f"warning: {warning}", fg="yellow", err=True)
