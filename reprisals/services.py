@@ -46,6 +46,7 @@ from workflow.models import HistoryEvent, WorkflowInstance
 
 LONDON = ZoneInfo("Europe/London")
 MAX_TEXT = 10_000
+MAX_ROW_ID = 2**31 - 1  # INTEGER primary keys
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,31 @@ def _date(errors: dict[str, str], data: Mapping[str, Any], name: str, required: 
     return parsed
 
 
+def _list(errors: dict[str, str], data: Mapping[str, Any], name: str) -> list[Any]:
+    """A multi-valued field: absent is empty, one value is a list of one, anything else is an error."""
+    value = data.get(name)
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    errors[name] = "must be a list"
+    return []
+
+
+def _row_id(value: Any) -> int | None:
+    """A row id given as a number or digits, or None when it cannot be one. Out-of-range numbers
+    are None too: the database would refuse them with an error instead of "not found"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 1 <= value <= MAX_ROW_ID:
+        return value
+    return None
+
+
 def _datetime(errors: dict[str, str], data: Mapping[str, Any], name: str, now: datetime) -> datetime | None:
     value = data.get(name)
     if value in (None, ""):
@@ -172,10 +198,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     if est_id in (None, ""):
         errors["establishment_id"] = "is required"
     else:
-        try:
-            establishment = session.get(Establishment, int(est_id))
-        except (TypeError, ValueError):
-            establishment = None
+        row_id = _row_id(est_id)
+        establishment = session.get(Establishment, row_id) if row_id is not None else None
         if establishment is None or not establishment.active:
             errors["establishment_id"] = "is not a known establishment"
     received_at = _datetime(errors, data, "received_at", now)
@@ -187,12 +211,10 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     person_name = _text(errors, data, "detainee_name", max_length=200)
     number = _text(errors, data, "detainee_number", required=False, max_length=40)
     dob = _date(errors, data, "detainee_date_of_birth", required=False, not_after=today)
-    sanctions_raw = data.get("sanction_types") or []
-    if isinstance(sanctions_raw, str):
-        sanctions_raw = [sanctions_raw]
+    sanctions_raw = _list(errors, data, "sanction_types")
     sanctions: list[str] = []
     if not sanctions_raw:
-        errors["sanction_types"] = "choose at least one"
+        errors.setdefault("sanction_types", "choose at least one")
     else:
         for s in sanctions_raw:
             try:
@@ -200,21 +222,20 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
             except ValueError:
                 errors["sanction_types"] = f"'{s}' is not a sanction type"
     detriment: list[str] = []
-    raw_dates = data.get("detriment_dates") or []
-    for i, d in enumerate([raw_dates] if isinstance(raw_dates, str) else raw_dates):
+    for i, d in enumerate(_list(errors, data, "detriment_dates")):
         parsed = _date(errors, {f"detriment_dates[{i}]": d}, f"detriment_dates[{i}]", not_after=today)
         if parsed:
             detriment.append(parsed.isoformat())
     parties: list[str] = []
-    for code in data.get("party_bodies") or []:
-        if session.get(Body, code) is None:
+    for code in _list(errors, data, "party_bodies"):
+        if not isinstance(code, str) or session.get(Body, code) is None:
             errors["party_bodies"] = f"'{code}' is not a body"
         elif code != actor.body_code:
             parties.append(code)
     assignee = None
     if data.get("assigned_user_id") not in (None, ""):
-        assignee = session.get(User, int(data["assigned_user_id"])) if str(data["assigned_user_id"]).isdigit() \
-            else None
+        user_id = _row_id(data["assigned_user_id"])
+        assignee = session.get(User, user_id) if user_id is not None else None
         if assignee is None or not _may_be_assigned(assignee, actor.body_code, parties):
             errors["assigned_user_id"] = "is not an active member of staff of a body on this case"
     if contact_date and received_at and contact_date > received_at.astimezone(LONDON).date():
