@@ -21,12 +21,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-import reprisals.models  # noqa: F401  (registers the domain's tables on the shared MetaData)
+from reprisals.schema import METADATA
 from workflow.db import append_only_ddl, create_db_engine
-from workflow.models import APPEND_ONLY_TABLES, metadata
+from workflow.models import APPEND_ONLY_TABLES
 
 config = context.config
-target_metadata = metadata
+target_metadata = list(METADATA)
 
 _TRIGGER = re.compile(r"CREATE TRIGGER (\w+) BEFORE [\w ]+? ON (\w+)")
 

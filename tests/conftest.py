@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-import reprisals.models  # noqa: F401  (registers the domain's tables on the shared MetaData)
+from reprisals.schema import create_all
 from workflow.clock import FrozenClock
-from workflow.db import create_all, create_db_engine
+from workflow.db import create_db_engine
 
 PG_ADMIN_URL = os.environ.get("REPRISALS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [d.strip() for d in os.environ.get("REPRISALS_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]

@@ -27,11 +27,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import migrations
-import reprisals.models  # noqa: F401  (registers the domain's tables on the shared MetaData)
+from reprisals.schema import combined_metadata
 from tests.conftest import DATABASES, PG_ADMIN_URL
 from workflow.db import create_db_engine
 from workflow.history import LEDGER, LEDGER_GENESIS
-from workflow.models import metadata
+
+metadata = combined_metadata()  # every table: the engine's and the domain's, and the outbox
 
 # Written out rather than derived from workflow.db, so that renaming a trigger is a visible change.
 GUARD_TRIGGERS = {
@@ -297,16 +298,19 @@ def test_guards_hold_after_every_step_up_down_to_base_and_up_again(empty_db: Emp
     assert_append_only(empty_db)
 
 
-# --- The environment's own checks, against a throw-away revision 0002 -------------------------
+# --- The environment's own checks, against a throw-away revision after the real head ----------
 
-REVISION_0002 = """
+REAL_HEAD = migrations.heads()[0]
+NEXT = f"{int(REAL_HEAD) + 1:04d}"
+
+REVISION_NEXT = """
 import sqlalchemy as sa
 from alembic import op
 
 from workflow.db import append_only_ddl
 
-revision = "0002"
-down_revision = "0001"
+revision = "NEXT"
+down_revision = "REAL_HEAD"
 branch_labels = None
 depends_on = None
 
@@ -338,12 +342,13 @@ op.execute("INSERT INTO case_parties (case_id, body_code) VALUES (999, 'X')")
 """
 
 
-def config_with_0002(db: EmptyDatabase, tmp_path: Path, body: str) -> Config:
-    """Config for a copy of the real scripts plus a revision 0002 whose upgrade runs ``body``."""
+def config_with_next(db: EmptyDatabase, tmp_path: Path, body: str) -> Config:
+    """Config for a copy of the real scripts plus a revision after the head whose upgrade runs ``body``."""
     location = tmp_path / "scripts"
     shutil.copytree(migrations.SCRIPT_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
-    script = REVISION_0002.replace("BODY", textwrap.indent(body.strip(), "    "))
-    (location / "versions" / "0002_test_only.py").write_text(script)
+    script = (REVISION_NEXT.replace("BODY", textwrap.indent(body.strip(), "    "))
+              .replace("REAL_HEAD", REAL_HEAD).replace("NEXT", NEXT))
+    (location / "versions" / f"{NEXT}_test_only.py").write_text(script)
     config = migrations.alembic_config(db.url)
     config.set_main_option("script_location", str(location))
     return config
@@ -357,13 +362,13 @@ def column_names(db: EmptyDatabase, table: str) -> set[str]:
 def test_upgrade_rolls_back_when_a_revision_drops_the_append_only_triggers(
     empty_db: EmptyDatabase, tmp_path: Path
 ) -> None:
-    config = config_with_0002(empty_db, tmp_path, REBUILD_HISTORY)
-    command.upgrade(config, "0001")
+    config = config_with_next(empty_db, tmp_path, REBUILD_HISTORY)
+    command.upgrade(config, REAL_HEAD)
 
     with pytest.raises(RuntimeError, match="wf_history without its append-only triggers"):
-        command.upgrade(config, "0002")
+        command.upgrade(config, NEXT)
 
-    assert migrations.current(empty_db.url) == "0001"
+    assert migrations.current(empty_db.url) == REAL_HEAD
     assert "note" not in column_names(empty_db, "wf_history")
     assert_guards_match_tables(empty_db)
     assert_append_only(empty_db)
@@ -372,11 +377,11 @@ def test_upgrade_rolls_back_when_a_revision_drops_the_append_only_triggers(
 def test_upgrade_keeps_guards_when_a_revision_rebuilds_a_history_table_and_reapplies_them(
     empty_db: EmptyDatabase, tmp_path: Path
 ) -> None:
-    config = config_with_0002(empty_db, tmp_path, REBUILD_HISTORY + REAPPLY_HISTORY_GUARDS)
+    config = config_with_next(empty_db, tmp_path, REBUILD_HISTORY + REAPPLY_HISTORY_GUARDS)
 
     command.upgrade(config, "head")
 
-    assert migrations.current(empty_db.url) == "0002"
+    assert migrations.current(empty_db.url) == NEXT
     assert "note" in column_names(empty_db, "wf_history")
     assert_guards_match_tables(empty_db)
     assert_append_only(empty_db)
@@ -386,12 +391,12 @@ def test_upgrade_keeps_guards_when_a_revision_rebuilds_a_history_table_and_reapp
 def test_sqlite_rebuild_of_a_referenced_table_keeps_rows_when_upgraded(empty_db: EmptyDatabase, tmp_path: Path) -> None:
     # With foreign keys on, dropping wf_instances during the rebuild would delete (or refuse) the
     # rows history points at; the environment turns them off for the run and checks them after.
-    config = config_with_0002(empty_db, tmp_path, REBUILD_INSTANCES)
-    command.upgrade(config, "0001")
+    config = config_with_next(empty_db, tmp_path, REBUILD_INSTANCES)
+    command.upgrade(config, REAL_HEAD)
     assert_append_only(empty_db)  # leaves an instance with history and a ledger entry
     before = run(empty_db, "SELECT id, instance_id FROM wf_history")
 
-    command.upgrade(config, "0002")
+    command.upgrade(config, NEXT)
 
     assert "note" in column_names(empty_db, "wf_instances")
     assert run(empty_db, "SELECT id, instance_id FROM wf_history") == before
@@ -403,11 +408,11 @@ def test_sqlite_rebuild_of_a_referenced_table_keeps_rows_when_upgraded(empty_db:
 def test_sqlite_upgrade_rolls_back_when_a_revision_leaves_a_dangling_foreign_key(
     empty_db: EmptyDatabase, tmp_path: Path
 ) -> None:
-    config = config_with_0002(empty_db, tmp_path, DANGLING_PARTY)
-    command.upgrade(config, "0001")
+    config = config_with_next(empty_db, tmp_path, DANGLING_PARTY)
+    command.upgrade(config, REAL_HEAD)
 
     with pytest.raises(RuntimeError, match="broke foreign keys"):
-        command.upgrade(config, "0002")
+        command.upgrade(config, NEXT)
 
-    assert migrations.current(empty_db.url) == "0001"
+    assert migrations.current(empty_db.url) == REAL_HEAD
     assert run(empty_db, "SELECT count(*) FROM case_parties") == [(0,)]

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from workflow.clock import ensure_utc
+from workflow.errors import WorkflowError
 from workflow.spec import Duration, Unit
 
 LONDON = ZoneInfo("Europe/London")
@@ -26,7 +27,7 @@ DEFAULT_DAY_START = time(9, 0)
 DEFAULT_DAY_END = time(17, 0)
 
 
-class UnknownCalendar(ValueError):
+class UnknownCalendar(WorkflowError, ValueError):
     def __init__(self, name: object) -> None:
         self.name = name
         super().__init__(f"no working-day calendar '{name}'; known: {', '.join(sorted(SUBDIVISIONS))}")

@@ -110,6 +110,8 @@ class Engine:
 
     guards: dict[str, Guard] = field(default_factory=dict)
     listeners: list[StageListener] = field(default_factory=list)
+    # Validates an instance's calendar name before anything is written (set by workflow.timers).
+    calendar_check: Callable[[str | None], object] | None = None
     _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
 
     # -- specs ---------------------------------------------------------------------------------
@@ -185,6 +187,8 @@ class Engine:
         now = ensure_utc(now)
         compiled = self._compiled(spec_key, version)
         spec = compiled.spec
+        if self.calendar_check is not None:
+            self.calendar_check(calendar)
         instance = WorkflowInstance(
             spec_key=spec.key,
             spec_version=spec.version,

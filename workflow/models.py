@@ -14,9 +14,11 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -132,3 +134,66 @@ class ChainHead(Base):
 
 
 APPEND_ONLY_TABLES = ("wf_history", "wf_ledger")
+
+
+class DeadlineRow(Base):
+    """A deadline of one stage entry. Created with the stage change, closed when the stage is left.
+
+    status: ``open`` (running), ``paused``, ``overdue`` (its due time passed while in the stage),
+    ``done`` (the stage was left; ``overdue_at`` says whether it was missed first).
+    """
+
+    __tablename__ = "wf_deadlines"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "entry_seq", "name", name="uq_wf_deadlines_occurrence"),
+        Index("ix_wf_deadlines_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("wf_instances.id"), index=True)
+    entry_seq: Mapped[int] = mapped_column(Integer)  # the history event that entered the stage
+    stage: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Integer)
+    reminders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    anchor_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    paused_at: Mapped[datetime | None]
+    overdue_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TimerRow(Base):
+    """One moment something must happen: a reminder before a deadline, or the deadline itself.
+
+    The unique key (deadline, kind, ordinal, generation) is one row per occurrence, so two
+    schedulers can never create or fire the same effect twice.
+    """
+
+    __tablename__ = "wf_timers"
+    __table_args__ = (
+        UniqueConstraint("deadline_id", "kind", "ordinal", "generation", name="uq_wf_timers_occurrence"),
+        Index("ix_wf_timers_status_available_at", "status", "available_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deadline_id: Mapped[int] = mapped_column(ForeignKey("wf_deadlines.id"), index=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("wf_instances.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # reminder | due
+    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    fire_at: Mapped[datetime]
+    available_at: Mapped[datetime]  # fire_at, or later after a failed attempt
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | fired | cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    fired_at: Mapped[datetime | None]
+    lateness_ms: Mapped[int | None] = mapped_column(Integer)
+    fired_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -1,0 +1,28 @@
+"""All tables of the product: the engine's and the domain's (one MetaData) and the outbox's."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+import notifications.models
+import reprisals.models  # noqa: F401  (registers the domain's tables on the engine's MetaData)
+import workflow.db
+import workflow.models
+
+METADATA: tuple[sa.MetaData, ...] = (workflow.models.metadata, notifications.models.metadata)
+
+
+def create_all(engine: sa.Engine) -> None:
+    """Create everything directly (tests and tools); production uses Alembic (`reprisals db upgrade`)."""
+    workflow.db.create_all(engine)
+    with engine.begin() as conn:
+        notifications.models.metadata.create_all(conn)
+
+
+def combined_metadata() -> sa.MetaData:
+    """One MetaData holding a copy of every table, for schema comparisons."""
+    combined = sa.MetaData(naming_convention=workflow.models.NAMING_CONVENTION)
+    for md in METADATA:
+        for table in md.tables.values():
+            table.to_metadata(combined)
+    return combined

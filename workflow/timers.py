@@ -1,0 +1,300 @@
+"""Deadlines and timers: rows written in the same transaction as the stage change, fired by a sweep.
+
+Entering a stage creates its deadlines (from the spec, for the instance's variables and calendar)
+and one timer row per moment something must happen (each reminder, and the due time). Leaving the
+stage closes the deadlines and cancels their pending timers, in the same transaction — so a stage
+change that rolls back leaves no timers, and a timer of a stage already left never fires.
+
+``sweep_due`` is the only part that runs outside a request: it claims due timers one at a time
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite transactions are serialised by ``BEGIN
+IMMEDIATE``), calls the host's handler, marks the timer fired with when and how late, and commits
+per timer. A failing handler is rolled back to a savepoint, logged, and the timer retried later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from workflow.calendars import DEFAULT_DAY_END, UnknownCalendar, WorkingCalendar, calendar_for
+from workflow.clock import Clock, ensure_utc
+from workflow.engine import Engine, StageChange
+from workflow.errors import WorkflowError
+from workflow.models import DeadlineRow, TimerRow, WorkflowInstance
+from workflow.spec import STAGE_ENTRY, Duration, Unit, parse_duration
+
+log = logging.getLogger(__name__)
+
+OPEN, PAUSED, OVERDUE, DONE = "open", "paused", "overdue", "done"
+LIVE = (OPEN, PAUSED, OVERDUE)
+PENDING, FIRED, CANCELLED = "pending", "fired", "cancelled"
+REMINDER, DUE = "reminder", "due"
+MAX_RETRY_DELAY = 3600.0
+
+
+class DeadlineError(WorkflowError):
+    """A deadline operation that cannot be done (bad extension, pausing a paused clock…)."""
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What a handler is given: the timer, its deadline and instance, the sweep's time, lateness."""
+
+    timer: TimerRow
+    deadline: DeadlineRow
+    instance: WorkflowInstance
+    now: datetime
+    lateness: timedelta
+
+
+Handler = Callable[[Session, Fired], None]
+
+
+@dataclass
+class SweepResult:
+    fired: int = 0
+    failed: int = 0
+    skipped: int = 0
+    lateness_ms: list[int] = field(default_factory=list)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Timers:
+    """Creates, moves and sweeps timers. Register it on an engine with :meth:`attach`."""
+
+    day_end: time = DEFAULT_DAY_END
+
+    def attach(self, engine: Engine) -> Timers:
+        engine.listeners.append(self.on_stage_change)
+        engine.calendar_check = self.calendar
+        return self
+
+    def calendar(self, name: str | None) -> WorkingCalendar:
+        return calendar_for(name, self.day_end)
+
+    # -- stage changes ---------------------------------------------------------------------------
+
+    def on_stage_change(self, session: Session, change: StageChange) -> None:
+        instance, now = change.instance, change.now
+        if change.from_stage is not None:
+            self._close_live(session, instance.id, now)
+        stage = change.spec.stages[change.to_stage]
+        if stage.final or not stage.deadlines:
+            return
+        cal = self.calendar(instance.calendar)
+        variables = instance.variables
+        for spec_deadline in stage.deadlines:
+            if not spec_deadline.applies_to(variables):
+                continue
+            duration = spec_deadline.due.for_variables(variables)
+            if duration is None:
+                continue
+            anchor = now if spec_deadline.anchor == STAGE_ENTRY else _variable_time(variables, spec_deadline.anchor)
+            due = cal.due(anchor, duration)
+            row = DeadlineRow(
+                instance_id=instance.id, entry_seq=change.event.seq, stage=change.to_stage,
+                name=spec_deadline.name, label=spec_deadline.label, action=spec_deadline.on_due,
+                unit=duration.unit.value, amount=duration.amount,
+                reminders=[f"{r.amount}{'wd' if r.unit is Unit.WORKING_DAYS else 'h'}" for r in spec_deadline.reminders],
+                anchor_at=anchor, due_at=due, status=OPEN, generation=1, created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            self._schedule(session, row, cal, now)
+
+    def _close_live(self, session: Session, instance_id: int, now: datetime) -> None:
+        session.execute(update(TimerRow).where(TimerRow.instance_id == instance_id, TimerRow.status == PENDING)
+                        .values(status=CANCELLED))
+        session.execute(update(DeadlineRow).where(DeadlineRow.instance_id == instance_id,
+                                                  DeadlineRow.status.in_(LIVE))
+                        .values(status=DONE, closed_at=now))
+
+    def _schedule(self, session: Session, row: DeadlineRow, cal: WorkingCalendar, now: datetime) -> None:
+        """Create the due timer and every reminder still ahead (never a reminder after the due time)."""
+        session.add(TimerRow(deadline_id=row.id, instance_id=row.instance_id, kind=DUE, ordinal=0,
+                             generation=row.generation, fire_at=row.due_at, available_at=row.due_at,
+                             status=PENDING, created_at=now))
+        for i, text in enumerate(row.reminders):
+            at = cal.before(row.due_at, parse_duration(text))
+            if now < at < row.due_at:
+                session.add(TimerRow(deadline_id=row.id, instance_id=row.instance_id, kind=REMINDER, ordinal=i + 1,
+                                     generation=row.generation, fire_at=at, available_at=at, status=PENDING,
+                                     created_at=now))
+
+    def _cancel_pending(self, session: Session, row: DeadlineRow) -> None:
+        session.execute(update(TimerRow).where(TimerRow.deadline_id == row.id, TimerRow.status == PENDING)
+                        .values(status=CANCELLED))
+
+    # -- leads' operations -----------------------------------------------------------------------
+
+    def extend(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
+               new_due: datetime, reason: str, actor_id: str, now: datetime) -> DeadlineRow:
+        """Move a deadline later, with a reason; reminders move with it. A history event records it."""
+        new_due = ensure_utc(new_due)
+        now = ensure_utc(now)
+        self._check_live(instance, deadline)
+        if not reason or not reason.strip():
+            raise DeadlineError("an extension needs a reason")
+        if new_due <= now:
+            raise DeadlineError(f"the new due time {new_due.isoformat()} is in the past; an extension must be later "
+                                "than now")
+        if new_due <= deadline.due_at:
+            raise DeadlineError(f"the new due time must be later than the current one ({deadline.due_at.isoformat()})")
+        previous = deadline.due_at
+        engine.append_event(session, instance, "deadline_extended", actor_id, now,
+                            {"deadline": deadline.name, "from": previous.isoformat(), "to": new_due.isoformat(),
+                             "reason": reason.strip()})
+        self._cancel_pending(session, deadline)
+        deadline.due_at = new_due
+        deadline.generation += 1
+        if deadline.status == OVERDUE:
+            deadline.status, deadline.overdue_at = OPEN, None
+        session.flush()
+        if deadline.status == OPEN:
+            self._schedule(session, deadline, self.calendar(instance.calendar), now)
+        session.flush()
+        return deadline
+
+    def pause(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
+              reason: str, actor_id: str, now: datetime) -> DeadlineRow:
+        now = ensure_utc(now)
+        self._check_live(instance, deadline)
+        if deadline.status == PAUSED:
+            raise DeadlineError(f"the clock of '{deadline.label}' is already paused")
+        if deadline.status == OVERDUE:
+            raise DeadlineError(f"'{deadline.label}' is already overdue; extend it instead of pausing")
+        if not reason or not reason.strip():
+            raise DeadlineError("pausing a clock needs a reason")
+        engine.append_event(session, instance, "deadline_paused", actor_id, now,
+                            {"deadline": deadline.name, "reason": reason.strip()})
+        self._cancel_pending(session, deadline)
+        deadline.status, deadline.paused_at = PAUSED, now
+        session.flush()
+        return deadline
+
+    def resume(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
+               reason: str, actor_id: str, now: datetime) -> DeadlineRow:
+        """Restart a paused clock: the due time moves by the time it was paused (in working days for a
+        working-day deadline, in hours for a clock-hour one)."""
+        now = ensure_utc(now)
+        self._check_live(instance, deadline)
+        if deadline.status != PAUSED or deadline.paused_at is None:
+            raise DeadlineError(f"the clock of '{deadline.label}' is not paused")
+        cal = self.calendar(instance.calendar)
+        if deadline.unit == Unit.WORKING_DAYS.value:
+            shift = cal.working_days_between(deadline.paused_at, now)
+            new_due = cal.add_working_days(deadline.due_at, shift) if shift else deadline.due_at
+        else:
+            new_due = deadline.due_at + (now - deadline.paused_at)
+        engine.append_event(session, instance, "deadline_resumed", actor_id, now,
+                            {"deadline": deadline.name, "reason": (reason or "").strip(),
+                             "from": deadline.due_at.isoformat(), "to": new_due.isoformat()})
+        deadline.due_at, deadline.status, deadline.paused_at = new_due, OPEN, None
+        deadline.generation += 1
+        session.flush()
+        self._schedule(session, deadline, cal, now)
+        session.flush()
+        return deadline
+
+    @staticmethod
+    def _check_live(instance: WorkflowInstance, deadline: DeadlineRow) -> None:
+        if deadline.instance_id != instance.id:
+            raise DeadlineError("that deadline belongs to another case")
+        if deadline.status not in LIVE:
+            raise DeadlineError(f"'{deadline.label}' is no longer running (its stage was left)")
+
+    # -- the sweep -------------------------------------------------------------------------------
+
+    def sweep_due(self, session: Session, now: datetime, handler: Handler, *, limit: int | None = None,
+                  clock: Clock | None = None, worker: str | None = None) -> SweepResult:
+        """Fire every timer due at ``now``, oldest first, one transaction per timer (this commits).
+
+        ``clock`` gives the real time each timer fired (for lateness); by default ``now``.
+        """
+        now = ensure_utc(now)
+        worker = worker or worker_id()
+        result = SweepResult()
+        postgres = session.get_bind().dialect.name == "postgresql"
+        done = 0
+        while limit is None or done < limit:
+            stmt = (select(TimerRow).where(TimerRow.status == PENDING, TimerRow.available_at <= now)
+                    .order_by(TimerRow.available_at, TimerRow.id).limit(1))
+            if postgres:
+                stmt = stmt.with_for_update(skip_locked=True)
+            timer = session.scalars(stmt).first()
+            if timer is None:
+                session.rollback()
+                break
+            done += 1
+            self._fire_one(session, timer, now, handler, clock, worker, result)
+            session.commit()
+        return result
+
+    def _fire_one(self, session: Session, timer: TimerRow, now: datetime, handler: Handler, clock: Clock | None,
+                  worker: str, result: SweepResult) -> None:
+        deadline = session.get(DeadlineRow, timer.deadline_id)
+        instance = session.get(WorkflowInstance, timer.instance_id)
+        assert deadline is not None and instance is not None
+        fired_at = clock.now() if clock else now
+        lateness = max(timedelta(0), fired_at - timer.fire_at)
+        if deadline.status not in (OPEN, OVERDUE) or deadline.generation != timer.generation:
+            timer.status = CANCELLED  # its stage was left or it was moved; never fire it
+            result.skipped += 1
+            return
+        if timer.kind == REMINDER and deadline.due_at <= now:
+            timer.status, timer.fired_at, timer.fired_by = FIRED, fired_at, worker
+            timer.last_error = "not sent: the deadline had already passed"
+            result.skipped += 1
+            return
+        try:
+            with session.begin_nested():
+                if timer.kind == DUE:
+                    deadline.status, deadline.overdue_at = OVERDUE, now
+                handler(session, Fired(timer, deadline, instance, now, lateness))
+        except Exception as exc:  # a handler failure must never block the other timers
+            session.refresh(deadline)
+            timer.attempts += 1
+            timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            delay = min(MAX_RETRY_DELAY, 15.0 * 2 ** timer.attempts)
+            timer.available_at = now + timedelta(seconds=delay)
+            result.failed += 1
+            log.exception("timer %s (deadline %s, instance %s) failed; retry in %.0f s", timer.id, deadline.id,
+                          instance.id, delay)
+            return
+        timer.status, timer.fired_at, timer.fired_by = FIRED, fired_at, worker
+        timer.lateness_ms = int(lateness.total_seconds() * 1000)
+        result.fired += 1
+        result.lateness_ms.append(timer.lateness_ms)
+
+
+def _variable_time(variables: dict[str, Any], name: str) -> datetime:
+    value = variables.get(name)
+    if not value:
+        raise DeadlineError(f"the deadline is anchored to '{name}', which this instance does not have")
+    return ensure_utc(datetime.fromisoformat(str(value)))
+
+
+def parse_iso_time(text: str) -> datetime:
+    """Parse an ISO-8601 time given by a person (``--now``); a zone is required."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DeadlineError(f"'{text}' is not an ISO-8601 date and time such as 2025-05-07T09:00:00+01:00") from None
+    if at.tzinfo is None:
+        raise DeadlineError(f"'{text}' has no time zone; add one such as Z or +01:00")
+    return ensure_utc(at)
+
+
+__all__ = ["DeadlineError", "Duration", "Fired", "SweepResult", "Timers", "UnknownCalendar", "parse_iso_time"]
