@@ -47,10 +47,14 @@ class Cipher:
             raise IdentityUnreadable(
                 f"{scope}: cannot be decrypted with the configured keys (wrong or removed key, or damaged data)"
             ) from None
-        sealed = json.loads(plaintext)
-        if sealed.get("s") != scope:
+        sealed = _unseal(plaintext)
+        if sealed is None:
+            # Raised outside any except block: the parse error (which holds the plaintext) must not
+            # travel with the exception as its __context__.
+            raise IdentityUnreadable(f"{scope}: the stored value is not in the sealed format (damaged or foreign data)")
+        if sealed[0] != scope:
             raise IdentityUnreadable(f"{scope}: the stored value belongs to another record (moved ciphertext)")
-        return str(sealed["v"])
+        return sealed[1]
 
     def needs_rotation(self, token: str) -> bool:
         """True unless the token was made with the primary key."""
@@ -66,3 +70,14 @@ class Cipher:
             return self._multi.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise IdentityUnreadable("a stored value cannot be decrypted with any configured key") from None
+
+
+def _unseal(plaintext: bytes) -> tuple[str, str] | None:
+    """(scope, value) from a sealed plaintext, or None if it is not one of ours."""
+    try:
+        sealed = json.loads(plaintext)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    if not isinstance(sealed, dict) or not isinstance(sealed.get("s"), str) or not isinstance(sealed.get("v"), str):
+        return None
+    return sealed["s"], sealed["v"]

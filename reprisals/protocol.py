@@ -19,8 +19,9 @@ SECOND_LEAD_OUTCOMES = ("substantiated", "partly_substantiated", "inconclusive")
 
 def consent_allows_referral(ctx: GuardContext) -> str | None:
     if ctx.variables.get("consent") in CONSENTED:
-        if ctx.fields.get("override_ground"):
-            return "consent was given, so there is nothing to override; leave the override ground empty"
+        if ctx.fields.get("override_ground") or ctx.fields.get("override_reason"):
+            return ("consent was given, so there is nothing to override; leave the override ground and "
+                    "reason empty")
         return None
     if ctx.fields.get("override_ground") in OVERRIDE_GROUNDS and ctx.fields.get("override_reason"):
         return None

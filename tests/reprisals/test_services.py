@@ -198,6 +198,9 @@ def test_override_refused_when_the_person_consented(session: Session, wf: Engine
     advance_case(session, wf, cast.staff, case, "record_consent_and_risk", CONSENT, T0)
     with pytest.raises(GuardFailed):
         advance_case(session, wf, cast.lead, case, "refer", OVERRIDE, T0)
+    # A stray reason alone is refused too: history would show an override that never happened.
+    with pytest.raises(GuardFailed):
+        advance_case(session, wf, cast.lead, case, "refer", {**REFER, "override_reason": "just in case"}, T0)
     advance_case(session, wf, cast.lead, case, "refer", REFER, T0)
     assert case.stage == "referred" and case.consent_override_reason is None
 
