@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 
+from workflow.calendars import DEFAULT_DAY_END
 from workflow.engine import Engine, GuardContext
 from workflow.spec import WorkflowSpec, load_spec, load_spec_file
+from workflow.timers import Timers
 
 SPEC_KEY = "sanctions"
 REOPEN_WINDOW = timedelta(days=183)  # six months
@@ -84,9 +86,11 @@ def bundled_specs() -> list[WorkflowSpec]:
             for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")]
 
 
-def build_engine(extra_spec_files: list[Path] | None = None) -> Engine:
-    """An engine with the protocol's guards and every bundled spec version registered."""
+def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEFAULT_DAY_END) -> Engine:
+    """An engine with the protocol's guards, every bundled spec version registered, and deadline
+    timers created on every stage change (working days end at ``day_end``, UK time)."""
     engine = Engine(guards=dict(GUARDS))
+    Timers(day_end=day_end).attach(engine)
     for spec in bundled_specs():
         engine.register(spec)
     for path in extra_spec_files or []:

@@ -15,6 +15,7 @@ from reprisals.protocol import build_engine
 from workflow.clock import Clock, SystemClock
 from workflow.db import create_db_engine
 from workflow.engine import Engine
+from workflow.timers import Timers
 
 
 @dataclass
@@ -25,13 +26,14 @@ class Runtime:
     engine: Engine
     cipher: Cipher
     clock: Clock
+    timers: Timers
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         db = create_db_engine(settings.database_url)
         return cls(settings, db, sessionmaker(db, expire_on_commit=False),
-                   build_engine(list(settings.protocol_files)), Cipher(settings.encryption_keys),
-                   clock or SystemClock())
+                   build_engine(list(settings.protocol_files), day_end=settings.working_day_end),
+                   Cipher(settings.encryption_keys), clock or SystemClock(), Timers(settings.working_day_end))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -434,15 +434,138 @@ def keys_rotate(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--reload", "reload_", is_flag=True, help="Restart on code changes (the scheduler runs once).")
 @click.pass_context
-def run(ctx: click.Context, host: str, port: int) -> None:
-    """Development server (one process)."""
+def run(ctx: click.Context, host: str, port: int, reload_: bool) -> None:
+    """Development: web server and scheduler in one process."""
     from web.app import create_app
+    from web.scheduler import start_in_process
 
     rt = runtime(ctx, warn=True)
     app = create_app(runtime=rt)
-    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    scheduler = start_in_process(rt, reloader=reload_)
+    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)"
+               + ("; deadline scheduler running in this process" if scheduler else ""))
+    try:
+        app.run(host=host, port=port, debug=False, use_reloader=reload_)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+
+
+@cli.command()
+@click.pass_context
+def scheduler(ctx: click.Context) -> None:
+    """Run the deadline sweep and outbox delivery until SIGTERM (production: its own process)."""
+    from web.scheduler import run_blocking
+
+    run_blocking(runtime(ctx, warn=True))
+
+
+# -- deadlines ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def deadlines() -> None:
+    """Deadlines, reminders and escalation."""
+
+
+@deadlines.command("dispatch")
+@click.option("--now", "now_text", help="Sweep as of this ISO-8601 time (default: the clock).")
+@click.pass_context
+def deadlines_dispatch(ctx: click.Context, now_text: str | None) -> None:
+    """Run one sweep: every timer due by then fires once (reminders, overdue notices, prompts)."""
+    from web.scheduler import run_sweep
+    from workflow.timers import parse_iso_time
+
+    now = parse_iso_time(now_text) if now_text else None
+    rt = runtime(ctx)
+    result = run_sweep(rt, now)
+    late = f"; lateness max {max(result.lateness_ms) / 1000:.0f} s" if result.lateness_ms else ""
+    click.echo(f"sweep: {result.fired} fired, {result.failed} failed, {result.skipped} skipped{late}")
+    if result.failed:
+        sys.exit(1)
+
+
+@deadlines.command("list")
+@click.option("--due-before", help="Only deadlines due before this ISO-8601 time.")
+@click.option("--overdue", is_flag=True, help="Only deadlines that have passed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def deadlines_list(ctx: click.Context, due_before: str | None, overdue: bool, as_json: bool) -> None:
+    """Running deadlines, soonest first."""
+    from reprisals.deadlines import list_deadlines, local_text
+    from workflow.timers import parse_iso_time
+
+    before = parse_iso_time(due_before) if due_before else None
+    rt = runtime(ctx)
+    with rt.sessions() as session:
+        rows = [{"reference": d.reference, "deadline": d.deadline.name, "label": d.deadline.label,
+                 "stage": d.deadline.stage, "due_at": d.deadline.due_at, "status": d.deadline.status}
+                for d in list_deadlines(session, due_before=before, overdue=overdue)]
+
+    def human(items: list[dict[str, Any]]) -> None:
+        if not items:
+            click.echo("no running deadlines match")
+        for r in items:
+            click.echo(f"{r['reference']:<15} {r['status']:<8} {local_text(r['due_at']):<24} {r['label']}")
+
+    _emit(rows, as_json, human)
+
+
+def _deadline_op(ctx: click.Context, reference: str, as_email: str, op: str, **kwargs: Any) -> None:
+    from reprisals import deadlines as dl
+    from reprisals.services import get_case
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = get_case(session, user, reference.strip().upper())
+        now = rt.clock.now()
+        if op == "extend":
+            row = dl.extend_deadline(session, rt.engine, rt.timers, user, c, now=now, **kwargs)
+        elif op == "pause":
+            row = dl.pause_deadline(session, rt.engine, rt.timers, user, c, now=now, **kwargs)
+        else:
+            row = dl.resume_deadline(session, rt.engine, rt.timers, user, c, now=now, **kwargs)
+        click.echo(f"{c.reference}: {row.label} is {row.status}, due {dl.local_text(row.due_at)}")
+
+
+@deadlines.command("extend")
+@click.argument("reference")
+@click.argument("deadline")
+@click.option("--to", "to_text", required=True, help="New due time, ISO-8601 with a zone.")
+@click.option("--reason", required=True)
+@click.option("--as", "as_email", required=True)
+@click.pass_context
+def deadlines_extend(ctx: click.Context, reference: str, deadline: str, to_text: str, reason: str,
+                     as_email: str) -> None:
+    """Move a running deadline later (leads), with a reason."""
+    from workflow.timers import parse_iso_time
+
+    _deadline_op(ctx, reference, as_email, "extend", name=deadline, new_due=parse_iso_time(to_text), reason=reason)
+
+
+@deadlines.command("pause")
+@click.argument("reference")
+@click.argument("deadline")
+@click.option("--reason", required=True)
+@click.option("--as", "as_email", required=True)
+@click.pass_context
+def deadlines_pause(ctx: click.Context, reference: str, deadline: str, reason: str, as_email: str) -> None:
+    """Stop a deadline's clock (leads), with a reason."""
+    _deadline_op(ctx, reference, as_email, "pause", name=deadline, reason=reason)
+
+
+@deadlines.command("resume")
+@click.argument("reference")
+@click.argument("deadline")
+@click.option("--reason", default="", help="Why the clock restarts.")
+@click.option("--as", "as_email", required=True)
+@click.pass_context
+def deadlines_resume(ctx: click.Context, reference: str, deadline: str, reason: str, as_email: str) -> None:
+    """Restart a paused clock; the due time moves by the time it was paused."""
+    _deadline_op(ctx, reference, as_email, "resume", name=deadline, reason=reason)
 
 
 def main() -> None:

@@ -48,6 +48,10 @@ class Duration:
     amount: int
     unit: Unit
 
+    def short(self) -> str:
+        """The spec's own notation: '3wd' or '24h'."""
+        return f"{self.amount}{'wd' if self.unit is Unit.WORKING_DAYS else 'h'}"
+
     def __str__(self) -> str:
         word = "working day" if self.unit is Unit.WORKING_DAYS else "hour"
         return f"{self.amount} {word}{'' if self.amount == 1 else 's'}"

@@ -107,7 +107,7 @@ class Timers:
                 instance_id=instance.id, entry_seq=change.event.seq, stage=change.to_stage,
                 name=spec_deadline.name, label=spec_deadline.label, action=spec_deadline.on_due,
                 unit=duration.unit.value, amount=duration.amount,
-                reminders=[f"{r.amount}{'wd' if r.unit is Unit.WORKING_DAYS else 'h'}" for r in spec_deadline.reminders],
+                reminders=[r.short() for r in spec_deadline.reminders],
                 anchor_at=anchor, due_at=due, status=OPEN, generation=1, created_at=now,
             )
             session.add(row)
