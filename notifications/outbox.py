@@ -75,7 +75,7 @@ class DeliveryResult:
 
 def backoff(attempts: int, base: float = 30.0, cap: float = 3600.0) -> timedelta:
     """Exponential backoff with full jitter."""
-    return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1))))  # noqa: S311
+    return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1))))
 
 
 def deliver_due(session: Session, now: datetime, channels: Mapping[str, Channel], *, max_attempts: int = 8,
