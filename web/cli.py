@@ -213,9 +213,10 @@ def protocol_check(file: Path) -> None:
 @click.pass_context
 def protocol_show(ctx: click.Context, version: int | None, as_json: bool) -> None:
     """Show the stages, deadlines and triggers of the protocol."""
-    from reprisals.protocol import SPEC_KEY, build_engine
+    from reprisals.protocol import SPEC_KEY
 
-    spec = build_engine().spec(SPEC_KEY, version)
+    # The runtime's engine: the bundled versions and those configured in REPRISALS_PROTOCOL_FILES.
+    spec = runtime(ctx).engine.spec(SPEC_KEY, version)
     data = {
         "key": spec.key, "version": spec.version, "title": spec.title, "initial": spec.initial,
         "stages": {n: {"label": s.label, "final": s.final,
@@ -277,7 +278,7 @@ def _print_case(d: dict[str, Any]) -> None:
 
 @case.command("open")
 @click.option("--as", "as_email", required=True, help="E-mail of the acting user.")
-@click.option("--file", "file", type=click.File("r"), default="-", show_default=True,
+@click.option("--file", "file", type=click.File("r", encoding="utf-8"), default="-", show_default=True,
               help="JSON object with the case's fields.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -289,6 +290,8 @@ def case_open(ctx: click.Context, as_email: str, file: Any, as_json: bool) -> No
         data = json.load(file)
     except json.JSONDecodeError as exc:
         fail(f"the input is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    except UnicodeDecodeError:
+        fail("the input is not UTF-8 text")
     if not isinstance(data, dict):
         fail("the input must be a JSON object of field names and values")
     rt = runtime(ctx)

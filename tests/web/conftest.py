@@ -1,0 +1,287 @@
+"""Fixtures for the shell's tests: the real ``reprisals`` command run in-process (click's CliRunner)
+with its configuration in the environment, and a small committed world of users and cases.
+
+The CLI reads its settings from the process environment (and a ``.env`` in the working folder), so
+each run gets a clean environment: every ``REPRISALS_*`` variable of the test process is removed
+(``REPRISALS_TEST_DATABASES`` would otherwise be refused as an unknown setting) and the working
+folder is the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from reprisals.models import Role
+from reprisals.protocol import build_engine
+from reprisals.schema import METADATA
+from tests.conftest import DATABASES, PG_ADMIN_URL, Database, _pg_admin
+from tests.factories import (
+    CONSENT,
+    TEST_KEY,
+    case_data,
+    cipher,
+    make_establishment,
+    make_user,
+)
+from web.cli import cli
+from workflow.db import append_only_ddl, create_db_engine, seed_rows
+from workflow.engine import Engine
+
+SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+COUNTED = ("users", "cases", "detainees", "wf_instances", "wf_history", "wf_ledger", "case_sequences")
+
+
+# -- database templates -----------------------------------------------------------------------------
+# tests/conftest.py's templates fail today: its SQLite checkpoint runs inside the BEGIN IMMEDIATE our
+# engines open ("database table is locked"), and on PostgreSQL exec_driver_sql makes psycopg parse the
+# '%' placeholders of the PL/pgSQL RAISE. These overrides build the same schema without either problem.
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tmpl_web") / "template.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    _create_schema(engine)
+    engine.dispose()
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    name = f"rpr_tmpl_w_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = create_db_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", poolclass=sa.pool.NullPool)
+    _create_schema(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _create_schema(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for md in METADATA:
+            md.create_all(conn)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for stmt in append_only_ddl(conn.dialect.name):
+            cursor.execute(stmt)  # no parameters: the driver leaves '%' alone
+        for table, values in seed_rows():
+            conn.execute(sa.table(table, *(sa.column(c) for c in values)).insert().values(**values))
+
+
+@dataclass(frozen=True)
+class EmptyDatabase:
+    """A database with no tables at all (for `db upgrade`)."""
+
+    dialect: str
+    url: str
+
+
+@pytest.fixture(params=DATABASES)
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmptyDatabase]:
+    if request.param == "sqlite":
+        yield EmptyDatabase("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
+        return
+    name = f"rpr_e_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield EmptyDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+# -- running the command ----------------------------------------------------------------------------
+
+
+def clean_environ() -> dict[str, str]:
+    """The test process's environment without any REPRISALS_* variable (for subprocesses)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REPRISALS_")}
+
+
+@dataclass
+class Cli:
+    """``run("case", "show", ...)`` runs ``reprisals case show ...`` with this configuration."""
+
+    env: dict[str, str]
+
+    def __call__(self, *args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None,
+                 ) -> Result:
+        full: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REPRISALS_")}
+        full.update(self.env)
+        full.update(env or {})
+        return CliRunner().invoke(cli, list(args), input=input, env=full, catch_exceptions=True)
+
+
+@pytest.fixture
+def run(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The command, configured for the ``database`` fixture (schema created, no rows)."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return Cli(base_env(database.url, tmp_path))
+
+
+@pytest.fixture
+def run_without_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The command for subcommands that need no database (protocol, keys)."""
+    monkeypatch.chdir(tmp_path)
+    return Cli(base_env(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path))
+
+
+def base_env(url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "REPRISALS_DATABASE_URL": url,
+        "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"),
+        "REPRISALS_ENCRYPTION_KEYS": TEST_KEY,
+        "REPRISALS_SECRET_KEY": SECRET_KEY,
+        "REPRISALS_LOG_LEVEL": "WARNING",
+    }
+
+
+def assert_refused(result: Result, *expected: str, code: int = 1) -> list[str]:
+    """The command failed cleanly: exit code, one ``error:`` line per problem on stderr (each
+    expected fragment on some line), nothing on stdout, no traceback. Returns the error lines."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    # CliRunner swallows unexpected exceptions (exit code 1, no traceback printed): only a
+    # deliberate exit counts as a clean refusal.
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines, "nothing on stderr"
+    assert all(line.startswith("error: ") for line in lines), lines
+    for fragment in expected:
+        assert any(fragment in line for line in lines), (fragment, lines)
+    return lines
+
+
+def count_rows(database: Database, tables: tuple[str, ...] = COUNTED) -> dict[str, int]:
+    with database.engine.connect() as conn:
+        return {t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in tables}
+
+
+# -- a small world ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Committed rows the CLI can act on. Cases are owned by IMB, HMIP is party, assigned to ``staff``;
+    ``reported`` is at stage reported and ``triaged`` at triage (consent: full)."""
+
+    establishment_id: int
+    lead: str
+    second_lead: str
+    staff: str
+    other_staff: str
+    outside_lead: str
+    auditor: str
+    admin: str
+    reported: str
+    triaged: str
+    instance_ids: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def wf() -> Engine:
+    return build_engine()
+
+
+@pytest.fixture
+def world(database: Database, wf: Engine) -> World:
+    return make_world(database, wf)
+
+
+def make_world(database: Database, wf: Engine) -> World:
+    from reprisals.services import advance_case, open_case
+
+    now = datetime.now(UTC)
+    with database.session() as s:
+        est = make_establishment(s, name="HMP Thornbury Fen")
+        lead = make_user(s, role=Role.LEAD, body="IMB")
+        second = make_user(s, role=Role.LEAD, body="IMB")
+        staff = make_user(s, role=Role.STAFF, body="IMB")
+        other = make_user(s, role=Role.STAFF, body="IMB")
+        outside = make_user(s, role=Role.LEAD, body="PPO")
+        auditor = make_user(s, role=Role.AUDITOR, body="IMB")
+        admin = make_user(s, role=Role.ADMIN, body=None)
+        c = cipher()
+        reported = open_case(s, wf, c, lead, now, case_data(est, assigned_user_id=staff.id))
+        triaged = open_case(s, wf, c, lead, now, case_data(est, assigned_user_id=staff.id))
+        advance_case(s, wf, lead, triaged, "record_consent_and_risk",
+                     {**CONSENT, "consent_date": now.date().isoformat()}, now)
+        w = World(est.id, lead.email, second.email, staff.email, other.email, outside.email, auditor.email,
+                  admin.email, reported.reference, triaged.reference,
+                  {reported.reference: reported.instance_id, triaged.reference: triaged.instance_id})
+        s.commit()
+    return w
+
+
+def case_state(database: Database, reference: str) -> dict[str, Any]:
+    """What a refused command must leave as it was."""
+    row = database.raw(
+        "SELECT i.stage, i.version, i.head_seq, c.consent, c.risk, c.outcome, c.description_ciphertext "
+        "FROM cases c JOIN wf_instances i ON i.id = c.instance_id WHERE c.reference = :r", r=reference)[0]
+    return {**row._asdict(), **count_rows(database, ("wf_history", "wf_deadlines", "case_contacts"))}
+
+
+
+# -- one database per module, for commands that must change nothing ---------------------------------
+# Creating a PostgreSQL database per test costs ~0.5 s. Tests of refusals share one database and
+# world per module: each asserts that its command changed nothing, so the next sees the same rows.
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def shared_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("shared") / "shared.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        url = f"sqlite:///{path}"
+        engine = create_db_engine(url)
+        yield Database("sqlite", url, engine)
+        engine.dispose()
+        return
+    template = request.getfixturevalue("_pg_template")
+    name = f"rpr_s_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_db_engine(url)
+    yield Database("postgresql", url, engine)
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_world(shared_database: Database, wf: Engine) -> World:
+    return make_world(shared_database, wf)
+
+
+@pytest.fixture
+def shared_run(shared_database: Database, shared_world: World, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The command, configured for the module's shared database (with ``shared_world`` in it)."""
+    monkeypatch.chdir(tmp_path)
+    return Cli(base_env(shared_database.url, tmp_path))
