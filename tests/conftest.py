@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +53,18 @@ class Database:
                 conn.exec_driver_sql(stmt)
 
 
+def checkpoint_sqlite(path: str | Path) -> None:
+    """Move everything in the WAL into the database file and empty the WAL. On a plain sqlite3
+    connection: our engines open every transaction with BEGIN IMMEDIATE, inside which a checkpoint
+    cannot run."""
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, "the WAL checkpoint was blocked by another connection"
+    finally:
+        con.close()
+
+
 def _pg_admin() -> sa.Engine:
     return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
@@ -61,9 +74,8 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tmpl") / "template.db"
     engine = create_db_engine(f"sqlite:///{path}")
     create_all(engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
+    checkpoint_sqlite(path)
     return path
 
 

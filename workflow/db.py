@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
@@ -95,6 +95,8 @@ def create_all(engine: Engine) -> None:
     with engine.begin() as conn:
         metadata.create_all(conn)
         for stmt in append_only_ddl(conn.dialect.name):
-            conn.exec_driver_sql(stmt)
+            # Through text(), as Alembic's op.execute does: exec_driver_sql hands psycopg 3 a
+            # parameter set, and it then reads the '%' of the PL/pgSQL RAISE as a placeholder.
+            conn.execute(text(stmt))
         for table, values in seed_rows():
             conn.execute(metadata.tables[table].insert().values(**values))

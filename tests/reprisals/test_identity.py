@@ -26,7 +26,7 @@ from reprisals.services import (
     rotate_keys,
     view_identity,
 )
-from tests.conftest import Database
+from tests.conftest import Database, checkpoint_sqlite
 from tests.factories import (
     CANARY_DESCRIPTION,
     CANARY_DOB,
@@ -39,7 +39,7 @@ from tests.factories import (
     cipher,
     walk_to,
 )
-from tests.reprisals.conftest import Cast, checkpoint_sqlite
+from tests.reprisals.conftest import Cast
 from workflow.engine import Engine
 from workflow.errors import WorkflowError
 from workflow.models import HistoryEvent

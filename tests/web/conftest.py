@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from click.testing import CliRunner, Result
 
 from reprisals.models import Role
 from reprisals.protocol import build_engine
-from reprisals.schema import METADATA
 from tests.conftest import DATABASES, PG_ADMIN_URL, Database, _pg_admin
 from tests.factories import (
     CONSENT,
@@ -36,57 +34,14 @@ from tests.factories import (
     make_user,
 )
 from web.cli import cli
-from workflow.db import append_only_ddl, create_db_engine, seed_rows
+from workflow.db import create_db_engine
 from workflow.engine import Engine
 
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 COUNTED = ("users", "cases", "detainees", "wf_instances", "wf_history", "wf_ledger", "case_sequences")
 
 
-# -- database templates -----------------------------------------------------------------------------
-# tests/conftest.py's templates fail today: its SQLite checkpoint runs inside the BEGIN IMMEDIATE our
-# engines open ("database table is locked"), and on PostgreSQL exec_driver_sql makes psycopg parse the
-# '%' placeholders of the PL/pgSQL RAISE. These overrides build the same schema without either problem.
-
-
-@pytest.fixture(scope="session")
-def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tmpl_web") / "template.db"
-    engine = create_db_engine(f"sqlite:///{path}")
-    _create_schema(engine)
-    engine.dispose()
-    con = sqlite3.connect(path, isolation_level=None)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return path
-
-
-@pytest.fixture(scope="session")
-def _pg_template() -> Iterator[str]:
-    name = f"rpr_tmpl_w_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine = create_db_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", poolclass=sa.pool.NullPool)
-    _create_schema(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
-
-
-def _create_schema(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        for md in METADATA:
-            md.create_all(conn)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        for stmt in append_only_ddl(conn.dialect.name):
-            cursor.execute(stmt)  # no parameters: the driver leaves '%' alone
-        for table, values in seed_rows():
-            conn.execute(sa.table(table, *(sa.column(c) for c in values)).insert().values(**values))
+# -- an empty database, for `db upgrade` ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
