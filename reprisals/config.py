@@ -57,8 +57,10 @@ def _instance_secret(path: Path, name: str, make: str, problems: list[str], var:
         if target.exists():
             return target.read_text(encoding="ascii").strip()
         path.mkdir(parents=True, exist_ok=True)
-        target.write_text(make + "\n", encoding="ascii")
-        target.chmod(0o600)
+        # Created readable by the owner only from the first byte (no window with wider permissions).
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(make + "\n")
         return make
     except OSError as exc:
         problems.append(f"{PREFIX}{var}: not set, and no development value could be kept in {target}: {exc}")
@@ -79,7 +81,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     warnings: list[str] = []
 
     for key in env:
-        if key.startswith(PREFIX) and key[len(PREFIX):] not in KNOWN:
+        # REPRISALS_TEST_* belong to the test suite, not to the product.
+        if key.startswith(PREFIX) and key[len(PREFIX):] not in KNOWN and not key.startswith(PREFIX + "TEST_"):
             problems.append(f"{key}: unknown setting (known: {', '.join(sorted(PREFIX + k for k in KNOWN))})")
 
     mode = (get("ENV") or "development").strip().lower()
@@ -94,10 +97,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         problems.append(f"{PREFIX}DATABASE_URL: must be sqlite:///PATH or postgresql://USER@HOST/DB, got "
                         f"'{url.split('://', 1)[0]}://…'")
     elif url.startswith("sqlite:///"):
-        try:
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problems.append(f"{PREFIX}DATABASE_URL: cannot create the folder for the SQLite file: {exc}")
+        folder = Path(url[len("sqlite:///"):]).parent
+        if folder == instance:
+            try:  # the default place: the instance folder is ours to create
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problems.append(f"{PREFIX}INSTANCE_PATH: cannot create {folder}: {exc}")
+        elif not folder.is_dir():
+            problems.append(f"{PREFIX}DATABASE_URL: the folder {folder} for the SQLite file does not exist")
 
     secret = get("SECRET_KEY")
     if secret is None:

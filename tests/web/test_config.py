@@ -169,3 +169,23 @@ def test_cli_refuses_production_without_keys_when_a_command_needs_the_database(r
         "error: configuration: REPRISALS_SECRET_KEY: required in production (a long random string)",
         "error: configuration: REPRISALS_ENCRYPTION_KEYS: required in production (make one with "
         "`reprisals keys generate`)"]
+
+
+def test_sqlite_folder_is_refused_not_created_when_it_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    problems = problems_of({"REPRISALS_INSTANCE_PATH": str(tmp_path),
+                            "REPRISALS_DATABASE_URL": f"sqlite:///{missing}/x.db"})
+    assert problems == [f"REPRISALS_DATABASE_URL: the folder {missing} for the SQLite file does not exist"]
+    assert not missing.exists()
+
+
+def test_test_suite_variables_are_ignored_when_loading(tmp_path: Path) -> None:
+    settings = load_settings({"REPRISALS_INSTANCE_PATH": str(tmp_path), "REPRISALS_TEST_DATABASES": "sqlite"},
+                             dotenv=None)
+    assert settings.database_url == f"sqlite:///{tmp_path / 'reprisals.db'}"
+
+
+def test_development_key_files_are_private_when_generated(tmp_path: Path) -> None:
+    load_settings({"REPRISALS_INSTANCE_PATH": str(tmp_path)}, dotenv=None)
+    for name in ("secret_key", "encryption_key"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
