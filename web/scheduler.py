@@ -79,7 +79,8 @@ def _guarded(fn: Any, *args: Any) -> Any:
         except Exception:  # a database blip must not stop the scheduler
             log.exception("%s failed; will retry at the next tick", fn.__name__)
 
-    job.__name__ = fn.__name__
+    # APScheduler names a job (in every log line) by its __qualname__, not its __name__.
+    job.__name__ = job.__qualname__ = fn.__name__
     return job
 
 

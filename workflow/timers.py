@@ -38,6 +38,7 @@ LIVE = (OPEN, PAUSED, OVERDUE)
 PENDING, FIRED, CANCELLED = "pending", "fired", "cancelled"
 REMINDER, DUE = "reminder", "due"
 MAX_RETRY_DELAY = 3600.0
+MAX_LATENESS_MS = 2**31 - 1  # what wf_timers.lateness_ms (INTEGER) holds on PostgreSQL
 
 
 class DeadlineError(WorkflowError):
@@ -274,9 +275,12 @@ class Timers:
                           instance.id, delay)
             return
         timer.status, timer.fired_at, timer.fired_by = FIRED, fired_at, worker
-        timer.lateness_ms = int(lateness.total_seconds() * 1000)
+        lateness_ms = int(lateness.total_seconds() * 1000)
+        # The column is a 32-bit INTEGER on PostgreSQL: a timer fired over ~24.8 days late (after a
+        # long outage) would fail this UPDATE at commit, and being the oldest, block every sweep.
+        timer.lateness_ms = min(lateness_ms, MAX_LATENESS_MS)
         result.fired += 1
-        result.lateness_ms.append(timer.lateness_ms)
+        result.lateness_ms.append(lateness_ms)
 
 
 def _variable_time(variables: dict[str, Any], name: str) -> datetime:

@@ -1,0 +1,1 @@
+"""Helpers the tests run as separate processes (``python -m tests.support.<name>``)."""
