@@ -1,0 +1,113 @@
+"""Run the benchmarks: ``python -m tests.bench [--quick] [--only protocol|machines] [--profile]``.
+
+Prints a table per benchmark and writes everything (with each run's raw timings) as JSON to
+``tests/bench/results/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent, check=False)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("SQLAlchemy", "transitions", "cryptography"):
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            out[dist] = importlib_metadata.version(dist)
+    import sqlite3
+
+    out["sqlite"] = sqlite3.sqlite_version
+    return out
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smaller run: 40 cases, 10,000 instances")
+    parser.add_argument("--only", choices=("protocol", "machines"), help="run one benchmark")
+    parser.add_argument("--cases", type=int, help="cases for the protocol benchmark (default 300, quick 40)")
+    parser.add_argument("--rounds", type=int, help="rounds of the protocol benchmark; the median ratio "
+                        "is reported (default 1)")
+    parser.add_argument("--instances", type=int, help="instances for the machine benchmark (default 100000, "
+                        "quick 10000)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the protocol paths even when the services and engine ratios are within 2.0")
+    parser.add_argument("--no-json", action="store_true", help="do not write a results file")
+    args = parser.parse_args(argv)
+
+    cases = args.cases or (40 if args.quick else 300)
+    rounds = args.rounds or 1
+    instances = args.instances or (10_000 if args.quick else 100_000)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    payload: dict[str, Any] = {
+        "meta": {"when": datetime.now(UTC).isoformat(timespec="seconds"), "commit": _git_commit(),
+                 "argv": sys.argv[1:] if argv is None else argv, "quick": args.quick, "cpus": os.cpu_count(),
+                 "platform": platform.platform(), "versions": _versions(), "load_before": _load()},
+    }
+    sections: list[str] = []
+    if args.only in (None, "protocol"):
+        from tests.bench import bench_protocol
+
+        log(f"1. protocol path on SQLite: {cases} cases, {rounds} round(s)")
+        payload["protocol"] = bench_protocol.run(cases, rounds, force_profile=args.profile, log=log)
+        sections.append(bench_protocol.render(payload["protocol"]))
+    if args.only in (None, "machines"):
+        from tests.bench import bench_machines
+
+        log(f"2. machine cost: {instances:,} instances")
+        payload["machines"] = bench_machines.run(instances, log=log)
+        sections.append(bench_machines.render(payload["machines"]))
+    payload["meta"]["elapsed_s"] = time.perf_counter() - started
+    payload["meta"]["load_after"] = _load()
+
+    meta = payload["meta"]
+    header = (f"reprisals benchmarks  {meta['when']}  commit {meta['commit']}  {meta['cpus']} CPUs  "
+              + "  ".join(f"{k} {v}" for k, v in meta["versions"].items())
+              + f"\nload average (1 min) before {meta['load_before']}, after {meta['load_after']}: other processes "
+              "slow both sides of every ratio, but make the ratios noisier")
+    print(header + "\n\n" + "\n\n\n".join(sections))
+    if not args.no_json:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+        path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"\nResults: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}  "
+              f"({meta['elapsed_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
