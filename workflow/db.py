@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
 
 from workflow.history import LEDGER, LEDGER_GENESIS
 from workflow.models import APPEND_ONLY_TABLES, ChainHead, metadata
@@ -24,7 +23,8 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         kwargs["connect_args"].setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         if ":memory:" in url or url in ("sqlite://", "sqlite+pysqlite://"):
             raise ValueError("an in-memory SQLite database cannot be shared between sessions; use a file")
-        kwargs.setdefault("poolclass", NullPool)
+        # A pooled connection (SQLAlchemy's default QueuePool for files): closing a connection
+        # checkpoints the WAL, so opening one per transaction would double every commit.
         engine = create_engine(url, **kwargs)
         _make_sqlite_safe(engine)
         return engine

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     ForeignKey,
@@ -179,7 +180,7 @@ class TimerRow(Base):
     __tablename__ = "wf_timers"
     __table_args__ = (
         UniqueConstraint("deadline_id", "kind", "ordinal", "generation", name="uq_wf_timers_occurrence"),
-        Index("ix_wf_timers_status_available_at", "status", "available_at"),
+        Index("ix_wf_timers_status_available_at", "status", "available_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -193,7 +194,7 @@ class TimerRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | fired | cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     fired_at: Mapped[datetime | None]
-    lateness_ms: Mapped[int | None] = mapped_column(Integer)
+    lateness_ms: Mapped[int | None] = mapped_column(BigInteger)  # a catch-up can be months late
     fired_by: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('fired_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('lateness_ms', sa.Integer(), nullable=True),
+    sa.Column('lateness_ms', sa.BigInteger(), nullable=True),
     sa.Column('fired_by', sa.String(length=100), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -73,7 +73,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('wf_timers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wf_timers_deadline_id'), ['deadline_id'], unique=False)
-        batch_op.create_index('ix_wf_timers_status_available_at', ['status', 'available_at'], unique=False)
+        batch_op.create_index('ix_wf_timers_status_available_at', ['status', 'available_at', 'id'], unique=False)
 
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
