@@ -187,16 +187,22 @@ class Timers:
 
     def resume(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
                reason: str, actor_id: str, now: datetime) -> DeadlineRow:
-        """Restart a paused clock: the due time moves by the time it was paused (in working days for a
-        working-day deadline, in hours for a clock-hour one)."""
+        """Restart a paused clock: the due time moves by the time it was paused (for a working-day
+        deadline, by the working days that ended while it was paused; in hours for a clock-hour one).
+        A clock that had time left when it was paused is never overdue when it resumes."""
         now = ensure_utc(now)
         self._check_live(instance, deadline)
         if deadline.status != PAUSED or deadline.paused_at is None:
             raise DeadlineError(f"the clock of '{deadline.label}' is not paused")
         cal = self.calendar(instance.calendar)
         if deadline.unit == Unit.WORKING_DAYS.value:
-            shift = cal.working_days_between(deadline.paused_at, now)
+            # Count the working days whose end passed during the pause, not calendar dates: a clock
+            # paused at 15:00 on its due day and resumed at 18:00 lost that day, and must not come
+            # back overdue.
+            shift = _working_day_ends(cal, deadline.paused_at, now)
             new_due = cal.add_working_days(deadline.due_at, shift) if shift else deadline.due_at
+            if new_due <= now and deadline.paused_at < deadline.due_at:  # due mid-day, after an extension
+                new_due = deadline.due_at + (now - deadline.paused_at)
         else:
             new_due = deadline.due_at + (now - deadline.paused_at)
         engine.append_event(session, instance, "deadline_resumed", actor_id, now,
@@ -281,6 +287,16 @@ class Timers:
         timer.lateness_ms = min(lateness_ms, MAX_LATENESS_MS)
         result.fired += 1
         result.lateness_ms.append(lateness_ms)
+
+
+def _working_day_ends(cal: WorkingCalendar, start: datetime, end: datetime) -> int:
+    """How many working days end (``cal.day_end``, local time) after ``start`` and by ``end``."""
+    count, day = 0, cal.local_date(start)
+    while cal.end_of(day) <= end:
+        if cal.end_of(day) > start and cal.is_working_day(day):
+            count += 1
+        day += timedelta(days=1)
+    return count
 
 
 def _variable_time(variables: dict[str, Any], name: str) -> datetime:
