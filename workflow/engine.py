@@ -361,13 +361,16 @@ class Engine:
         return event
 
     def _flush(self, session: Session, instance: WorkflowInstance) -> None:
+        # Read the id first: a failed flush expires the instance, and loading it again would raise
+        # PendingRollbackError instead of the StaleInstance the caller expects.
+        instance_id = instance.id
         try:
             session.flush()
         except StaleDataError:
-            raise StaleInstance(instance.id) from None
+            raise StaleInstance(instance_id) from None
         except IntegrityError as exc:
             if "wf_history" in str(exc.orig) or "uq_wf_history_instance_seq" in str(exc.orig):
-                raise StaleInstance(instance.id) from None
+                raise StaleInstance(instance_id) from None
             raise
 
     def _ledger_append(self, session: Session, instance_id: int, genesis: str) -> None:

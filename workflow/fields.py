@@ -94,15 +94,26 @@ def check_fields(specs: Mapping[str, FieldSpec], given: Mapping[str, Any]) -> tu
             errors[name] = "is not a field of this action"
     for name, spec in specs.items():
         value = given.get(name)
-        required = spec.required
-        if spec.required_when:
-            required = all(given.get(other) in allowed for other, allowed in spec.required_when.items())
         if _blank(value):
-            if required:
-                errors[name] = "is required"
             continue
         try:
             clean[name] = coerce(spec, value)
         except ValueError as exc:
             errors[name] = str(exc)
+    # Requirements are decided on clean values, so that a condition written as "true" is met by a
+    # checkbox sent as "on" or a JSON true, and one naming a choice by a multichoice holding it.
+    for name, spec in specs.items():
+        if not _blank(given.get(name)):
+            continue
+        required = spec.required
+        if spec.required_when:
+            required = all(_meets(clean.get(other), allowed) for other, allowed in spec.required_when.items())
+        if required:
+            errors[name] = "is required"
     return clean, errors
+
+
+def _meets(value: Any, allowed: tuple[str, ...]) -> bool:
+    items = value if isinstance(value, list) else [value]
+    words = [("true" if v else "false") if isinstance(v, bool) else str(v) for v in items if v is not None]
+    return any(word in allowed for word in words)

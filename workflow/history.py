@@ -114,6 +114,7 @@ def verify(session: Session) -> VerificationReport:
         report.events += len(events)
         prev = genesis_hash(instance_id)
         expected_seq = 1
+        stage: str | None = None
         for ev in events:
             if ev.seq != expected_seq:
                 if ev.seq > expected_seq:
@@ -132,6 +133,7 @@ def verify(session: Session) -> VerificationReport:
                 first_hash[instance_id] = ev.hash
             prev = ev.hash
             expected_seq = max(expected_seq, ev.seq) + 1
+            stage = ev.to_stage if ev.to_stage is not None else stage
         inst = instances.get(instance_id)
         if inst is None:
             f.append(Finding("orphan", f"instance {instance_id}: history exists but the instance row is gone",
@@ -140,6 +142,11 @@ def verify(session: Session) -> VerificationReport:
             f.append(Finding("head-mismatch", f"instance {instance_id}: the chain ends at event {events[-1].seq} "
                              f"but the instance records head {inst.head_seq} (events removed or added at the end)",
                              instance_id))
+        # The stage column is not hashed, and wf_instances is not append-only: check it against
+        # the stage the history last moved to, so a stage set behind the engine's back shows.
+        if inst is not None and stage is not None and inst.stage != stage:
+            f.append(Finding("stage-mismatch", f"instance {instance_id}: is at stage '{inst.stage}' but its history "
+                             f"ends at stage '{stage}' (changed outside the engine)", instance_id))
     for instance_id, inst in instances.items():
         if instance_id not in seen:
             f.append(Finding("history-deleted", f"instance {instance_id}: its whole history is missing "
