@@ -249,7 +249,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     reference = next_reference(session, year)
     instance = engine.start(
         session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now,
-        variables={"received_at": received_at.isoformat(), "risk": risk.value, "escalation_level": 0},
+        variables={"received_at": received_at.isoformat(), "triage_from": received_at.isoformat(),
+                   "risk": risk.value, "escalation_level": 0},
         calendar=establishment.nation.value,
         data={"reference": reference, "owning_body": actor.body_code, "establishment": establishment.id,
               "risk": risk.value, "channel": channel.value if channel else None},
@@ -314,6 +315,8 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
         host_vars["escalation_level"] = int(instance.variables.get("escalation_level") or 0) + 1
     elif trigger == "accept_response":
         host_vars["finding_proposed_by"] = cactor.id
+    elif trigger in ("reopen", "further_detriment"):
+        host_vars["triage_from"] = now.isoformat()  # back in triage: a new triage deadline
     spec = engine.spec_of(instance)
     trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
     if trig is not None and spec.stages[trig.dest].final:

@@ -22,6 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from workflow.calendars import DEFAULT_DAY_END, UnknownCalendar, WorkingCalendar, calendar_for
@@ -38,7 +39,8 @@ LIVE = (OPEN, PAUSED, OVERDUE)
 PENDING, FIRED, CANCELLED = "pending", "fired", "cancelled"
 REMINDER, DUE = "reminder", "due"
 MAX_RETRY_DELAY = 3600.0
-MAX_LATENESS_MS = 2**31 - 1  # what wf_timers.lateness_ms (INTEGER) holds on PostgreSQL
+MAX_ATTEMPTS = 10  # after this many failures a timer ends ``failed`` (visible), not retried for ever
+FAILED = "failed"
 
 
 class DeadlineError(WorkflowError):
@@ -145,6 +147,7 @@ class Timers:
         """Move a deadline later, with a reason; reminders move with it. A history event records it."""
         new_due = ensure_utc(new_due)
         now = ensure_utc(now)
+        self._lock(session, deadline)
         self._check_live(instance, deadline)
         if not reason or not reason.strip():
             raise DeadlineError("an extension needs a reason")
@@ -171,6 +174,7 @@ class Timers:
     def pause(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
               reason: str, actor_id: str, now: datetime) -> DeadlineRow:
         now = ensure_utc(now)
+        self._lock(session, deadline)
         self._check_live(instance, deadline)
         if deadline.status == PAUSED:
             raise DeadlineError(f"the clock of '{deadline.label}' is already paused")
@@ -191,6 +195,7 @@ class Timers:
         deadline, by the working days that ended while it was paused; in hours for a clock-hour one).
         A clock that had time left when it was paused is never overdue when it resumes."""
         now = ensure_utc(now)
+        self._lock(session, deadline)
         self._check_live(instance, deadline)
         if deadline.status != PAUSED or deadline.paused_at is None:
             raise DeadlineError(f"the clock of '{deadline.label}' is not paused")
@@ -214,6 +219,14 @@ class Timers:
         self._schedule(session, deadline, cal, now)
         session.flush()
         return deadline
+
+    @staticmethod
+    def _lock(session: Session, deadline: DeadlineRow) -> None:
+        """Lock in the sweep's order (timers, then the deadline) and re-read: if the due timer is firing
+        right now we wait for it, then see its ``overdue`` instead of overwriting it."""
+        session.execute(select(TimerRow.id).where(TimerRow.deadline_id == deadline.id, TimerRow.status == PENDING)
+                        .with_for_update())
+        session.refresh(deadline, with_for_update=True)
 
     @staticmethod
     def _check_live(instance: WorkflowInstance, deadline: DeadlineRow) -> None:
@@ -245,9 +258,47 @@ class Timers:
                 session.rollback()
                 break
             done += 1
+            timer_id = timer.id
+            before = (result.fired, result.skipped, len(result.lateness_ms))
             self._fire_one(session, timer, now, handler, clock, worker, result)
-            session.commit()
+            try:
+                session.commit()
+            except SQLAlchemyError as exc:
+                # The timer's own bookkeeping failed to commit: record the attempt in a new transaction
+                # and move it back, or the oldest timer would block every sweep from now on.
+                session.rollback()
+                log.exception("timer %s could not be committed", timer_id)
+                result.fired, result.skipped = before[0], before[1]  # none of it happened
+                del result.lateness_ms[before[2]:]
+                result.failed += 1
+                if not self._record_failure(session, timer_id, now, f"commit failed: {type(exc).__name__}"):
+                    break
         return result
+
+    def _record_failure(self, session: Session, timer_id: int, now: datetime, error: str) -> bool:
+        try:
+            timer = session.get(TimerRow, timer_id)
+            if timer is None:
+                session.rollback()
+                return True
+            self._failed_attempt(timer, now, error)
+            session.commit()
+            return True
+        except SQLAlchemyError:
+            session.rollback()
+            log.exception("timer %s: the failure could not be recorded either; stopping this sweep", timer_id)
+            return False
+
+    @staticmethod
+    def _failed_attempt(timer: TimerRow, now: datetime, error: str) -> float:
+        timer.attempts += 1
+        timer.last_error = error[:2000]
+        if timer.attempts >= MAX_ATTEMPTS:
+            timer.status = FAILED
+            return 0.0
+        delay = min(MAX_RETRY_DELAY, 15.0 * 2.0 ** timer.attempts)
+        timer.available_at = now + timedelta(seconds=delay)
+        return float(delay)
 
     def _fire_one(self, session: Session, timer: TimerRow, now: datetime, handler: Handler, clock: Clock | None,
                   worker: str, result: SweepResult) -> None:
@@ -272,19 +323,18 @@ class Timers:
                 handler(session, Fired(timer, deadline, instance, now, lateness))
         except Exception as exc:  # a handler failure must never block the other timers
             session.refresh(deadline)
-            timer.attempts += 1
-            timer.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            delay = min(MAX_RETRY_DELAY, 15.0 * 2 ** timer.attempts)
-            timer.available_at = now + timedelta(seconds=delay)
+            delay = self._failed_attempt(timer, now, f"{type(exc).__name__}: {exc}")
             result.failed += 1
-            log.exception("timer %s (deadline %s, instance %s) failed; retry in %.0f s", timer.id, deadline.id,
-                          instance.id, delay)
+            if timer.status == FAILED:
+                log.error("timer %s (deadline %s, instance %s) failed %s times; giving up (status failed)",
+                          timer.id, deadline.id, instance.id, timer.attempts)
+            else:
+                log.exception("timer %s (deadline %s, instance %s) failed; retry in %.0f s", timer.id,
+                              deadline.id, instance.id, delay)
             return
         timer.status, timer.fired_at, timer.fired_by = FIRED, fired_at, worker
         lateness_ms = int(lateness.total_seconds() * 1000)
-        # The column is a 32-bit INTEGER on PostgreSQL: a timer fired over ~24.8 days late (after a
-        # long outage) would fail this UPDATE at commit, and being the oldest, block every sweep.
-        timer.lateness_ms = min(lateness_ms, MAX_LATENESS_MS)
+        timer.lateness_ms = lateness_ms  # BIGINT: a catch-up after a long outage can be months late
         result.fired += 1
         result.lateness_ms.append(lateness_ms)
 

@@ -307,3 +307,21 @@ def test_leads_of_the_owning_and_party_bodies_move_a_deadline_and_the_reminder_f
     assert (reminder.template, reminder.recipient) == ("reminder", str(cast.staff.id))
     assert reminder.context["due_text"] == "Thu 15 May 2025, 17:00"
     s.close()
+
+
+def test_triage_gets_a_new_deadline_counted_from_the_reopening_when_a_closed_case_is_reopened(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    s = database.session()
+    case = open_case(s, wf, cipher(), cast.lead, OPENED, case_data(cast.establishment))
+    advance_case(s, wf, cast.lead, case, "record_consent_and_risk", CONSENT, CONSENTED)
+    advance_case(s, wf, cast.lead, case, "withdraw", {}, local("2025-07-01 10:00"))
+    reopened = local("2025-08-01 10:00")  # a Friday in England
+
+    advance_case(s, wf, cast.lead, case, "reopen", {"reason": "The person asked us to go on."}, reopened)
+    s.commit()
+
+    triage = running(s, case)["triage_decision"]
+    assert triage.due_at == local("2025-08-05 17:00")  # 2 working days after the reopening, not after receipt
+    assert triage.status == "open"
+    assert TIMERS.sweep_due(s, reopened + timedelta(hours=1), HANDLER).fired == 0  # nothing overdue at once
+    s.close()

@@ -640,3 +640,53 @@ def test_unknown_calendar_or_missing_anchor_and_nothing_written_when_an_instance
     s.rollback()
     s.close()
     assert counts(database) == dict.fromkeys(TABLES, 0)
+
+
+def test_timer_ends_failed_and_is_not_retried_when_its_handler_keeps_failing(database: Database) -> None:
+    from workflow.timers import MAX_ATTEMPTS
+
+    s = database.session()
+    urgent = start(s, risk="urgent")
+    s.commit()
+    call_back = deadlines(s, urgent.id)["call_back"]
+    s.commit()
+    recorder = Recorder(fail_for={"call_back"})
+    now = T0 + timedelta(hours=5)
+    for _ in range(MAX_ATTEMPTS + 3):
+        TIMERS.sweep_due(s, now, recorder)
+        now += timedelta(hours=2)  # past any retry delay
+
+    s.expire_all()
+    (timer,) = timers_of(s, call_back)
+    assert (timer.status, timer.attempts) == ("failed", MAX_ATTEMPTS)
+    assert timer.last_error == "RuntimeError: mail server down for call_back"
+    assert TIMERS.sweep_due(s, now + timedelta(days=30), recorder).failed == 0  # never tried again
+    s.close()
+
+
+def test_sweep_moves_on_when_a_timers_own_commit_fails(database: Database) -> None:
+    s = database.session()
+    urgent = start(s, risk="urgent")  # answer and call_back both due
+    s.commit()
+    s.close()
+    if database.dialect == "postgresql":
+        database.raw("CREATE FUNCTION refuse_first_fire() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                      "IF NEW.status = 'fired' AND NEW.kind = 'due' AND NEW.ordinal = 0 AND OLD.attempts = 0 "
+                      "AND NEW.fire_at = (SELECT min(fire_at) FROM wf_timers WHERE kind = 'due') THEN "
+                      "RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$")
+        database.raw("CREATE TRIGGER refuse_first BEFORE UPDATE ON wf_timers FOR EACH ROW "
+                     "EXECUTE FUNCTION refuse_first_fire()")
+    else:
+        database.raw("CREATE TRIGGER refuse_first BEFORE UPDATE OF status ON wf_timers "
+                     "WHEN NEW.status = 'fired' AND OLD.attempts = 0 AND NEW.fire_at = "
+                     "(SELECT min(fire_at) FROM wf_timers WHERE kind = 'due') "
+                     "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    s = database.session()
+    result = TIMERS.sweep_due(s, T0 + timedelta(hours=5), Recorder())
+
+    assert (result.fired, result.failed) == (1, 1)  # the other timer still fired
+    rows = database.raw("SELECT status, attempts, last_error FROM wf_timers WHERE instance_id = :i AND kind = 'due' "
+                        "ORDER BY fire_at", i=urgent.id)
+    assert rows[0][0] == "pending" and rows[0][1] == 1 and "commit failed" in rows[0][2]
+    assert rows[1][0] == "fired"
+    s.close()
