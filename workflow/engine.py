@@ -281,6 +281,8 @@ class Engine:
         instance.variables = self._next_variables(instance, trig, clean, variables)
         instance.stage_entered_at = now
         event_data: dict[str, Any] = {"fields": clean}
+        if variables:  # what the host set with this move is part of the audited record
+            event_data["variables"] = dict(variables)
         if data:
             event_data.update(data)
         event = self._append(session, instance, kind="transition", actor_id=actor.id, now=now,

@@ -147,7 +147,7 @@ def test_host_variables_and_data_kept_when_passed_with_a_trigger(database: Datab
                             variables={"level": 2}, data={"channel": "email"})
         s.commit()
 
-    assert event.data == {"fields": {"note": "chased"}, "channel": "email"}
+    assert event.data == {"fields": {"note": "chased"}, "variables": {"level": 2}, "channel": "email"}
     assert snapshot(database, instance_id)["variables"]["level"] == 2
     assert snapshot(database, instance_id)["stage"] == "submitted"
 
