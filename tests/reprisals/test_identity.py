@@ -26,7 +26,7 @@ from reprisals.services import (
     rotate_keys,
     view_identity,
 )
-from tests.conftest import Database, checkpoint_sqlite
+from tests.conftest import DATABASES, Database, checkpoint_sqlite
 from tests.factories import (
     CANARY_DESCRIPTION,
     CANARY_DOB,
@@ -83,10 +83,9 @@ def _history_text(s: Session) -> str:
 # -- at rest ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("database", [d for d in DATABASES if d == "sqlite"], indirect=True)
 def test_no_canary_in_sqlite_file_or_wal_when_cases_with_identity_are_committed(
         database: Database, wf: Engine, cast: Cast) -> None:
-    if database.dialect != "sqlite":
-        pytest.skip("reads the SQLite file's bytes")
     path = Path(database.url.removeprefix("sqlite:///"))
     wal = Path(f"{path}-wal")
     # An idle connection kept open stops the last writer's close from checkpointing the WAL away,
@@ -108,10 +107,9 @@ def test_no_canary_in_sqlite_file_or_wal_when_cases_with_identity_are_committed(
     assert leaks(wal.read_bytes() if wal.exists() else b"") == []
 
 
+@pytest.mark.parametrize("database", [d for d in DATABASES if d == "postgresql"], indirect=True)
 def test_no_canary_in_any_postgresql_row_when_cases_with_identity_are_committed(
         database: Database, wf: Engine, cast: Cast) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("reads every PostgreSQL row as text")
     _populate(database, wf, cast)
     tables = [r[0] for r in database.raw(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
