@@ -256,7 +256,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
               "risk": risk.value, "channel": channel.value if channel else None},
     )
     case = Case(
-        reference=reference, instance_id=instance.id, owning_body_code=actor.body_code,
+        reference=reference, instance=instance, owning_body_code=actor.body_code,
         establishment_id=establishment.id, receiving_user_id=actor.id,
         assigned_user_id=(assignee.id if assignee else (actor.id if actor.role is Role.STAFF else None)),
         received_at=received_at, channel=channel, original_contact_date=contact_date, age_group=age_group,

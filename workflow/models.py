@@ -181,6 +181,8 @@ class TimerRow(Base):
     __table_args__ = (
         UniqueConstraint("deadline_id", "kind", "ordinal", "generation", name="uq_wf_timers_occurrence"),
         Index("ix_wf_timers_status_available_at", "status", "available_at", "id"),
+        # Leaving a stage cancels the instance's pending timers: without this it scans all pending ones.
+        Index("ix_wf_timers_instance_id_status", "instance_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

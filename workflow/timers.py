@@ -19,9 +19,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -90,6 +90,10 @@ class Timers:
     # -- stage changes ---------------------------------------------------------------------------
 
     def on_stage_change(self, session: Session, change: StageChange) -> None:
+        """Close the old stage's deadlines and create the new stage's, in the caller's transaction.
+
+        Written with Core statements built once (this runs on every transition; the ORM unit of work
+        would double its cost); ORM objects of these rows already in the session are expired."""
         instance, now = change.instance, change.now
         if change.from_stage is not None:
             self._close_live(session, instance.id, now)
@@ -98,6 +102,8 @@ class Timers:
             return
         cal = self.calendar(instance.calendar)
         variables = instance.variables
+        conn = session.connection()
+        timers: list[dict[str, Any]] = []
         for spec_deadline in stage.deadlines:
             if not spec_deadline.applies_to(variables):
                 continue
@@ -106,35 +112,30 @@ class Timers:
                 continue
             anchor = now if spec_deadline.anchor == STAGE_ENTRY else _variable_time(variables, spec_deadline.anchor)
             due = cal.due(anchor, duration)
-            row = DeadlineRow(
-                instance_id=instance.id, entry_seq=change.event.seq, stage=change.to_stage,
-                name=spec_deadline.name, label=spec_deadline.label, action=spec_deadline.on_due,
-                unit=duration.unit.value, amount=duration.amount,
-                reminders=[r.short() for r in spec_deadline.reminders],
-                anchor_at=anchor, due_at=due, status=OPEN, generation=1, created_at=now,
-            )
-            session.add(row)
-            session.flush()
-            self._schedule(session, row, cal, now)
+            reminders = [r.short() for r in spec_deadline.reminders]
+            deadline_id = conn.execute(_INSERT_DEADLINE, {
+                "instance_id": instance.id, "entry_seq": change.event.seq, "stage": change.to_stage,
+                "name": spec_deadline.name, "label": spec_deadline.label, "action": spec_deadline.on_due,
+                "unit": duration.unit.value, "amount": duration.amount, "reminders": reminders,
+                "anchor_at": anchor, "due_at": due, "status": OPEN, "generation": 1, "paused_at": None,
+                "overdue_at": None, "closed_at": None, "created_at": now,
+            }).scalar_one()
+            timers += _timer_values(deadline_id, instance.id, 1, due, reminders, cal, now)
+        if timers:
+            conn.execute(_INSERT_TIMER, timers)
 
     def _close_live(self, session: Session, instance_id: int, now: datetime) -> None:
-        session.execute(update(TimerRow).where(TimerRow.instance_id == instance_id, TimerRow.status == PENDING)
-                        .values(status=CANCELLED))
-        session.execute(update(DeadlineRow).where(DeadlineRow.instance_id == instance_id,
-                                                  DeadlineRow.status.in_(LIVE))
-                        .values(status=DONE, closed_at=now))
+        conn = session.connection()
+        conn.execute(_CANCEL_INSTANCE_TIMERS, {"iid": instance_id})
+        conn.execute(_CLOSE_DEADLINES, {"iid": instance_id, "at": now})
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, DeadlineRow | TimerRow) and obj.instance_id == instance_id:
+                session.expire(obj)
 
     def _schedule(self, session: Session, row: DeadlineRow, cal: WorkingCalendar, now: datetime) -> None:
         """Create the due timer and every reminder still ahead (never a reminder after the due time)."""
-        session.add(TimerRow(deadline_id=row.id, instance_id=row.instance_id, kind=DUE, ordinal=0,
-                             generation=row.generation, fire_at=row.due_at, available_at=row.due_at,
-                             status=PENDING, created_at=now))
-        for i, text in enumerate(row.reminders):
-            at = cal.before(row.due_at, parse_duration(text))
-            if now < at < row.due_at:
-                session.add(TimerRow(deadline_id=row.id, instance_id=row.instance_id, kind=REMINDER, ordinal=i + 1,
-                                     generation=row.generation, fire_at=at, available_at=at, status=PENDING,
-                                     created_at=now))
+        values = _timer_values(row.id, row.instance_id, row.generation, row.due_at, row.reminders, cal, now)
+        session.connection().execute(_INSERT_TIMER, values)
 
     def _cancel_pending(self, session: Session, row: DeadlineRow) -> None:
         session.execute(update(TimerRow).where(TimerRow.deadline_id == row.id, TimerRow.status == PENDING)
@@ -347,6 +348,30 @@ def _working_day_ends(cal: WorkingCalendar, start: datetime, end: datetime) -> i
             count += 1
         day += timedelta(days=1)
     return count
+
+
+_T = cast(Table, TimerRow.__table__)
+_D = cast(Table, DeadlineRow.__table__)
+_INSERT_DEADLINE = insert(_D).returning(_D.c.id)
+_INSERT_TIMER = insert(_T)
+_CANCEL_INSTANCE_TIMERS = (update(_T).where(_T.c.instance_id == bindparam("iid"), _T.c.status == PENDING)
+                           .values(status=CANCELLED))
+_CLOSE_DEADLINES = (update(_D).where(_D.c.instance_id == bindparam("iid"), _D.c.status.in_(LIVE))
+                    .values(status=DONE, closed_at=bindparam("at")))
+
+
+def _timer_values(deadline_id: int, instance_id: int, generation: int, due: datetime, reminders: list[str],
+                  cal: WorkingCalendar, now: datetime) -> list[dict[str, Any]]:
+    """Rows for the due timer and each reminder strictly between now and the due time."""
+    base = {"deadline_id": deadline_id, "instance_id": instance_id, "generation": generation, "status": PENDING,
+            "attempts": 0, "fired_at": None, "lateness_ms": None, "fired_by": None, "last_error": None,
+            "created_at": now}
+    out = [{**base, "kind": DUE, "ordinal": 0, "fire_at": due, "available_at": due}]
+    for i, text in enumerate(reminders):
+        at = cal.before(due, parse_duration(text))
+        if now < at < due:
+            out.append({**base, "kind": REMINDER, "ordinal": i + 1, "fire_at": at, "available_at": at})
+    return out
 
 
 def _variable_time(variables: dict[str, Any], name: str) -> datetime:

@@ -74,6 +74,7 @@ def upgrade() -> None:
     with op.batch_alter_table('wf_timers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wf_timers_deadline_id'), ['deadline_id'], unique=False)
         batch_op.create_index('ix_wf_timers_status_available_at', ['status', 'available_at', 'id'], unique=False)
+        batch_op.create_index('ix_wf_timers_instance_id_status', ['instance_id', 'status'], unique=False)
 
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -103,6 +104,7 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     with op.batch_alter_table('wf_timers', schema=None) as batch_op:
+        batch_op.drop_index('ix_wf_timers_instance_id_status')
         batch_op.drop_index('ix_wf_timers_status_available_at')
         batch_op.drop_index(batch_op.f('ix_wf_timers_deadline_id'))
 
