@@ -76,7 +76,8 @@ def case_data(establishment: Establishment, **overrides: Any) -> dict[str, Any]:
     return data
 
 
-def make_case(session: Session, engine: Engine, *, actor: User, now: datetime, establishment: Establishment | None = None,
+def make_case(session: Session, engine: Engine, *, actor: User, now: datetime,
+              establishment: Establishment | None = None,
               cipher_: Cipher | None = None, **overrides: Any):  # type: ignore[no-untyped-def]
     est = establishment or make_establishment(session)
     return open_case(session, engine, cipher_ or cipher(), actor, now, case_data(est, **overrides))
