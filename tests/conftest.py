@@ -120,6 +120,31 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         admin.dispose()
 
 
+@dataclass(frozen=True)
+class EmptyDatabase:
+    """A database with no tables at all (migrations, `db upgrade`)."""
+
+    dialect: str
+    url: str
+
+
+@pytest.fixture(params=DATABASES)
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmptyDatabase]:
+    if request.param == "sqlite":
+        yield EmptyDatabase("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
+        return
+    name = f"rpr_e_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield EmptyDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture
 def session(database: Database) -> Iterator[Session]:
     s = database.session()

@@ -11,10 +11,8 @@ import io
 import re
 import shutil
 import textwrap
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from alembic.script import ScriptDirectory
 
 import migrations
 from reprisals.schema import combined_metadata
-from tests.conftest import DATABASES, PG_ADMIN_URL
+from tests.conftest import EmptyDatabase
 from workflow.db import create_db_engine
 from workflow.history import LEDGER, LEDGER_GENESIS
 
@@ -45,29 +43,6 @@ GUARD_TRIGGERS = {
         "wf_ledger": {"wf_ledger_append_only", "wf_ledger_no_truncate"},
     },
 }
-
-
-@dataclass(frozen=True)
-class EmptyDatabase:
-    dialect: str
-    url: str
-
-
-@pytest.fixture(params=DATABASES)
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmptyDatabase]:
-    if request.param == "sqlite":
-        yield EmptyDatabase("sqlite", f"sqlite:///{tmp_path / 'migrated.db'}")
-        return
-    name = f"rpr_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield EmptyDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @contextmanager

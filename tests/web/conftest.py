@@ -44,27 +44,6 @@ COUNTED = ("users", "cases", "detainees", "wf_instances", "wf_history", "wf_ledg
 # -- an empty database, for `db upgrade` ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EmptyDatabase:
-    """A database with no tables at all (for `db upgrade`)."""
-
-    dialect: str
-    url: str
-
-
-@pytest.fixture(params=DATABASES)
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EmptyDatabase]:
-    if request.param == "sqlite":
-        yield EmptyDatabase("sqlite", f"sqlite:///{tmp_path / 'empty.db'}")
-        return
-    name = f"rpr_e_{uuid.uuid4().hex[:10]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield EmptyDatabase("postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 # -- running the command ----------------------------------------------------------------------------

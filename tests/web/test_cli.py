@@ -25,7 +25,7 @@ from reprisals.errors import IdentityUnreadable
 from reprisals.models import Case, Detainee, Role, User
 from reprisals.passwords import verify_password
 from reprisals.services import read_description
-from tests.conftest import Database
+from tests.conftest import Database, EmptyDatabase
 from tests.factories import (
     CANARY_DESCRIPTION,
     CANARY_DOB,
@@ -36,7 +36,6 @@ from tests.factories import (
 )
 from tests.web.conftest import (
     Cli,
-    EmptyDatabase,
     World,
     assert_refused,
     base_env,
@@ -66,15 +65,15 @@ def assert_no_identity(text: str) -> None:
 
 
 def test_db_upgrade_creates_the_schema_at_head_when_database_is_empty(
-        empty_database: EmptyDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        empty_db: EmptyDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    run = Cli(base_env(empty_database.url, tmp_path))
+    run = Cli(base_env(empty_db.url, tmp_path))
     (head,) = migrations.heads()
 
     first = run("db", "upgrade")
     assert first.exit_code == 0, first.output
     assert f"database at revision {head}" in first.stdout
-    assert migrations.current(empty_database.url) == head
+    assert migrations.current(empty_db.url) == head
 
     again = run("db", "upgrade")  # idempotent: nothing to do the second time
     assert again.exit_code == 0, again.output
