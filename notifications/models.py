@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 metadata = MetaData(naming_convention={
@@ -61,5 +61,28 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime]
+    # While ``sending``: the claim's lease. A sender that died mid-send leaves it to expire, and the
+    # message is sent again once (with the same Message-ID, so mail clients collapse the two).
+    claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxItem(Base):
+    """One in-app notification for one recipient."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (
+        UniqueConstraint("message_key", name="uq_inbox_items_message_key"),
+        Index("ix_inbox_items_recipient_read_at", "recipient", "read_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_key: Mapped[str] = mapped_column(String(200))
+    recipient: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None]

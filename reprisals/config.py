@@ -17,7 +17,9 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from notifications.channels import SmtpSettings
 from reprisals.crypto import Cipher, generate_key
+from reprisals.emails import email_problem
 from reprisals.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,11 @@ PREFIX = "REPRISALS_"
 ENVIRONMENTS = ("development", "production", "test")
 KNOWN = {
     "ENV", "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "ENCRYPTION_KEYS", "SMTP_URL", "BASE_URL",
-    "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES",
+    "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES", "EMAIL_CHANNEL", "MAIL_FROM",
+    "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS",
 }
+EMAIL_CHANNELS = ("log", "smtp", "notify")
+MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,12 @@ class Settings:
     log_level: str
     protocol_files: tuple[Path, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    email_channel: str = "log"
+    mail_from: str = "reprisals@localhost.localdomain"
+    notify_api_key: str | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
+    notify_template_ids: dict[str, str] = field(default_factory=dict)
+    outbox_max_attempts: int = 8
 
     @property
     def is_production(self) -> bool:
@@ -135,8 +146,47 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
             problems.extend(exc.problems)
 
     smtp = get("SMTP_URL")
-    if smtp is not None and not (smtp.startswith("smtp://") or smtp.startswith("smtps://")):
-        problems.append(f"{PREFIX}SMTP_URL: must start with smtp:// or smtps://")
+    if smtp is not None:
+        try:
+            SmtpSettings.from_url(smtp)
+        except ValueError as exc:
+            problems.append(f"{PREFIX}SMTP_URL: {exc}")
+
+    channel = (get("EMAIL_CHANNEL") or ("smtp" if smtp else "log")).strip().lower()
+    if channel not in EMAIL_CHANNELS:
+        problems.append(f"{PREFIX}EMAIL_CHANNEL: unknown channel '{channel}' (known: {', '.join(EMAIL_CHANNELS)})")
+    if channel == "smtp" and not smtp:
+        problems.append(f"{PREFIX}SMTP_URL: required when {PREFIX}EMAIL_CHANNEL is smtp")
+    mail_from = (get("MAIL_FROM") or "reprisals@localhost.localdomain").strip()
+    if (problem := email_problem(mail_from)) is not None:
+        problems.append(f"{PREFIX}MAIL_FROM: '{mail_from}' is not an e-mail address ({problem})")
+    notify_key = get("NOTIFY_API_KEY")
+    notify_url = (get("NOTIFY_BASE_URL") or "https://api.notifications.service.gov.uk").rstrip("/")
+    template_ids: dict[str, str] = {}
+    for item in (get("NOTIFY_TEMPLATE_IDS") or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in MESSAGE_TEMPLATES or not value.strip():
+            problems.append(f"{PREFIX}NOTIFY_TEMPLATE_IDS: '{item.strip()}' is not NAME=TEMPLATE_ID with NAME one of "
+                            f"{', '.join(MESSAGE_TEMPLATES)}")
+        else:
+            template_ids[name.strip()] = value.strip()
+    if channel == "notify":
+        if not notify_key:
+            problems.append(f"{PREFIX}NOTIFY_API_KEY: required when {PREFIX}EMAIL_CHANNEL is notify")
+        missing = [t for t in MESSAGE_TEMPLATES if t not in template_ids]
+        if missing:
+            problems.append(f"{PREFIX}NOTIFY_TEMPLATE_IDS: no Notify template id for {', '.join(missing)}")
+    if not (notify_url.startswith("http://") or notify_url.startswith("https://")):
+        problems.append(f"{PREFIX}NOTIFY_BASE_URL: must be an http:// or https:// address")
+    max_attempts = 8
+    raw_attempts = get("OUTBOX_MAX_ATTEMPTS")
+    if raw_attempts is not None:
+        if raw_attempts.strip().isdigit() and 1 <= int(raw_attempts) <= 100:
+            max_attempts = int(raw_attempts)
+        else:
+            problems.append(f"{PREFIX}OUTBOX_MAX_ATTEMPTS: '{raw_attempts}' is not a whole number from 1 to 100")
 
     base_url = (get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
     if not (base_url.startswith("http://") or base_url.startswith("https://")):
@@ -177,4 +227,4 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         raise ConfigurationError(problems)
     assert secret is not None
     return Settings(mode, instance, url, secret, keys, smtp, base_url, interval, end, level, tuple(files),
-                    tuple(warnings))
+                    tuple(warnings), channel, mail_from, notify_key, notify_url, template_ids, max_attempts)

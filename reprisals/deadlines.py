@@ -8,31 +8,22 @@ Messages carry the case reference, the deadline and a link — never identity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifications.outbox import enqueue
 from reprisals.access import actor_for, can_view_case
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
+from reprisals.messaging import Messenger, case_url, local_text, unique_users
 from reprisals.models import Case, Risk, Role, User
 from workflow.engine import Engine
 from workflow.models import DeadlineRow
 from workflow.timers import DUE, LIVE, OVERDUE, REMINDER, Fired, Handler, Timers
 
-LONDON = ZoneInfo("Europe/London")
-DEFAULT_CHANNEL = "log"
-
-
-def local_text(at: datetime) -> str:
-    """'Tue 6 May 2025, 17:00' in UK time."""
-    local = at.astimezone(LONDON)
-    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"
+__all__ = ["local_text", "make_timer_handler"]
 
 
 def late_text(seconds: float) -> str | None:
@@ -54,7 +45,7 @@ def leads_of(session: Session, body_code: str) -> list[User]:
                                                    User.active.is_(True)).order_by(User.id)))
 
 
-def make_timer_handler(base_url: str, channel: Callable[[User], str] = lambda _u: DEFAULT_CHANNEL) -> Handler:
+def make_timer_handler(messenger: Messenger) -> Handler:
     """The domain's reaction to a fired timer: reminders to the assigned staff (or the leads when
     nobody is assigned); overdue notices to staff and leads; an escalation prompt to the leads."""
 
@@ -69,7 +60,7 @@ def make_timer_handler(base_url: str, channel: Callable[[User], str] = lambda _u
             "stage": deadline.stage,
             "due_at": deadline.due_at.isoformat(),
             "due_text": local_text(deadline.due_at),
-            "url": f"{base_url.rstrip('/')}/cases/{case.reference}",
+            "url": case_url(messenger.base_url, case.reference),
             "late_by_seconds": int(fired.lateness.total_seconds()),
             "late_text": late_text(fired.lateness.total_seconds()),
         }
@@ -80,24 +71,14 @@ def make_timer_handler(base_url: str, channel: Callable[[User], str] = lambda _u
         if timer.kind == REMINDER:
             sends = [("reminder", u) for u in (staff or leads)]
         elif timer.kind == DUE:
-            sends = [("overdue", u) for u in _unique(staff + leads)]
+            sends = [("overdue", u) for u in unique_users(staff + leads)]
             if deadline.action == "overdue_escalate":
                 sends += [("escalation_prompt", u) for u in leads]
         for template, user in sends:
-            enqueue(session, f"timer:{timer.id}:{template}:{user.id}", channel(user), str(user.id), template,
-                    context, fired.now, urgent=urgent or timer.kind == DUE)
+            messenger.send(session, user, template, context, f"timer:{timer.id}:{template}:{user.id}", fired.now,
+                           urgent=urgent or timer.kind == DUE)
 
     return handle
-
-
-def _unique(users: Sequence[User]) -> list[User]:
-    seen: set[int] = set()
-    out = []
-    for u in users:
-        if u.id not in seen:
-            seen.add(u.id)
-            out.append(u)
-    return out
 
 
 # -- queries ---------------------------------------------------------------------------------------

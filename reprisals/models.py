@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -145,6 +146,8 @@ class User(Base):
     body_code: Mapped[str | None] = mapped_column(ForeignKey("bodies.code"))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The in-app inbox always receives; e-mail too unless the user turns it off.
+    email_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime]
 
     body: Mapped[Body | None] = relationship(lazy="joined")

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications.templates import Templates
 from reprisals.config import Settings
 from reprisals.crypto import Cipher
+from reprisals.errors import ConfigurationError
+from reprisals.messaging import SAMPLES, Messenger, message_templates
 from reprisals.protocol import build_engine
 from workflow.clock import Clock, SystemClock
 from workflow.db import create_db_engine
@@ -27,13 +30,20 @@ class Runtime:
     cipher: Cipher
     clock: Clock
     timers: Timers
+    templates: Templates
+    messenger: Messenger
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         db = create_db_engine(settings.database_url)
+        templates = message_templates()
+        problems = templates.check(SAMPLES)
+        if problems:
+            raise ConfigurationError(problems)
         return cls(settings, db, sessionmaker(db, expire_on_commit=False),
                    build_engine(list(settings.protocol_files), day_end=settings.working_day_end),
-                   Cipher(settings.encryption_keys), clock or SystemClock(), Timers(settings.working_day_end))
+                   Cipher(settings.encryption_keys), clock or SystemClock(), Timers(settings.working_day_end),
+                   templates, Messenger(settings.base_url, settings.email_channel))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

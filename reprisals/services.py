@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity
 from reprisals.crypto import Cipher
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
+from reprisals.messaging import Messenger
 from reprisals.models import (
     AgeGroup,
     Body,
@@ -364,7 +365,9 @@ def allowed_actions(engine: Engine, user: User, case: Case) -> list[str]:
 
 
 def assign_case(session: Session, engine: Engine, actor: User, case: Case, assignee: User | None,
-                now: datetime, *, reason: str | None = None, expected_version: int | None = None) -> HistoryEvent:
+                now: datetime, *, reason: str | None = None, expected_version: int | None = None,
+                messenger: Messenger | None = None) -> HistoryEvent:
+    """Assign (or unassign) a case; the new assignee is told (in-app, and by e-mail) if a messenger is given."""
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
     if "lead" not in actor_for(actor, case).roles:
@@ -375,9 +378,12 @@ def assign_case(session: Session, engine: Engine, actor: User, case: Case, assig
         raise InvalidInput({"assignee": "is not an active member of staff of a body on this case"})
     previous = case.assigned_user_id
     case.assigned_user_id = assignee.id if assignee else None
-    return engine.append_event(session, case.instance, "assigned", str(actor.id), now,
-                               {"from": previous, "to": case.assigned_user_id, "reason": reason},
-                               expected_version=expected_version)
+    event = engine.append_event(session, case.instance, "assigned", str(actor.id), now,
+                                {"from": previous, "to": case.assigned_user_id, "reason": reason},
+                                expected_version=expected_version)
+    if messenger is not None and assignee is not None and assignee.id != previous:
+        messenger.case_assigned(session, case, assignee, actor, now)
+    return event
 
 
 def add_note(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, text: str,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from reprisals.config import load_settings
 from reprisals.crypto import generate_key
+from reprisals.emails import email_problem, normalise_email
 from reprisals.errors import ConfigurationError, InvalidInput, ReprisalsError
 from reprisals.models import Body, Role, User
 from reprisals.passwords import hash_password, password_problem
@@ -165,9 +166,9 @@ def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | 
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     errors: dict[str, str] = {}
-    email = email.strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        errors["email"] = "is not an e-mail address"
+    email = normalise_email(email)
+    if (problem := email_problem(email)) is not None:
+        errors["email"] = f"is not an e-mail address: {problem}"
     if (problem := password_problem(password)) is not None:
         errors["password"] = problem
     if role == Role.ADMIN.value and body:

@@ -21,8 +21,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 
-from notifications.outbox import Channel, DeliveryResult, LogChannel, deliver_due
+from notifications.channels import Channel, InAppChannel, LogChannel, NotifyChannel, SmtpChannel, SmtpSettings
+from notifications.outbox import DeliveryResult, deliver_due
+from reprisals.config import Settings
 from reprisals.deadlines import make_timer_handler
 from reprisals.runtime import Runtime
 from workflow.timers import SweepResult
@@ -31,17 +34,26 @@ log = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "deadline-sweep"
 DELIVERY_JOB_ID = "outbox-delivery"
+DIGEST_JOB_ID = "daily-digest"
+DIGEST_TIME = (8, 0)  # 08:00 Europe/London; the job itself skips days that are not working days
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
-def default_channels() -> dict[str, Channel]:
-    return {"log": LogChannel()}
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The configured channels: the in-app inbox and the log always, SMTP and Notify when set up."""
+    channels: dict[str, Channel] = {"inapp": InAppChannel(), "log": LogChannel()}
+    if settings.smtp_url:
+        channels["smtp"] = SmtpChannel(SmtpSettings.from_url(settings.smtp_url), settings.mail_from)
+    if settings.notify_api_key:
+        channels["notify"] = NotifyChannel(settings.notify_api_key, settings.notify_template_ids,
+                                           settings.notify_base_url)
+    return channels
 
 
 def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
     """One sweep as of ``now`` (default: the runtime's clock, which then also times each firing).
     Commits per timer."""
-    handler = make_timer_handler(rt.settings.base_url)
+    handler = make_timer_handler(rt.messenger)
     with rt.sessions() as session:
         if now is None:
             result = rt.timers.sweep_due(session, rt.clock.now(), handler, clock=rt.clock)
@@ -53,12 +65,23 @@ def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
 
 
 def run_delivery(rt: Runtime, channels: Mapping[str, Channel], now: datetime | None = None) -> DeliveryResult:
+    """Deliver every message due by ``now`` (default: the runtime's clock). Commits per message."""
     with rt.sessions() as session:
-        return deliver_due(session, now or rt.clock.now(), channels)
+        result = deliver_due(session, now or rt.clock.now(), channels, rt.templates,
+                             max_attempts=rt.settings.outbox_max_attempts)
+    if result.sent or result.failed or result.retried:
+        log.info("delivery: %s sent, %s to retry, %s failed", result.sent, result.retried, result.failed)
+    return result
+
+
+def run_digest(rt: Runtime, now: datetime | None = None) -> int:
+    """Queue today's digests (working days only; once per user and day)."""
+    with rt.transaction() as session:
+        return rt.messenger.daily_digests(session, now or rt.clock.now())
 
 
 def build_scheduler(rt: Runtime, *, blocking: bool, channels: Mapping[str, Channel] | None = None) -> BaseScheduler:
-    chans = dict(channels or default_channels())
+    chans = dict(channels or build_channels(rt.settings))
     cls: type[BaseScheduler] = BlockingScheduler if blocking else BackgroundScheduler
     scheduler = cls(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
     interval = rt.settings.scheduler_interval
@@ -67,6 +90,9 @@ def build_scheduler(rt: Runtime, *, blocking: bool, channels: Mapping[str, Chann
                       replace_existing=True, next_run_time=start)
     scheduler.add_job(_guarded(run_delivery, rt, chans), "interval", seconds=interval, id=DELIVERY_JOB_ID,
                       replace_existing=True, next_run_time=start)
+    scheduler.add_job(_guarded(run_digest, rt), CronTrigger(hour=DIGEST_TIME[0], minute=DIGEST_TIME[1],
+                                                             timezone="Europe/London"),
+                      id=DIGEST_JOB_ID, replace_existing=True)
     return scheduler
 
 

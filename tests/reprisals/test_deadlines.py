@@ -23,6 +23,7 @@ from reprisals.deadlines import (
     resume_deadline,
 )
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
+from reprisals.messaging import Messenger
 from reprisals.models import Case, User
 from reprisals.services import advance_case, open_case
 from tests.conftest import Database
@@ -46,7 +47,7 @@ from workflow.timers import Fired, Timers
 LONDON = ZoneInfo("Europe/London")
 BASE_URL = "https://reprisals.example.test/"
 TIMERS = Timers()
-HANDLER = make_timer_handler(BASE_URL)
+HANDLER = make_timer_handler(Messenger(BASE_URL))
 
 
 def local(text: str) -> datetime:

@@ -33,7 +33,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import select
 
 from notifications.models import OutboxMessage
-from notifications.outbox import LogChannel
+from notifications.channels import LogChannel
 from reprisals.config import load_settings
 from reprisals.models import Role
 from reprisals.runtime import Runtime

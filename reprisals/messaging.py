@@ -1,0 +1,146 @@
+"""Who hears about what, and how: every message goes to the user's in-app inbox, and by e-mail (SMTP
+or GOV.UK Notify, per configuration) unless they turned e-mail off. Non-urgent e-mail waits for
+working hours. Messages carry the case reference, the deadline and a link — never identity, the
+description, or anything the establishment holds about the person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+import jinja2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifications.outbox import enqueue
+from notifications.templates import Templates
+from reprisals.models import Case, Role, User
+from workflow.calendars import LONDON, WorkingCalendar, calendar_for
+from workflow.clock import ensure_utc
+from workflow.models import DeadlineRow
+from workflow.timers import LIVE, OVERDUE
+
+TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest")
+INAPP = "inapp"
+EMAIL_CHANNELS = ("log", "smtp", "notify")
+WORKING_HOURS = (time(9, 0), time(17, 0))
+
+
+def message_templates() -> Templates:
+    return Templates(jinja2.PackageLoader("reprisals", "messages"), TEMPLATE_NAMES)
+
+
+_DEADLINE_SAMPLE = {"reference": "RPR-2026-0042", "deadline": "Establishment response", "stage": "referred",
+                    "due_at": "2026-05-06T16:00:00+00:00", "due_text": "Tue 6 May 2026, 17:00",
+                    "url": "https://reprisals.example/cases/RPR-2026-0042", "late_by_seconds": 0, "late_text": None}
+_ITEM = {"reference": "RPR-2026-0042", "deadline": "Establishment response", "due_text": "Tue 6 May 2026, 17:00",
+         "url": "https://reprisals.example/cases/RPR-2026-0042"}
+SAMPLES: dict[str, dict[str, Any]] = {
+    "reminder": _DEADLINE_SAMPLE,
+    "overdue": _DEADLINE_SAMPLE,
+    "escalation_prompt": _DEADLINE_SAMPLE,
+    "case_assigned": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
+                      "assigned_by": "Alex Morgan"},
+    "daily_digest": {"date_text": "Tue 6 May 2026", "overdue": [_ITEM], "due": [_ITEM], "overdue_count": 1,
+                     "due_count": 1, "url": "https://reprisals.example/cases"},
+}
+
+
+def case_url(base_url: str, reference: str) -> str:
+    return f"{base_url.rstrip('/')}/cases/{reference}"
+
+
+@dataclass
+class Messenger:
+    """Queues messages for users (in the caller's transaction)."""
+
+    base_url: str
+    email_channel: str = "log"
+    calendar: WorkingCalendar | None = None
+
+    def __post_init__(self) -> None:
+        if self.email_channel not in EMAIL_CHANNELS:
+            raise ValueError(f"unknown e-mail channel '{self.email_channel}' (known: {', '.join(EMAIL_CHANNELS)})")
+        self.calendar = self.calendar or calendar_for("england")
+
+    def working_hours_from(self, now: datetime) -> datetime:
+        """``now`` if it is within working hours, else the start of the next working day."""
+        cal = self.calendar
+        assert cal is not None
+        day = cal.local_date(now)
+        start = datetime.combine(day, WORKING_HOURS[0], tzinfo=cal.tz)
+        end = datetime.combine(day, WORKING_HOURS[1], tzinfo=cal.tz)
+        if cal.is_working_day(day) and start <= now < end:
+            return now
+        if cal.is_working_day(day) and now < start:
+            return ensure_utc(start)
+        return cal.start_of(cal.next_working_day(day))
+
+    def send(self, session: Session, user: User, template: str, context: dict[str, Any], key: str,
+             now: datetime, *, urgent: bool = False) -> None:
+        enqueue(session, f"{key}:{INAPP}", INAPP, str(user.id), template, context, now, urgent=urgent)
+        if user.email_notifications and user.active:
+            enqueue(session, f"{key}:email", self.email_channel, user.email, template, context, now, urgent=urgent,
+                    not_before=None if urgent else self.working_hours_from(now))
+
+    def case_assigned(self, session: Session, case: Case, assignee: User, by: User, now: datetime) -> None:
+        self.send(session, assignee, "case_assigned",
+                  {"reference": case.reference, "url": case_url(self.base_url, case.reference),
+                   "assigned_by": by.name},
+                  f"assigned:{case.reference}:{assignee.id}:{now.isoformat()}", now)
+
+    def daily_digests(self, session: Session, now: datetime) -> int:
+        """Queue today's digest for each user with something due today or overdue, on working days.
+        Returns how many were queued (keyed by date and user, so running twice queues nothing)."""
+        cal = self.calendar
+        assert cal is not None
+        today = cal.local_date(now)
+        if not cal.is_working_day(today):
+            return 0
+        end_of_today = cal.end_of(today)
+        rows = session.execute(
+            select(Case, DeadlineRow).join(DeadlineRow, DeadlineRow.instance_id == Case.instance_id)
+            .where(DeadlineRow.status.in_(LIVE), DeadlineRow.due_at <= end_of_today)
+            .order_by(DeadlineRow.due_at)
+        ).all()
+        per_user: dict[int, tuple[User, list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        lead_cache: dict[str, list[User]] = {}
+        for case, deadline in rows:
+            item = {"reference": case.reference, "deadline": deadline.label, "due_text": local_text(deadline.due_at),
+                    "url": case_url(self.base_url, case.reference)}
+            people: list[User] = [case.assigned_user] if case.assigned_user else []
+            if case.owning_body_code not in lead_cache:
+                lead_cache[case.owning_body_code] = list(session.scalars(select(User).where(
+                    User.role == Role.LEAD, User.body_code == case.owning_body_code, User.active.is_(True))))
+            people += lead_cache[case.owning_body_code]
+            for person in unique_users(people):
+                if not person.active:
+                    continue
+                _, overdue, due = per_user.setdefault(person.id, (person, [], []))
+                (overdue if deadline.status == OVERDUE or deadline.due_at <= now else due).append(item)
+        for user, overdue, due in per_user.values():
+            self.send(session, user, "daily_digest",
+                      {"date_text": f"{today:%a} {today.day} {today:%b %Y}", "overdue": overdue, "due": due,
+                       "overdue_count": len(overdue), "due_count": len(due),
+                       "url": f"{self.base_url.rstrip('/')}/cases"},
+                      f"digest:{today.isoformat()}:{user.id}", now)
+        return len(per_user)
+
+
+def local_text(at: datetime) -> str:
+    """'Tue 6 May 2025, 17:00' in UK time."""
+    local = at.astimezone(LONDON)
+    return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M}"
+
+
+def unique_users(users: Iterable[User]) -> list[User]:
+    seen: set[int] = set()
+    out = []
+    for u in users:
+        if u.id not in seen:
+            seen.add(u.id)
+            out.append(u)
+    return out
