@@ -32,8 +32,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import select
 
-from notifications.models import OutboxMessage
 from notifications.channels import LogChannel
+from notifications.models import OutboxMessage
 from reprisals.config import load_settings
 from reprisals.models import Role
 from reprisals.runtime import Runtime

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,14 @@ def sweeper(database: Database, worker: str, tmp_path: Path, *, sleep: float = 0
 
 
 def scalar(database: Database, sql: str) -> int:
+    """Read without taking a write lock: on SQLite our engines BEGIN IMMEDIATE, which would queue this
+    read behind the sweeper's transaction; a plain WAL reader sees the last commit at once."""
+    if database.dialect == "sqlite":
+        con = sqlite3.connect(database.url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            return int(con.execute(sql).fetchone()[0])
+        finally:
+            con.close()
     with database.engine.connect() as conn:
         return int(conn.execute(sa.text(sql)).scalar_one())
 
