@@ -373,6 +373,56 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
     _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: {d['previous_stage']} → {d['stage']}"))
 
 
+# -- outbox ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def outbox() -> None:
+    """Messages waiting, sent and failed."""
+
+
+@outbox.command("list")
+@click.option("--failed", "only_failed", is_flag=True, help="Only messages that ended failed.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def outbox_list(ctx: click.Context, only_failed: bool, as_json: bool) -> None:
+    """Recent messages (never their content: the reference, template, channel and status)."""
+    from notifications.models import OutboxMessage
+    from notifications.outbox import list_failed
+
+    rt = runtime(ctx)
+    with rt.sessions() as session:
+        rows = (list_failed(session) if only_failed else
+                list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200))))
+        data = [{"id": m.id, "reference": m.context.get("reference"), "template": m.template, "channel": m.channel,
+                 "status": m.status, "attempts": m.attempts, "created_at": m.created_at,
+                 "last_error": m.last_error} for m in rows]
+
+    def human(items: list[dict[str, Any]]) -> None:
+        if not items:
+            click.echo("no messages" + (" have failed" if only_failed else ""))
+        for m in items:
+            error = f"  {m['last_error']}" if m["last_error"] else ""
+            click.echo(f"{m['id']:>6} {m['status']:<8} {m['channel']:<7} {m['template']:<18} "
+                       f"{m['reference'] or '-':<15} tries {m['attempts']}{error}")
+
+    _emit(data, as_json, human)
+
+
+@outbox.command("deliver")
+@click.option("--now", "now_text", help="Deliver as of this ISO-8601 time (default: the clock).")
+@click.pass_context
+def outbox_deliver(ctx: click.Context, now_text: str | None) -> None:
+    """Deliver every message whose time has come, once (operations and testing)."""
+    from web.scheduler import build_channels, run_delivery
+    from workflow.timers import parse_iso_time
+
+    now = parse_iso_time(now_text) if now_text else None
+    rt = runtime(ctx)
+    result = run_delivery(rt, build_channels(rt.settings), now)
+    click.echo(f"delivery: {result.sent} sent, {result.retried} to retry, {result.failed} failed")
+
+
 # -- audit ----------------------------------------------------------------------------------------
 
 
