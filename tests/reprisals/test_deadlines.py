@@ -78,8 +78,19 @@ def outbox(s: Session) -> list[OutboxMessage]:
 
 
 def sent(s: Session) -> set[tuple[str, str, str]]:
-    """(reference, template, recipient) of every outbox row."""
-    return {(m.context["reference"], m.template, m.recipient) for m in outbox(s)}
+    """(reference, template, user id) of every in-app message."""
+    return {(m.context["reference"], m.template, m.recipient) for m in outbox(s) if m.channel == "inapp"}
+
+
+def emailed(s: Session) -> set[tuple[str, str, str]]:
+    """(reference, template, address) of every e-mail (the default channel: the log)."""
+    return {(m.context["reference"], m.template, m.recipient) for m in outbox(s) if m.channel == "log"}
+
+
+def by_email(s: Session, messages: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The e-mails that should go with these in-app messages (every test user has e-mail on)."""
+    addresses = {str(u.id): u.email for u in s.scalars(select(User))}
+    return {(ref, template, addresses[user_id]) for ref, template, user_id in messages}
 
 
 def rerun_fired_timers(s: Session) -> None:
@@ -141,11 +152,12 @@ def test_one_reminder_goes_to_the_assigned_staff_when_a_reminder_is_due_and_swee
     assert result.fired == 2
 
     messages = [m for m in outbox(s) if m.context["reference"] == case.reference]
-    assert len(messages) == 1
-    (message,) = messages
-    assert (message.template, message.recipient, message.channel, message.urgent, message.status) == (
-        "reminder", str(cast.staff.id), "log", False, "pending")
-    assert message.context == {
+    # One reminder, to the staff member's in-app inbox and by e-mail (sent at once: 09:00 on a working day).
+    assert [(m.template, m.channel, m.recipient, m.urgent, m.status, m.next_attempt_at) for m in messages] == [
+        ("reminder", "inapp", str(cast.staff.id), False, "pending", REMINDER_AT),
+        ("reminder", "log", cast.staff.email, False, "pending", REMINDER_AT),
+    ]
+    assert messages[0].context == messages[1].context == {
         "reference": case.reference,
         "deadline": "Establishment response",
         "stage": "referred",
@@ -158,6 +170,7 @@ def test_one_reminder_goes_to_the_assigned_staff_when_a_reminder_is_due_and_swee
     # Nobody assigned: the owning body's leads are reminded instead (not the party body's lead).
     assert {(t, r) for ref, t, r in sent(s) if ref == unassigned.reference} == {
         ("reminder", str(cast.lead.id)), ("reminder", str(cast.second_lead.id))}
+    assert emailed(s) == by_email(s, sent(s))
     assert all(d.deadline.status == "open" for d in list_deadlines(s))
 
     before = sent(s), len(outbox(s))
@@ -195,9 +208,12 @@ def test_deadline_is_overdue_and_staff_and_leads_are_told_once_when_it_passes(
     # A triage deadline is not one the establishment missed: no prompt to escalate.
     assert {(t, r) for ref, t, r in sent(s) if ref == in_triage.reference} == {
         ("overdue", staff), ("overdue", lead), ("overdue", second)}
-    overdue = next(m for m in outbox(s) if m.context["reference"] == case.reference and m.template == "overdue")
-    assert overdue.urgent is True
-    assert (overdue.context["late_by_seconds"], overdue.context["late_text"]) == (16 * 3600, "16 hours")
+    assert emailed(s) == by_email(s, sent(s))  # each also by e-mail
+    overdue = [m for m in outbox(s) if m.context["reference"] == case.reference and m.template == "overdue"]
+    assert {m.channel for m in overdue} == {"inapp", "log"}
+    for m in overdue:  # urgent: the e-mail goes at once, not held for working hours
+        assert (m.urgent, m.next_attempt_at) == (True, swept_at)
+        assert (m.context["late_by_seconds"], m.context["late_text"]) == (16 * 3600, "16 hours")
 
     count = len(outbox(s))
     TIMERS.sweep_due(s, swept_at + timedelta(days=1), HANDLER)
@@ -304,9 +320,10 @@ def test_leads_of_the_owning_and_party_bodies_move_a_deadline_and_the_reminder_f
     assert running(s, case)["establishment_response"].due_at == local("2025-05-15 17:00")
 
     TIMERS.sweep_due(s, local("2025-05-12 09:00"), HANDLER)  # 3 WD before Thu 15 May
-    (reminder,) = outbox(s)
-    assert (reminder.template, reminder.recipient) == ("reminder", str(cast.staff.id))
-    assert reminder.context["due_text"] == "Thu 15 May 2025, 17:00"
+    reminders = outbox(s)
+    assert [(m.template, m.channel, m.recipient) for m in reminders] == [
+        ("reminder", "inapp", str(cast.staff.id)), ("reminder", "log", cast.staff.email)]
+    assert {m.context["due_text"] for m in reminders} == {"Thu 15 May 2025, 17:00"}
     s.close()
 
 

@@ -1,11 +1,13 @@
 """The scheduler, for real: APScheduler as configured by ``build_scheduler`` ticking the deadline
-sweep and outbox delivery against a real database; ``reprisals scheduler`` and ``reprisals run
---reload`` as real processes (catch-up at start, SIGTERM, the reloader's parent starting nothing);
-and the ``deadlines`` commands run by hand.
+sweep and outbox delivery against a real database (and a daily digest at 08:00 UK time);
+``reprisals scheduler`` and ``reprisals run --reload`` as real processes (catch-up at start, SIGTERM,
+the reloader's parent starting nothing); and the ``deadlines`` commands run by hand.
 
 Timers come from real cases opened through the services with the protocol engine: a case received
 on 16 April 2025 has its "consent and risk recorded" deadline due at the end of the next working
-day, long past whenever these tests run.
+day, long past whenever these tests run. Its overdue notice is urgent, so the e-mail copies go at
+once whatever the time of day (non-urgent e-mail waits for working hours): each notice is two rows,
+one to the person's in-app inbox and one by e-mail (the log channel, as configured by default).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -30,10 +33,13 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from notifications.channels import LogChannel
+from notifications.channels import InAppChannel, LogChannel
 from notifications.models import OutboxMessage
+from notifications.outbox import unread_count
 from reprisals.config import load_settings
 from reprisals.models import Role
 from reprisals.runtime import Runtime
@@ -42,7 +48,7 @@ from tests.factories import make_case, make_establishment, make_user
 from tests.support.waiting import wait_for
 from tests.web.conftest import Cli, assert_refused, base_env, clean_environ
 from web.app import create_app
-from web.scheduler import DELIVERY_JOB_ID, SWEEP_JOB_ID, build_scheduler, start_in_process
+from web.scheduler import DELIVERY_JOB_ID, DIGEST_JOB_ID, SWEEP_JOB_ID, build_scheduler, start_in_process
 from workflow.engine import Engine
 from workflow.models import DeadlineRow, TimerRow
 
@@ -51,6 +57,7 @@ INT32_MAX_MS = 2**31 - 1  # what a 32-bit lateness column could hold (~24.8 days
 REPRISALS_BIN = Path(sys.executable).with_name("reprisals")
 INTERVAL = "0.2"
 DISPATCH_AT = datetime.fromisoformat("2025-05-07T09:00:00+01:00")
+JOB_IDS = sorted([SWEEP_JOB_ID, DELIVERY_JOB_ID, DIGEST_JOB_ID])
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -62,6 +69,12 @@ class OpenedCase:
     instance_id: int
     lead_email: str
     recipients: frozenset[str]  # user ids the overdue notice goes to: the assigned staff and the leads
+    addresses: frozenset[str]  # their e-mail addresses (both have e-mail notifications on)
+
+    def expected(self, template: str, status: str) -> set[tuple[str, str, str, str]]:
+        """(template, channel, recipient, status): one in-app row per user id, one e-mail per address."""
+        return ({(template, "inapp", r, status) for r in self.recipients}
+                | {(template, "log", a, status) for a in self.addresses})
 
 
 def open_case_at(database: Database, wf: Engine, *, received_at: str, now: datetime) -> OpenedCase:
@@ -71,7 +84,8 @@ def open_case_at(database: Database, wf: Engine, *, received_at: str, now: datet
         staff = make_user(s, role=Role.STAFF, body="IMB")
         case = make_case(s, wf, actor=lead, now=now, establishment=make_establishment(s),
                          received_at=received_at, assigned_user_id=staff.id)
-        opened = OpenedCase(case.reference, case.instance_id, lead.email, frozenset({str(lead.id), str(staff.id)}))
+        opened = OpenedCase(case.reference, case.instance_id, lead.email, frozenset({str(lead.id), str(staff.id)}),
+                            frozenset({lead.email, staff.email}))
         s.commit()
     return opened
 
@@ -128,7 +142,7 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("blocking", [False, True], ids=["background", "blocking"])
-def test_scheduler_has_explicit_defaults_and_two_fixed_jobs_when_built(tmp_path: Path, blocking: bool) -> None:
+def test_scheduler_has_explicit_defaults_and_three_fixed_jobs_when_built(tmp_path: Path, blocking: bool) -> None:
     settings = load_settings({**base_env(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path),
                               "REPRISALS_SCHEDULER_INTERVAL": "7.5"}, dotenv=None)
     rt = Runtime.from_settings(settings)
@@ -141,12 +155,29 @@ def test_scheduler_has_explicit_defaults_and_two_fixed_jobs_when_built(tmp_path:
     # APScheduler's own defaults would be misfire_grace_time=1 (a tick 1 s late is skipped).
     assert scheduler._job_defaults == {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
     pending = scheduler._pending_jobs  # (job, job store alias, replace_existing) until started
-    assert sorted(job.id for job, _, _ in pending) == sorted([SWEEP_JOB_ID, DELIVERY_JOB_ID])
+    assert sorted(job.id for job, _, _ in pending) == JOB_IDS
     assert all(replace for _, _, replace in pending)  # registered at start-up, replacing any leftover
-    for job, _, _ in pending:
+    jobs = {job.id: job for job, _, _ in pending}
+    for job_id in (SWEEP_JOB_ID, DELIVERY_JOB_ID):
+        job = jobs[job_id]
+        assert isinstance(job.trigger, IntervalTrigger)
         assert job.trigger.interval == timedelta(seconds=7.5)
         assert before <= job.next_run_time <= datetime.now(UTC)  # the first run is immediate: catch-up
+    assert_digest_at_8_london(jobs[DIGEST_JOB_ID].trigger)
+    assert not hasattr(jobs[DIGEST_JOB_ID], "next_run_time")  # no catch-up run: only at the next 08:00
     rt.close()
+
+
+def assert_digest_at_8_london(trigger: object) -> None:
+    """A cron trigger at 08:00 Europe/London, every day (the job skips days that are not working days),
+    in summer time and in winter."""
+    assert isinstance(trigger, CronTrigger)
+    assert str(trigger.timezone) == "Europe/London"
+    summer = trigger.get_next_fire_time(None, datetime(2025, 4, 30, 7, 1, tzinfo=UTC))  # 08:01 BST
+    winter = trigger.get_next_fire_time(None, datetime(2025, 12, 5, 7, 59, tzinfo=UTC))  # 07:59 GMT
+    assert summer is not None and winter is not None
+    assert summer.astimezone(UTC) == datetime(2025, 5, 1, 7, 0, tzinfo=UTC)  # 08:00 BST the next day
+    assert winter.astimezone(UTC) == datetime(2025, 12, 5, 8, 0, tzinfo=UTC)  # 08:00 GMT the same day
 
 
 def test_scheduler_keeps_jobs_in_memory_and_replaces_by_id_when_started_or_built_twice(rt: Runtime) -> None:
@@ -156,11 +187,17 @@ def test_scheduler_keeps_jobs_in_memory_and_replaces_by_id_when_started_or_built
     try:
         for scheduler in (first, second):
             jobs = scheduler.get_jobs()
-            assert sorted(j.id for j in jobs) == sorted([SWEEP_JOB_ID, DELIVERY_JOB_ID])  # two, not four
+            assert sorted(j.id for j in jobs) == JOB_IDS  # three, not six
             for job in jobs:
                 assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (None, True, 1)
             # Each job's log lines say which it is (APScheduler names a job by its __qualname__).
-            assert {j.id: j.name for j in jobs} == {SWEEP_JOB_ID: "run_sweep", DELIVERY_JOB_ID: "run_delivery"}
+            assert {j.id: j.name for j in jobs} == {SWEEP_JOB_ID: "run_sweep", DELIVERY_JOB_ID: "run_delivery",
+                                                    DIGEST_JOB_ID: "run_digest"}
+            digest = scheduler.get_job(DIGEST_JOB_ID)
+            assert_digest_at_8_london(digest.trigger)
+            local = digest.next_run_time.astimezone(ZoneInfo("Europe/London"))
+            assert (local.hour, local.minute) == (8, 0)
+            assert digest.next_run_time - datetime.now(UTC) <= timedelta(days=1, hours=1)
             # Nothing persistent: no job store that could hold a pickled callable across a deploy.
             assert list(scheduler._jobstores) == ["default"]
             assert type(scheduler._jobstores["default"]) is MemoryJobStore
@@ -168,7 +205,7 @@ def test_scheduler_keeps_jobs_in_memory_and_replaces_by_id_when_started_or_built
         def other() -> None: ...
 
         first.add_job(other, "interval", seconds=60, id=SWEEP_JOB_ID, replace_existing=True)
-        assert len(first.get_jobs()) == 2
+        assert len(first.get_jobs()) == 3
         assert first.get_job(SWEEP_JOB_ID).func is other
     finally:
         first.shutdown(wait=False)
@@ -179,11 +216,12 @@ def test_background_scheduler_fires_due_timer_and_delivers_its_messages_when_run
         database: Database, wf: Engine, rt: Runtime) -> None:
     case = open_overdue_case(database, wf)
     channel = LogChannel()
-    scheduler = build_scheduler(rt, blocking=False, channels={"log": channel})
+    scheduler = build_scheduler(rt, blocking=False, channels={"inapp": InAppChannel(), "log": channel})
     started = time.monotonic()
     scheduler.start()
     try:
-        wait_for(lambda: len(channel.sent) >= len(case.recipients), "the overdue notices to be delivered", timeout=15)
+        wait_for(lambda: {m.status for m in messages_for(database, case.reference)} == {"sent"}
+                 and len(channel.sent) >= len(case.addresses), "the overdue notices to be delivered", timeout=15)
     finally:
         scheduler.shutdown(wait=True)
     assert time.monotonic() - started < 10
@@ -193,9 +231,14 @@ def test_background_scheduler_fires_due_timer_and_delivers_its_messages_when_run
     assert timer.fired_by.endswith(f":{os.getpid()}")
     assert deadlines_of(database, case.instance_id)[0].status == "overdue"
     messages = messages_for(database, case.reference)
-    assert {(m.template, m.recipient, m.status) for m in messages} == {
-        ("overdue", r, "sent") for r in case.recipients}
-    assert sorted(m.idempotency_key for m in channel.sent) == sorted(m.idempotency_key for m in messages)
+    assert {(m.template, m.channel, m.recipient, m.status) for m in messages} == case.expected("overdue", "sent")
+    assert len(messages) == 2 * len(case.recipients)
+    assert all(m.urgent for m in messages)  # an overdue notice is urgent: its e-mail is not held back
+    # (Filtered by subject: the 08:00 digest job could, on a rare run, add a digest of its own.)
+    assert sorted(to for to, rendered in channel.sent if rendered.subject.startswith("OVERDUE: case ")) == sorted(
+        case.addresses)
+    with rt.sessions() as s:  # the in-app copies are in each person's inbox
+        assert {r: unread_count(s, r) for r in case.recipients} == dict.fromkeys(case.recipients, 1)
     assert not scheduler_threads()
 
 
@@ -287,8 +330,10 @@ def test_scheduler_process_catches_up_on_start_and_exits_0_promptly_when_sent_si
         proc = subprocess.Popen([str(REPRISALS_BIN), "scheduler"], env=env, cwd=tmp_path, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: {m.status for m in messages_for(database, case.reference)} == {"sent"}
-                 and len(messages_for(database, case.reference)) == len(case.recipients),
+        # In-app and by e-mail (the log channel): an overdue notice is urgent, so the e-mail is not
+        # held until working hours, whenever this runs.
+        wait_for(lambda: {(m.template, m.channel, m.recipient, m.status)
+                          for m in messages_for(database, case.reference)} == case.expected("overdue", "sent"),
                  "the overdue notices to be sent", timeout=20)
         assert proc.poll() is None  # still running: it does not exit after the catch-up
         proc.send_signal(signal.SIGTERM)
@@ -312,8 +357,10 @@ def test_scheduler_process_catches_up_on_start_and_exits_0_promptly_when_sent_si
     late = timer.fired_at - timer.fire_at
     assert late > timedelta(days=7)  # fired at start, weeks after it was due
     assert timer.lateness_ms == int(late.total_seconds() * 1000)
-    for message in messages_for(database, case.reference):
-        assert message.template == "overdue"
+    messages = messages_for(database, case.reference)
+    assert len(messages) == 2 * len(case.recipients)
+    for message in messages:
+        assert (message.template, message.urgent) == ("overdue", True)
         assert message.context["late_by_seconds"] == int(late.total_seconds())  # the message says how late
         assert message.context["late_text"]
 
