@@ -42,9 +42,10 @@ def enqueue(session: Session, key: str, channel: str, recipient: str, template: 
         idempotency_key=key, channel=channel, recipient=recipient, template=template, context=dict(context),
         urgent=urgent, status=PENDING, attempts=0, created_at=now,
         next_attempt_at=max(now, not_before) if not_before and not urgent else now,
-    ).on_conflict_do_nothing(index_elements=[OutboxMessage.idempotency_key])
-    result = session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    ).on_conflict_do_nothing(index_elements=[OutboxMessage.idempotency_key]).returning(OutboxMessage.id)
+    # RETURNING, not rowcount: an ORM-level INSERT reports rowcount -1 on PostgreSQL, which read as
+    # "added" for a duplicate key too.
+    return session.execute(stmt).first() is not None
 
 
 @dataclass
