@@ -94,7 +94,8 @@ def test_production_refuses_listing_both_keys_and_writes_none_when_keys_are_miss
     ("SECRET_KEY", "too-short", "too short (9 characters)"),
     ("ENV", "staging", "'staging' is not one of development, production, test"),
     ("LOG_LEVEL", "chatty", "is not one of DEBUG, INFO, WARNING, ERROR"),
-    ("SMTP_URL", "mail.example:25", "must start with smtp:// or smtps://"),
+    # The message shows the expected form (its wording changed when SMTP_URL parsing got stricter).
+    ("SMTP_URL", "mail.example:25", "smtp://user:password@host:587"),
     ("BASE_URL", "reprisals.example", "must be an http:// or https:// address"),
     ("PROTOCOL_FILES", "/no/such/spec.yaml", "/no/such/spec.yaml does not exist"),
     ("FOO", "1", "unknown setting"),
