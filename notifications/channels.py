@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -90,19 +91,27 @@ class InAppChannel:
 class SmtpSettings:
     host: str
     port: int
-    security: str  # "ssl" | "starttls" | "none"
+    security: str  # "ssl" | "starttls" (required) | "starttls-auto" (when offered) | "none"
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     timeout: float = 10.0
+    # Verifies the server's certificate; None means the system's trust store. Set it to trust a
+    # private CA (or, in tests, a self-signed certificate) without turning verification off.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_url(cls, url: str) -> SmtpSettings:
         """``smtp://user:pass@host:587`` (STARTTLS when the server offers it, or ``?starttls=required``),
         ``smtp://host:25?starttls=no``, or ``smtps://user:pass@host:465`` (TLS from the start)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("must look like smtp://user:password@host:587 or smtps://host:465")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("must start with smtp:// or smtps:// (smtp://user:password@host:587, smtps://host:465)")
+        if not parts.hostname:
+            raise ValueError("names no host (smtp://user:password@host:587, smtps://host:465)")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if unknown := sorted(set(query) - {"starttls", "timeout"}):
+            # A misspelt ?startls=no must not quietly leave the default in place.
+            raise ValueError(f"unknown parameter {', '.join(unknown)} (known: starttls, timeout)")
         if parts.scheme == "smtps":
             security = "ssl"
         else:
@@ -111,10 +120,19 @@ class SmtpSettings:
                 raise ValueError("starttls must be auto, required or no")
             security = {"auto": "starttls-auto", "required": "starttls", "no": "none"}[starttls]
         try:
-            port = parts.port or (465 if parts.scheme == "smtps" else 587)
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port is None:
+            port = 465 if parts.scheme == "smtps" else 587
+        elif not 0 < port < 65536:
+            raise ValueError("the port must be a number from 1 to 65535")
+        try:
             timeout = float(query.get("timeout", "10"))
         except ValueError:
-            raise ValueError("the port and timeout must be numbers") from None
+            timeout = math.nan
+        if not 0 < timeout < math.inf:  # NaN fails this too
+            raise ValueError("the timeout must be a number of seconds above 0")
         return cls(parts.hostname, port, security, unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None, timeout)
 
@@ -130,18 +148,23 @@ class SmtpChannel:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context()
+        context = s.ssl_context or ssl.create_default_context()
         conn: smtplib.SMTP
         if s.security == "ssl":
             conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
         else:
             conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            conn.ehlo()
-            if s.security == "starttls" or (s.security == "starttls-auto" and conn.has_extn("starttls")):
-                conn.starttls(context=context)
+        try:
+            if s.security != "ssl":
                 conn.ehlo()
-        if s.username:
-            conn.login(s.username, s.password or "")
+                if s.security == "starttls" or (s.security == "starttls-auto" and conn.has_extn("starttls")):
+                    conn.starttls(context=context)
+                    conn.ehlo()
+            if s.username:
+                conn.login(s.username, s.password or "")
+        except BaseException:
+            conn.close()  # a half-open connection (TLS or AUTH refused) would otherwise leak its socket
+            raise
         return conn
 
     def send(self, session: Session, message: OutboxMessage, rendered: Rendered) -> None:
@@ -154,9 +177,16 @@ class SmtpChannel:
         email.set_content(rendered.text)
         email.add_alternative(rendered.html, subtype="html")
         for attempt in (1, 2):
-            try:
-                if self._conn is None:
+            if self._conn is None:
+                try:
                     self._conn = self._connect()
+                except (OSError, smtplib.SMTPException) as exc:
+                    # Connecting, TLS and AUTH concern the server and our settings, not this message: a
+                    # refused login (535) must not fail every queued message for good.
+                    s = self.settings
+                    raise TemporaryFailure(f"SMTP connection to {s.host}:{s.port}: {type(exc).__name__}: {exc}"
+                                           ) from None
+            try:
                 refused = self._conn.send_message(email)
                 if refused:
                     raise PermanentFailure(f"the server refused the recipient: {refused}")
@@ -170,11 +200,15 @@ class SmtpChannel:
                 self._drop()
                 failure = PermanentFailure if all(c >= 500 for c in codes) else TemporaryFailure
                 raise failure(f"recipient refused ({', '.join(str(c) for c in codes)})") from None
+            except smtplib.SMTPSenderRefused as exc:
+                # MAIL FROM refused (530 authentication required, a sender the relay does not accept):
+                # our settings, not this message, so every message would fail alike; retry until fixed.
+                self._drop()
+                raise TemporaryFailure(f"SMTP {exc.smtp_code} for our sender {exc.sender}: {_reply(exc)}") from None
             except smtplib.SMTPResponseException as exc:
                 self._drop()
-                text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
                 failure = PermanentFailure if exc.smtp_code >= 500 else TemporaryFailure
-                raise failure(f"SMTP {exc.smtp_code}: {text}") from None
+                raise failure(f"SMTP {exc.smtp_code}: {_reply(exc)}") from None
             except (OSError, smtplib.SMTPException) as exc:
                 self._drop()
                 raise TemporaryFailure(f"SMTP: {type(exc).__name__}: {exc}") from None
@@ -189,6 +223,11 @@ class SmtpChannel:
 
     def close(self) -> None:
         self._drop()
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    error: bytes | str = exc.smtp_error
+    return error.decode(errors="replace") if isinstance(error, bytes) else error
 
 
 @dataclass
@@ -225,7 +264,9 @@ class NotifyChannel:
             status = int(getattr(exc, "status_code", 0) or 0)
             detail = "; ".join(str(m.get("message", m)) if isinstance(m, dict) else str(m)
                                for m in (getattr(exc, "message", None) or [])) or str(exc)
-            if status == 429 or status >= 500 or status == 0:
+            # 401/403 is our API key (revoked, mistyped, clock skew), not this message: like a refused
+            # SMTP login it must not fail every queued message for good.
+            if status in (401, 403, 429) or status >= 500 or status == 0:
                 raise TemporaryFailure(f"Notify {status}: {detail}") from None
             raise PermanentFailure(f"Notify {status}: {detail}") from None
         except RequestException as exc:
