@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m tests.bench [--quick] [--only protocol|machines] [--profile]``.
+"""Run the benchmarks: ``python -m tests.bench [--quick] [--only protocol|machines|sweep] [--profile]``.
 
 Prints a table per benchmark and writes everything (with each run's raw timings) as JSON to
 ``tests/bench/results/`` (git-ignored).
@@ -52,21 +52,34 @@ def _load() -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a smaller run: 40 cases, 10,000 instances")
-    parser.add_argument("--only", choices=("protocol", "machines"), help="run one benchmark")
+    parser.add_argument("--quick", action="store_true", help="a smaller run: 40 cases, 10,000 instances; "
+                        "10,000 timers (1,000 due), a 15 s lag run with a 3 s scheduler interval")
+    parser.add_argument("--only", choices=("protocol", "machines", "sweep"), help="run one benchmark")
     parser.add_argument("--cases", type=int, help="cases for the protocol benchmark (default 300, quick 40)")
     parser.add_argument("--rounds", type=int, help="rounds of the protocol benchmark; the median ratio "
                         "is reported (default 1)")
     parser.add_argument("--instances", type=int, help="instances for the machine benchmark (default 100000, "
                         "quick 10000)")
+    parser.add_argument("--timers", type=int, help="pending timers for the sweep benchmark (default 100000, "
+                        "quick 10000)")
+    parser.add_argument("--due", type=int, help="of which due now (default a tenth)")
+    parser.add_argument("--lag-seconds", type=float, help="how long timers trickle in for the lag run (default 60, "
+                        "quick 15; rounded to whole intervals)")
+    parser.add_argument("--interval", type=float, help="scheduler interval of the lag run (default "
+                        "REPRISALS_SCHEDULER_INTERVAL's default, 15 s; quick 3 s)")
     parser.add_argument("--profile", action="store_true",
-                        help="profile the protocol paths even when the services and engine ratios are within 2.0")
+                        help="profile the protocol paths even when the services and engine ratios are within 2.0, "
+                        "and the sweeps even when they meet their aim")
     parser.add_argument("--no-json", action="store_true", help="do not write a results file")
     args = parser.parse_args(argv)
 
     cases = args.cases or (40 if args.quick else 300)
     rounds = args.rounds or 1
     instances = args.instances or (10_000 if args.quick else 100_000)
+    timers = args.timers or (10_000 if args.quick else 100_000)
+    due = args.due or timers // 10
+    lag_seconds = args.lag_seconds or (15.0 if args.quick else 60.0)
+    interval = args.interval or (3.0 if args.quick else 15.0)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -90,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"2. machine cost: {instances:,} instances")
         payload["machines"] = bench_machines.run(instances, log=log)
         sections.append(bench_machines.render(payload["machines"]))
+    if args.only in (None, "sweep"):
+        from tests.bench import bench_sweep
+
+        log(f"3. deadline sweep: {timers:,} pending timers, {due:,} due; lag over {lag_seconds:g} s at a "
+            f"{interval:g} s interval")
+        payload["sweep"] = bench_sweep.run(timers, due, lag_seconds=lag_seconds, interval=interval,
+                                           force_profile=args.profile, log=log)
+        sections.append(bench_sweep.render(payload["sweep"]))
     payload["meta"]["elapsed_s"] = time.perf_counter() - started
     payload["meta"]["load_after"] = _load()
 

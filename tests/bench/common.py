@@ -85,12 +85,20 @@ def _area(key: tuple[str, int, str]) -> str:
             return "json"
         if "cryptography" in name or "rust" in name.lower():
             return "cryptography (Fernet)"
+        if "psycopg" in name:
+            return "psycopg driver (C)"
         return "other builtins (C)"
+    if "/psycopg/" in filename and name == "wait":
+        # psycopg's compiled wait is invisible to cProfile: this self time is the wait for the server
+        # (round trips, and the WAL flush of every commit).
+        return "waiting for PostgreSQL (psycopg wait)"
     for needle, label in _AREAS:
         if needle in filename:
             return label
     if "sqlite3" in filename:
         return "sqlite3 driver (Python part)"
+    if "/psycopg/" in filename:
+        return "psycopg driver (Python part)"
     return "other Python (stdlib: datetime, enum, functools, ...)"
 
 
