@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from notifications.channels import Channel, PermanentFailure, TemporaryFailure
-from notifications.models import FAILED, PENDING, SENDING, SENT, InboxItem, OutboxMessage
+from notifications.models import FAILED, PENDING, SENDING, SENT, InboxItem, OutboxMessage, metadata
 from notifications.templates import TemplateProblem, Templates
 
 log = logging.getLogger(__name__)
@@ -60,41 +62,98 @@ def backoff(attempts: int, base: float = 30.0, cap: float = 3600.0) -> timedelta
     return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1))))
 
 
-def _claim(session: Session, now: datetime, lease: timedelta) -> OutboxMessage | None:
-    stmt = (select(OutboxMessage)
-            .where(or_(
-                (OutboxMessage.status == PENDING) & (OutboxMessage.next_attempt_at <= now),
-                (OutboxMessage.status == SENDING) & (OutboxMessage.claimed_until <= now),
-            ))
-            .order_by(OutboxMessage.urgent.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id).limit(1))
+CLAIM_BATCH = 200  # due messages looked up at once; each is still claimed and committed on its own
+_OUTCOME = ("status", "last_error", "claimed_until", "next_attempt_at", "sent_at")  # what a delivery sets
+_TABLE = metadata.tables[OutboxMessage.__tablename__]
+_COLUMNS = _TABLE.c
+
+
+def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    return or_(
+        (OutboxMessage.status == PENDING) & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.status == SENDING) & (OutboxMessage.claimed_until <= now),
+    )
+
+
+# Prepared once: building and caching these per message cost more than running them.
+_CLAIM = (update(OutboxMessage)
+          .where(OutboxMessage.id == bindparam("claim_id"),
+                 _due(bindparam("claim_now", type_=_COLUMNS.next_attempt_at.type)))
+          .values(status=SENDING, claimed_until=bindparam("claim_until", type_=_COLUMNS.claimed_until.type),
+                  attempts=OutboxMessage.attempts + 1)
+          .returning(OutboxMessage)
+          .execution_options(populate_existing=True, synchronize_session=False))
+_RECORD = (update(_TABLE).where(_COLUMNS.id == bindparam("record_id"))
+           .values({c: bindparam(f"record_{c}", type_=_COLUMNS[c].type) for c in _OUTCOME}))
+
+
+def _due_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """The next due messages' ids, most urgent and oldest first. Reads only (then ends the transaction)."""
+    stmt = (select(OutboxMessage.id).where(_due(now))
+            .order_by(OutboxMessage.urgent.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    message = session.scalars(stmt).first()
-    if message is None:
-        session.rollback()
-        return None
-    message.status, message.claimed_until = SENDING, now + lease
-    message.attempts += 1
-    session.commit()
-    return message
+        stmt = stmt.with_for_update(skip_locked=True)  # leave out rows another sender is claiming right now
+    ids = list(session.scalars(stmt))
+    session.rollback()
+    return ids
+
+
+def _claim(session: Session, now: datetime, lease: timedelta, candidates: deque[int] | None = None,
+           seen: set[int] | None = None) -> OutboxMessage | None:
+    """Claim the next due message — ``sending`` with a lease, one more attempt — and commit.
+
+    The order (urgent first, then oldest) is read ``CLAIM_BATCH`` ids at a time into ``candidates``: that
+    query reads and sorts every due row, so running it for each message made a run quadratic in the
+    backlog. Each candidate is then claimed on its own with a compare-and-set ``UPDATE … WHERE id = …
+    AND <still due> RETURNING``: a message another sender took in the meantime matches no row (on
+    PostgreSQL the UPDATE waits for a claim in progress, then re-checks). ``seen`` (ids tried in this
+    run) keeps such a message from being tried again and again."""
+    queue = deque[int]() if candidates is None else candidates
+    tried = set[int]() if seen is None else seen
+    while True:
+        if not queue:
+            queue.extend(i for i in _due_ids(session, now, CLAIM_BATCH) if i not in tried)
+            if not queue:
+                return None
+        message_id = queue.popleft()
+        tried.add(message_id)
+        params = {"claim_id": message_id, "claim_now": now, "claim_until": now + lease}
+        message = session.scalars(_CLAIM, params).first()
+        if message is None:
+            session.rollback()
+            continue
+        session.commit()
+        return message
 
 
 def deliver_due(session: Session, now: datetime, channels: Mapping[str, Channel], templates: Templates, *,
                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, limit: int = 10_000,
                 lease: timedelta = DEFAULT_LEASE) -> DeliveryResult:
-    """Send the messages whose time has come, each claimed, sent and recorded in its own commits."""
+    """Send the messages whose time has come, each claimed, sent and recorded in its own commits.
+    A message that becomes due (or urgent) during a run may wait for the next ``CLAIM_BATCH`` lookup."""
     result = DeliveryResult()
+    candidates: deque[int] = deque()
+    seen: set[int] = set()
     try:
         for _ in range(limit):
-            message = _claim(session, now, lease)
+            message = _claim(session, now, lease, candidates, seen)
             if message is None:
                 break
             _deliver_one(session, message, now, channels, templates, max_attempts, result)
+            _record(session, message)
             session.commit()
     finally:
         for channel in channels.values():
             channel.close()
     return result
+
+
+def _record(session: Session, message: OutboxMessage) -> None:
+    """Write the outcome ``_deliver_one`` set on ``message`` with the prepared UPDATE; the session forgets
+    the object (a unit-of-work flush of it cost as much as the rest of a message's bookkeeping)."""
+    params = {f"record_{c}": getattr(message, c) for c in _OUTCOME}
+    session.expunge(message)
+    session.execute(_RECORD, {"record_id": message.id, **params})
 
 
 def _deliver_one(session: Session, message: OutboxMessage, now: datetime, channels: Mapping[str, Channel],
