@@ -27,6 +27,19 @@ PG_ADMIN_URL = os.environ.get("REPRISALS_TEST_PG_URL", "postgresql+psycopg://pos
 DATABASES = [d.strip() for d in os.environ.get("REPRISALS_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.postgresql_only`` tests exist only for PostgreSQL (a scenario SQLite cannot
+    have, such as TRUNCATE): their SQLite instances are not collected, rather than skipped."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("database") == "sqlite"
+        (drop if on_sqlite and item.get_closest_marker("postgresql_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @dataclass
 class Database:
     """A fresh, fully created database for one test."""

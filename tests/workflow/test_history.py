@@ -317,9 +317,8 @@ def test_database_refuses_when_history_would_be_changed(scene: Scene) -> None:
     assert findings(scene.database) == set()
 
 
+@pytest.mark.postgresql_only  # SQLite has no TRUNCATE; its DELETE without WHERE is refused above
 def test_database_refuses_when_history_would_be_truncated(scene: Scene) -> None:
-    if scene.database.dialect != "postgresql":
-        pytest.skip("SQLite has no TRUNCATE; its DELETE without WHERE is refused above")
     before = _counts(scene.database)
 
     for table in ("wf_history", "wf_ledger"):
