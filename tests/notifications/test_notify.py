@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jwt
 import pytest
-from sqlalchemy import select
 
 from notifications.channels import NotifyChannel
-from notifications.models import FAILED, PENDING, SENT, OutboxMessage
-from notifications.outbox import DeliveryResult, deliver_due, enqueue, list_failed
-from reprisals.messaging import SAMPLES, message_templates
+from notifications.models import FAILED, PENDING, SENT
+from notifications.outbox import DeliveryResult, list_failed
+from reprisals.messaging import SAMPLES
 from tests.conftest import Database
+from tests.support import outbox
 from tests.support.fake_notify import FakeNotify
 from tests.support.smtp_server import free_port
 
-NOW = datetime(2025, 4, 16, 9, 30, tzinfo=UTC)
-TO = "caseworker@body.example"
-TEMPLATES = message_templates()
+NOW = outbox.NOW
+TO = outbox.TO
+TEMPLATES = outbox.TEMPLATES
 
 
 @pytest.fixture
@@ -36,22 +36,11 @@ def channel_for(notify: FakeNotify, template_ids: dict[str, str] | None = None, 
     return NotifyChannel(api_key or notify.api_key, ids, base_url or notify.base_url, timeout=5.0)
 
 
-def queue(database: Database, key: str, template: str = "reminder") -> None:
-    with database.session() as s:
-        assert enqueue(s, key, "notify", TO, template, SAMPLES[template], NOW)
-        s.commit()
+def queue(database: Database, key: str, recipient: str = TO, template: str = "reminder") -> None:
+    outbox.queue(database, "notify", key, recipient, template)
 
 
-def deliver(database: Database, channel: NotifyChannel, now: datetime = NOW) -> DeliveryResult:
-    with database.session() as s:
-        return deliver_due(s, now, {"notify": channel}, TEMPLATES)
-
-
-def row(database: Database, key: str) -> OutboxMessage:
-    with database.session() as s:
-        message = s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one()
-        s.expunge(message)
-        return message
+deliver, row = outbox.deliver, outbox.row
 
 
 def test_notify_receives_address_template_and_personalisation_when_message_is_sent(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
@@ -14,16 +14,17 @@ from sqlalchemy.orm import Session
 
 from notifications.channels import SmtpChannel, SmtpSettings, message_id
 from notifications.models import FAILED, PENDING, SENDING, SENT, OutboxMessage
-from notifications.outbox import DEFAULT_LEASE, DeliveryResult, deliver_due, enqueue, list_failed
+from notifications.outbox import DEFAULT_LEASE, DeliveryResult, deliver_due, list_failed
 from notifications.templates import Rendered
-from reprisals.messaging import SAMPLES, message_templates
+from reprisals.messaging import SAMPLES
 from tests.conftest import Database
+from tests.support import outbox
 from tests.support.smtp_server import SelfSigned, SmtpServer, self_signed
 
-NOW = datetime(2025, 4, 16, 9, 30, tzinfo=UTC)
+NOW = outbox.NOW
 SENDER = "reprisals@reprisals.example"
-TO = "caseworker@body.example"
-TEMPLATES = message_templates()
+TO = outbox.TO
+TEMPLATES = outbox.TEMPLATES
 
 
 @pytest.fixture
@@ -43,21 +44,10 @@ def channel_for(url: str, **changes: object) -> SmtpChannel:
 
 
 def queue(database: Database, key: str, recipient: str = TO, template: str = "reminder") -> None:
-    with database.session() as s:
-        assert enqueue(s, key, "smtp", recipient, template, SAMPLES[template], NOW)
-        s.commit()
+    outbox.queue(database, "smtp", key, recipient, template)
 
 
-def deliver(database: Database, channel: SmtpChannel, now: datetime = NOW) -> DeliveryResult:
-    with database.session() as s:
-        return deliver_due(s, now, {"smtp": channel}, TEMPLATES)
-
-
-def row(database: Database, key: str) -> OutboxMessage:
-    with database.session() as s:
-        message = s.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one()
-        s.expunge(message)
-        return message
+deliver, row = outbox.deliver, outbox.row
 
 
 # -- delivery ---------------------------------------------------------------------------------------
