@@ -690,3 +690,21 @@ def test_sweep_moves_on_when_a_timers_own_commit_fails(database: Database) -> No
     assert rows[0][0] == "pending" and rows[0][1] == 1 and "commit failed" in rows[0][2]
     assert rows[1][0] == "fired"
     s.close()
+
+
+@pytest.mark.postgresql_only
+def test_sweep_transactions_skip_the_wal_flush_wait_and_requests_keep_it_when_on_postgresql(
+        database: Database) -> None:
+    s = database.session()
+    start(s, risk="urgent")
+    s.commit()
+    seen: list[str] = []
+
+    def handler(session: Session, fired: Fired) -> None:
+        seen.append(session.execute(sa.text("SHOW synchronous_commit")).scalar_one())
+
+    result = TIMERS.sweep_due(s, T0 + timedelta(hours=5), handler)
+
+    assert result.fired == 2 and seen == ["off", "off"]  # SET LOCAL: only the sweep's own transactions
+    assert s.execute(sa.text("SHOW synchronous_commit")).scalar_one() == "on"
+    s.close()
