@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from reprisals.access import actor_for, can_view_case
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
-from reprisals.messaging import Messenger, case_url, local_text, unique_users
-from reprisals.models import Case, Risk, Role, User
+from reprisals.messaging import Messenger, case_url, leads_of, local_text, unique_users
+from reprisals.models import Case, Risk, User
 from workflow.engine import Engine
 from workflow.models import DeadlineRow
 from workflow.timers import DUE, LIVE, OVERDUE, REMINDER, Fired, Handler, Timers
@@ -38,11 +38,6 @@ def late_text(seconds: float) -> str | None:
     if minutes and not days:
         parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
     return " ".join(parts)
-
-
-def leads_of(session: Session, body_code: str) -> list[User]:
-    return list(session.scalars(select(User).where(User.role == Role.LEAD, User.body_code == body_code,
-                                                   User.active.is_(True)).order_by(User.id)))
 
 
 def make_timer_handler(messenger: Messenger) -> Handler:

@@ -49,6 +49,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+def leads_of(session: Session, body_code: str) -> list[User]:
+    """The active protocol leads of a body."""
+    return list(session.scalars(select(User).where(User.role == Role.LEAD, User.body_code == body_code,
+                                                   User.active.is_(True)).order_by(User.id)))
+
+
 def case_url(base_url: str, reference: str) -> str:
     return f"{base_url.rstrip('/')}/cases/{reference}"
 
@@ -113,8 +119,7 @@ class Messenger:
                     "url": case_url(self.base_url, case.reference)}
             people: list[User] = [case.assigned_user] if case.assigned_user else []
             if case.owning_body_code not in lead_cache:
-                lead_cache[case.owning_body_code] = list(session.scalars(select(User).where(
-                    User.role == Role.LEAD, User.body_code == case.owning_body_code, User.active.is_(True))))
+                lead_cache[case.owning_body_code] = leads_of(session, case.owning_body_code)
             people += lead_cache[case.owning_body_code]
             for person in unique_users(people):
                 if not person.active:

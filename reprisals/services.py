@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -453,6 +453,3 @@ def rotate_keys(session: Session, cipher: Cipher) -> int:
     session.flush()
     return changed
 
-
-def count_cases(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Case)) or 0)

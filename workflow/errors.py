@@ -88,7 +88,3 @@ class StaleInstance(WorkflowError):
         super().__init__(
             f"workflow instance {instance_id} was changed by someone else meanwhile; reload and try again"
         )
-
-
-class HistoryTampered(WorkflowError):
-    """Raised by callers that want verification failures as an exception."""
