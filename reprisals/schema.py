@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 import notifications.models
+import reprisals.accounts
 import reprisals.models  # noqa: F401  (registers the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models

@@ -3,50 +3,141 @@ database, starts a scheduler or does network I/O (those are commands)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Flask, g, render_template
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from flask import Flask, g, render_template, request, session
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from govuk_frontend_wtf.main import WTFormsHelpers
+from jinja2 import ChoiceLoader, PackageLoader, PrefixLoader
+from sqlalchemy import text
 
+from notifications.outbox import unread_count
+from reprisals.accounts import heartbeat_age, load_session
 from reprisals.config import Settings, load_settings
-from reprisals.models import Case
+from reprisals.errors import CaseNotFound
+from reprisals.models import Role
 from reprisals.runtime import Runtime
+from web import account, admin, api, auth, cases, home, inbox
+from web.context import Principal, db, me, now
+from web.security import add_security_headers, csp_nonce, enforce, public
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "Reprisals case tracker"
+BLUEPRINTS = (auth.bp, home.bp, cases.bp, inbox.bp, account.bp, admin.bp, api.bp)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
+               testing: bool = False) -> Flask:
     settings = settings or (runtime.settings if runtime else load_settings())
     rt = runtime or Runtime.from_settings(settings)
     app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
-    app.config.update(SECRET_KEY=settings.secret_key, SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.is_production)
+    app.config.update(
+        SECRET_KEY=settings.secret_key, TESTING=testing,
+        SESSION_COOKIE_NAME="reprisals_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production, REMEMBER_COOKIE_SECURE=True,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-side) session
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
     app.extensions["reprisals"] = rt
+    app.jinja_loader = ChoiceLoader([
+        PackageLoader("web"),
+        PrefixLoader({"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja"),
+                      "govuk_frontend_wtf": PackageLoader("govuk_frontend_wtf")}),
+    ])
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    WTFormsHelpers(app)
+    CSRFProtect(app)
 
-    def db() -> Session:
-        if "db" not in g:
-            g.db = rt.sessions()
-        session: Session = g.db
-        return session
+    login = LoginManager(app)
+    login.login_view = "auth.sign_in"
+    login.login_message = "Sign in to continue."
+    login.login_message_category = "info"
+    login.session_protection = None  # not a control (it hashes client headers); sessions are server-side
+
+    @login.user_loader
+    def _load(token: str) -> Principal | None:
+        row = load_session(db(), token, now())
+        dirty = bool(db().dirty)
+        if dirty:
+            db().commit()  # touched or ended
+        return Principal(row, token) if row is not None else None
+
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)
+    app.before_request(enforce(app))
+    app.after_request(add_security_headers)
 
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:
-        session = g.pop("db", None)
-        if session is not None:
-            session.rollback()
-            session.close()
+        s = g.pop("db", None)
+        if s is not None:
+            s.rollback()
+            s.close()
 
-    @app.get("/")
-    def index() -> str:
-        # A stand-in until the full UI: references, stages and risk only; never identity.
-        cases = db().scalars(select(Case).order_by(Case.received_at.desc())).all()
-        return render_template("index.html", cases=cases)
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        from flask_login import current_user
+
+        unread = 0
+        if current_user.is_authenticated:
+            unread = unread_count(db(), str(me().id))
+        return {"serviceName": SERVICE_NAME, "cspNonce": csp_nonce(), "assetPath": "/static/govuk/assets",
+                "unread_count": unread, "Role": Role}
 
     @app.get("/healthz")
+    @public
     def healthz() -> tuple[dict[str, Any], int]:
         try:
             db().execute(text("SELECT 1"))
+            age = heartbeat_age(db(), "scheduler", now())
         except Exception:  # any database failure means unhealthy; the message stays generic
+            log.exception("health check: database unreachable")
             return {"status": "error", "database": "unreachable"}, 503
-        return {"status": "ok", "database": "ok"}, 200
+        body: dict[str, Any] = {"status": "ok", "database": "ok",
+                                "scheduler_heartbeat_age_seconds": None if age is None else round(age, 1)}
+        if age is None or age > max(120.0, 4 * rt.settings.scheduler_interval):
+            body["scheduler"] = "no recent heartbeat"
+        return body, 200
+
+    def _page(status: int, title: str, message: str) -> tuple[str, int]:
+        if request.path.startswith("/api/"):
+            from web.api import problem
+
+            return problem(status, title, message)  # type: ignore[return-value]
+        return render_template("errors/error.html", title=title, message=message), status
+
+    @app.errorhandler(CaseNotFound)
+    @app.errorhandler(404)
+    def _not_found(_e: Exception) -> tuple[str, int]:
+        return _page(404, "Page not found", "If you typed the web address, check it is correct. "
+                     "If you followed a link to a case, you may not have access to it.")
+
+    @app.errorhandler(403)
+    def _forbidden(_e: Exception) -> tuple[str, int]:
+        return _page(403, "You cannot do that", "Your role does not allow this action.")
+
+    @app.errorhandler(405)
+    def _method(_e: Exception) -> tuple[str, int]:
+        return _page(405, "That cannot be done here", "This address does not accept that kind of request.")
+
+    @app.errorhandler(413)
+    def _too_big(_e: Exception) -> tuple[str, int]:
+        return _page(413, "That is too large", "The request was larger than 2 MB.")
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_e: CSRFError) -> tuple[str, int]:
+        return _page(400, "Your form could not be sent",
+                     "The page was out of date or was not sent from this service. Go back, reload the page and try "
+                     "again. Nothing was saved.")
+
+    @app.errorhandler(500)
+    def _error(_e: Exception) -> tuple[str, int]:
+        return _page(500, "Sorry, there is a problem with the service", "Nothing was saved. Try again later.")
+
+    @app.before_request
+    def _no_stale_session() -> None:
+        session.permanent = False
 
     return app

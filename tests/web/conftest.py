@@ -9,7 +9,9 @@ folder is the test's tmp_path.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -21,9 +23,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
+from flask import Flask
+from flask.testing import FlaskClient
 
 from reprisals.models import Role
+from reprisals.passwords import hash_password
 from reprisals.protocol import build_engine
+from reprisals.runtime import Runtime
 from tests.conftest import DATABASES, PG_ADMIN_URL, Database, _pg_admin
 from tests.factories import (
     CONSENT,
@@ -34,6 +40,7 @@ from tests.factories import (
     make_user,
 )
 from web.cli import cli
+from workflow.clock import FrozenClock
 from workflow.db import create_db_engine
 from workflow.engine import Engine
 
@@ -219,3 +226,67 @@ def shared_run(shared_database: Database, shared_world: World, tmp_path: Path,
     """The command, configured for the module's shared database (with ``shared_world`` in it)."""
     monkeypatch.chdir(tmp_path)
     return Cli(base_env(shared_database.url, tmp_path))
+
+
+# -- the web application -----------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@functools.cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def csrf_token(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+@dataclass
+class Web:
+    """The real application on the ``database`` fixture with ``world`` in it; every world user's
+    password is ``PASSWORD``; the clock is frozen at the world's creation and moves when told."""
+
+    app: Flask
+    rt: Runtime
+    clock: FrozenClock
+    database: Database
+    world: World
+
+    def client(self) -> FlaskClient:
+        return self.app.test_client()
+
+    def sign_in(self, email: str, password: str = PASSWORD, client: FlaskClient | None = None) -> FlaskClient:
+        client = client or self.client()
+        page = client.get("/sign-in")
+        response = client.post("/sign-in", data={"email": email, "password": password,
+                                                 "csrf_token": csrf_token(page.get_data(as_text=True))})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        return client
+
+    def post(self, client: FlaskClient, path: str, data: dict[str, Any], *, form_page: str | None = None,
+             **kw: Any) -> Any:
+        """POST ``data`` with the CSRF token read from ``form_page`` (default: ``path``)."""
+        page = client.get(form_page or path)
+        return client.post(path, data={**data, "csrf_token": csrf_token(page.get_data(as_text=True))}, **kw)
+
+
+def settings_env(database: Database, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**base_env(database.url, tmp_path), **{f"REPRISALS_{k}": v for k, v in extra.items()}}
+
+
+@pytest.fixture
+def web(database: Database, world: World, tmp_path: Path) -> Iterator[Web]:
+    from reprisals.config import load_settings
+    from web.app import create_app
+
+    with database.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET password_hash = :h"), {"h": password_hash()})
+    clock = FrozenClock(datetime.now(UTC))
+    rt = Runtime.from_settings(load_settings(settings_env(database, tmp_path), dotenv=None), clock=clock)
+    app = create_app(runtime=rt, testing=True)
+    yield Web(app, rt, clock, database, world)
+    rt.close()

@@ -1,6 +1,5 @@
-"""The Flask application factory and its two stand-in pages: it wires a runtime and nothing else
-(no tables, no connections, no threads), /healthz reports the database, and the case list shows
-references but never identity."""
+"""The Flask application factory: it wires a runtime and nothing else (no tables, no connections, no
+threads); /healthz reports the database and the scheduler's heartbeat."""
 
 from __future__ import annotations
 
@@ -18,8 +17,8 @@ from sqlalchemy import event
 from reprisals.config import Settings, load_settings
 from reprisals.runtime import Runtime
 from tests.conftest import Database
-from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER, TEST_KEY
-from tests.web.conftest import SECRET_KEY, World
+from tests.factories import TEST_KEY
+from tests.web.conftest import SECRET_KEY
 from web.app import create_app
 
 
@@ -41,11 +40,24 @@ def app(runtime: Runtime) -> Flask:
     return create_app(runtime=runtime)
 
 
-def test_healthz_reports_database_ok_when_database_is_reachable(app: Flask) -> None:
+def test_healthz_reports_database_ok_and_no_scheduler_heartbeat_yet(app: Flask) -> None:
     response = app.test_client().get("/healthz")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "scheduler_heartbeat_age_seconds": None,
+                                   "scheduler": "no recent heartbeat"}
+
+
+def test_healthz_reports_the_age_of_the_scheduler_heartbeat(app: Flask, runtime: Runtime) -> None:
+    from datetime import timedelta
+
+    from reprisals.accounts import beat
+
+    with runtime.transaction() as s:
+        beat(s, "scheduler", runtime.clock.now() - timedelta(seconds=20))
+    body = app.test_client().get("/healthz").get_json()
+    assert 19 <= body["scheduler_heartbeat_age_seconds"] <= 60
+    assert "scheduler" not in body
 
 
 def test_healthz_is_503_without_details_when_database_is_unreachable(tmp_path: Path) -> None:
@@ -59,25 +71,6 @@ def test_healthz_is_503_without_details_when_database_is_unreachable(tmp_path: P
     assert response.status_code == 503
     assert response.get_json() == {"status": "error", "database": "unreachable"}
     assert b"hunter2secret" not in response.data
-
-
-def test_case_list_shows_references_and_stages_but_no_identity_when_cases_exist(app: Flask, world: World) -> None:
-    response = app.test_client().get("/")
-
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
-    assert world.reported in html and world.triaged in html
-    assert "2 cases" in html
-    assert "HMP Thornbury Fen" in html
-    for secret in (CANARY_NAME, CANARY_NUMBER, CANARY_DOB, CANARY_DESCRIPTION, "Canarywhistle", "CANARYTEXT42"):
-        assert secret not in html
-
-
-def test_case_list_says_there_are_none_when_database_has_no_cases(app: Flask) -> None:
-    response = app.test_client().get("/")
-
-    assert response.status_code == 200
-    assert "No cases yet." in response.get_data(as_text=True)
 
 
 def test_create_app_makes_no_tables_when_database_file_is_empty(tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""Sign in and sign out. Sessions live on the server (reprisals.accounts); the cookie only names one."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from govuk_frontend_wtf.wtforms_widgets import GovPasswordInput, GovSubmitInput, GovTextInput
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import InputRequired, Length
+
+from reprisals.accounts import Throttled, end_session
+from reprisals.accounts import sign_in as check_password
+from web.context import Principal, db, now
+from web.security import public, safe_next, signed_in
+
+bp = Blueprint("auth", __name__)
+
+
+class SignInForm(FlaskForm):
+    email = StringField("Email address", widget=GovTextInput(),
+                        validators=[InputRequired("Enter your email address"), Length(max=320)])
+    password = PasswordField("Password", widget=GovPasswordInput(),
+                             validators=[InputRequired("Enter your password"), Length(max=1000)])
+    submit = SubmitField("Sign in", widget=GovSubmitInput())
+
+
+class SignOutForm(FlaskForm):
+    submit = SubmitField("Sign out", widget=GovSubmitInput())
+
+
+def _client() -> str:
+    # The direct peer only: X-Forwarded-For is trusted only when a proxy fixer is configured for it.
+    return request.remote_addr or "unknown"
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@public
+def sign_in() -> ResponseReturnValue:
+    target = safe_next(request.args.get("next"))
+    if current_user.is_authenticated:
+        return redirect(target or url_for("home.index"))
+    form = SignInForm()
+    if form.validate_on_submit():
+        try:
+            signed = check_password(db(), form.email.data or "", form.password.data or "", _client(), now())
+        except Throttled as exc:
+            db().rollback()
+            form.email.errors = [str(exc)]
+            return render_template("auth/sign_in.html", form=form), 429
+        db().commit()  # the session row, or the recorded failure
+        if signed is None:
+            form.email.errors = ["Enter a correct email address and password"]
+            return render_template("auth/sign_in.html", form=form), 200
+        session.clear()  # a fresh session: nothing from before sign-in carries over
+        login_user(Principal(signed.session, signed.token), remember=False)
+        return redirect(target or url_for("home.index"))
+    return render_template("auth/sign_in.html", form=form)
+
+
+@bp.post("/sign-out")
+@signed_in
+def sign_out() -> ResponseReturnValue:
+    form = SignOutForm()
+    if form.validate_on_submit():
+        end_session(db(), current_user.token, now())
+        db().commit()
+        logout_user()
+        session.clear()
+        flash("You have signed out.", "success")
+    return redirect(url_for("auth.sign_in"))
