@@ -19,13 +19,13 @@ from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
 from reprisals.models import Role
 from reprisals.runtime import Runtime
-from web import account, admin, api, auth, cases, home, inbox
+from web import account, admin, api, auth, case_page, cases, home, inbox
 from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "Reprisals case tracker"
-BLUEPRINTS = (auth.bp, home.bp, cases.bp, inbox.bp, account.bp, admin.bp, api.bp)
+BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, account.bp, admin.bp, api.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     ])
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     WTFormsHelpers(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
+    csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on
 
     login = LoginManager(app)
     login.login_view = "auth.sign_in"

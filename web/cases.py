@@ -1,4 +1,4 @@
-"""Case list, reporting a concern, the case page and its actions."""
+"""The case list and reporting a concern (the case page is web/case_page.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
 from reprisals.models import Role
-from web.security import roles, signed_in
+from web.security import roles
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -21,9 +21,3 @@ def index() -> ResponseReturnValue:
 @roles(Role.LEAD, Role.STAFF)
 def report() -> ResponseReturnValue:
     return render_template("placeholder.html", title="Report a concern")
-
-
-@bp.get("/<reference>")
-@signed_in
-def show(reference: str) -> ResponseReturnValue:
-    return render_template("placeholder.html", title=reference)
