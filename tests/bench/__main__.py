@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m tests.bench [--quick] [--only protocol|machines|sweep|outbox] [--profile]``.
+"""Run the benchmarks: ``python -m tests.bench [--quick] [--only protocol|machines|sweep|outbox|web] [--profile]``.
 
 Prints a table per benchmark and writes everything (with each run's raw timings) as JSON to
 ``tests/bench/results/`` (git-ignored).
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smaller run: 40 cases, 10,000 instances; "
                         "10,000 timers (1,000 due), a 15 s lag run with a 3 s scheduler interval")
-    parser.add_argument("--only", choices=("protocol", "machines", "sweep", "outbox"), help="run one benchmark")
+    parser.add_argument("--only", choices=("protocol", "machines", "sweep", "outbox", "web"), help="run one benchmark")
     parser.add_argument("--cases", type=int, help="cases for the protocol benchmark (default 300, quick 40)")
     parser.add_argument("--rounds", type=int, help="rounds of the protocol benchmark; the median ratio "
                         "is reported (default 1)")
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, help="scheduler interval of the lag run (default "
                         "REPRISALS_SCHEDULER_INTERVAL's default, 15 s; quick 3 s)")
     parser.add_argument("--messages", type=int, help="outbox messages delivered over SMTP (default 10000, quick 1000)")
+    parser.add_argument("--web-cases", type=int, help="cases for the page benchmark (default 100000, quick 10000)")
+    parser.add_argument("--web-requests", type=int, help="requests per page (default 200, quick 50)")
     parser.add_argument("--profile", action="store_true",
                         help="profile the protocol paths even when the services and engine ratios are within 2.0, "
                         "and the sweeps even when they meet their aim")
@@ -119,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"4. outbox delivery over SMTP: {messages:,} messages")
         payload["outbox"] = bench_outbox.run(messages, force_profile=args.profile, log=log)
         sections.append(bench_outbox.render(payload["outbox"]))
+    if args.only in (None, "web"):
+        from tests.bench import bench_web
+
+        web_cases = args.web_cases or (10_000 if args.quick else 100_000)
+        web_requests = args.web_requests or (50 if args.quick else 200)
+        log(f"5. pages: {web_cases:,} cases in SQLite, {web_requests} requests per page")
+        payload["web"] = bench_web.run(web_cases, web_requests, log=log)
+        sections.append(bench_web.render(payload["web"]))
     payload["meta"]["elapsed_s"] = time.perf_counter() - started
     payload["meta"]["load_after"] = _load()
 
