@@ -1,16 +1,248 @@
-"""The JSON API under /api/: bearer tokens, OpenAPI 3.1 at /api/openapi.json, problem+json errors."""
+"""The JSON API under /api/: bearer tokens, OpenAPI 3.1 at /api/openapi.json, problem+json errors.
+
+Every view is stacked the same way (see :mod:`web.api.cases`)::
+
+    @bp.get("/cases")
+    @api_token          # web.security: the route is open to the API's own check
+    @bearer             # this module: a live token of an active user, or 401
+    @document(...)      # web.api.spec: what the OpenAPI document says about it
+    def list_cases(): ...
+
+The cookie session never authenticates here: a request with only a session cookie is a 401.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from functools import wraps
+from typing import Any, TypeVar
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from reprisals.accounts import user_for_token
+from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
+from reprisals.models import User
+from web.context import db, now
+from workflow.errors import (
+    GuardFailed,
+    MissingFields,
+    NotPermitted,
+    StaleInstance,
+    TransitionNotAllowed,
+    UnknownTrigger,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+PROBLEM_JSON = "application/problem+json"
+
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    response = jsonify({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra})
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    response = jsonify(body)
     response.status_code = status
-    response.mimetype = "application/problem+json"
+    response.mimetype = PROBLEM_JSON
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="reprisals"'
     return response
+
+
+class ApiProblem(Exception):
+    """Raised by views and helpers; answered as problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.extra = status, title, detail, extra
+
+
+def invalid(errors: Mapping[str, str], detail: str = "Some fields are missing or invalid. Nothing was saved.",
+            ) -> ApiProblem:
+    return ApiProblem(422, "Invalid input", detail, errors=dict(errors))
+
+
+# -- authentication ---------------------------------------------------------------------------------
+
+
+def bearer(view: F) -> F:
+    """Only ``Authorization: Bearer <token>``: a live token of an active user. Anything else is 401."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+        secret = secret.strip()
+        user = None
+        if scheme.lower() == "bearer" and secret and len(secret) <= 200 and "\x00" not in secret:
+            user = user_for_token(db(), secret, now())
+        if user is None:
+            db().rollback()
+            return problem(401, "Not signed in",
+                           "Send a valid API token as 'Authorization: Bearer <token>'.")
+        if db().dirty:
+            db().commit()  # last used
+        g.api_user = user
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def api_user() -> User:
+    user: User = g.api_user
+    return user
+
+
+# -- request bodies and queries ---------------------------------------------------------------------
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "is not a known field"
+    if error["type"] == "missing":
+        return "is required"
+    return str(error["msg"])
+
+
+def validation_errors(err: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for e in err.errors():
+        errors.setdefault(_loc(tuple(e["loc"])), _message(e))
+    return errors
+
+
+def _nul_errors(value: Any, path: str, errors: dict[str, str]) -> None:
+    """Text with NUL characters cannot be stored (PostgreSQL refuses it): a field error, not a crash."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            errors[path or "body"] = "must not contain NUL characters"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{path}.{k}" if path else str(k)
+            if "\x00" in k:
+                errors[path or "body"] = "must not contain NUL characters"
+            _nul_errors(v, name, errors)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _nul_errors(v, f"{path}[{i}]", errors)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_body(model: type[M]) -> M:
+    """The request body as ``model``: 415 unless JSON, 400 if malformed, 422 listing each bad field."""
+    if request.mimetype != "application/json":
+        raise ApiProblem(415, "Unsupported media type", "Send the body as application/json.")
+    try:
+        data = json.loads(request.get_data(as_text=True), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise ApiProblem(400, "Malformed JSON", "The body is not valid JSON. Nothing was saved.") from None
+    errors: dict[str, str] = {}
+    _nul_errors(data, "", errors)
+    if errors:
+        raise invalid(errors)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise invalid(validation_errors(err)) from None
+
+
+def query_args(model: type[M]) -> M:
+    errors: dict[str, str] = {}
+    args = request.args.to_dict(flat=True)
+    _nul_errors(args, "", errors)
+    if errors:
+        raise invalid(errors, "Some query parameters are invalid.")
+    try:
+        return model.model_validate(args)
+    except ValidationError as err:
+        raise invalid(validation_errors(err), "Some query parameters are invalid.") from None
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+@bp.errorhandler(ApiProblem)
+def _api_problem(exc: ApiProblem) -> Response:
+    db().rollback()
+    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+@bp.errorhandler(InvalidInput)
+@bp.errorhandler(MissingFields)
+def _invalid(exc: InvalidInput | MissingFields) -> Response:
+    db().rollback()
+    return problem(422, "Invalid input", "Some fields are missing or invalid. Nothing was saved.",
+                   errors=dict(exc.errors))
+
+
+@bp.errorhandler(GuardFailed)
+def _guard(exc: GuardFailed) -> Response:
+    db().rollback()
+    return problem(422, "That cannot be done", f"{exc.reason} Nothing was saved.", errors={})
+
+
+@bp.errorhandler(NotAllowed)
+@bp.errorhandler(NotPermitted)
+def _not_allowed(_exc: Exception) -> Response:
+    db().rollback()
+    return problem(403, "You cannot do that", "Your role on this case does not allow this action. Nothing was saved.")
+
+
+@bp.errorhandler(CaseNotFound)
+@bp.errorhandler(UnknownTrigger)
+def _not_found(_exc: Exception) -> Response:
+    db().rollback()
+    return problem(404, "Not found", "There is no such case or action, or you may not see it.")
+
+
+def _current(instance_id: int) -> tuple[int | None, str | None]:
+    from workflow.models import WorkflowInstance
+
+    db().rollback()
+    row = db().get(WorkflowInstance, instance_id, populate_existing=True)
+    return (row.version, row.stage) if row is not None else (None, None)
+
+
+@bp.errorhandler(StaleInstance)
+def _stale(exc: StaleInstance) -> Response:
+    version, stage = _current(exc.instance_id)
+    return problem(409, "The case has changed", "Someone changed the case since you read it. Read it again and "
+                   "retry with its current version. Nothing was saved.", current_version=version,
+                   current_stage=stage)
+
+
+@bp.errorhandler(TransitionNotAllowed)
+def _wrong_stage(exc: TransitionNotAllowed) -> Response:
+    db().rollback()
+    return problem(409, "Not possible at this stage",
+                   f"'{exc.trigger}' cannot be done while the case is at stage '{exc.stage}'. Nothing was saved.",
+                   current_stage=exc.stage)
+
+
+@bp.errorhandler(HTTPException)
+def _http(exc: HTTPException) -> Response:
+    db().rollback()
+    status = exc.code or 500
+    return problem(status, exc.name, exc.description or exc.name)
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+from web.api import cases, spec, tokens  # noqa: E402,F401  (the routes)

@@ -1,0 +1,290 @@
+"""Cases, deadlines and notifications over the API: thin views over ``reprisals`` services, with the
+pages' access rules (a case the user may not see is a 404)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from flask import Response, jsonify, url_for
+from pydantic import BaseModel
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from notifications.models import InboxItem
+from notifications.outbox import list_inbox, mark_read, unread_count
+from reprisals.access import visible_cases
+from reprisals.errors import CaseNotFound
+from reprisals.models import Case, User
+from reprisals.protocol import SPEC_KEY
+from reprisals.services import advance_case, allowed_actions, get_case, get_case_history, open_case
+from web.api import ApiProblem, api_user, bearer, bp, invalid, json_body, query_args
+from web.api.models import (
+    ActionOut,
+    ActionRequest,
+    CaseDetail,
+    CaseList,
+    CaseQuery,
+    CaseSummary,
+    DeadlineList,
+    DeadlineOut,
+    DeadlineQuery,
+    DeadlineSummary,
+    EstablishmentOut,
+    EventOut,
+    FieldOut,
+    NewCase,
+    NotificationList,
+    NotificationOut,
+    NotificationQuery,
+    NotificationRead,
+)
+from web.api.spec import document
+from web.context import db, now, runtime
+from web.security import api_token
+from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
+from workflow.spec import FieldType
+from workflow.timers import LIVE, OVERDUE
+
+REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
+STRUCTURED = {FieldType.CHOICE, FieldType.MULTICHOICE, FieldType.DATE, FieldType.DATETIME, FieldType.BOOLEAN,
+              FieldType.INTEGER}
+CASE_PATH = {"reference": "A case reference such as RPR-2025-0001."}
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(model.model_dump(mode="json", exclude_none=False))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _case(session: Session, user: User, reference: str) -> Case:
+    if not REFERENCE.match(reference):
+        raise CaseNotFound("?")
+    return get_case(session, user, reference)
+
+
+# -- shaping ---------------------------------------------------------------------------------------
+
+
+def _deadline(reference: str, row: DeadlineRow) -> DeadlineOut:
+    return DeadlineOut(case_reference=reference, name=row.name, label=row.label, stage=row.stage,
+                       status=row.status, due_at=row.due_at, overdue=row.status == OVERDUE)  # type: ignore[arg-type]
+
+
+def _live(session: Session, instance_ids: list[int]) -> dict[int, list[DeadlineRow]]:
+    by_instance: dict[int, list[DeadlineRow]] = defaultdict(list)
+    if instance_ids:
+        rows = session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id.in_(instance_ids),
+                                                         DeadlineRow.status.in_(LIVE))
+                               .order_by(DeadlineRow.due_at, DeadlineRow.id))
+        for row in rows:
+            by_instance[row.instance_id].append(row)
+    return by_instance
+
+
+def _summary_fields(user: User, case: Case, live: list[DeadlineRow]) -> dict[str, Any]:
+    spec = runtime().engine.spec_of(case.instance)
+    stage = spec.stages.get(case.stage)
+    first = live[0] if live else None
+    est = case.establishment
+    return {
+        "reference": case.reference, "stage": case.stage, "stage_label": stage.label if stage else case.stage,
+        "version": case.instance.version, "risk": case.risk, "consent": case.consent,
+        "owning_body": case.owning_body_code, "parties": sorted(case.party_codes),
+        "establishment": EstablishmentOut(id=est.id, name=est.name, type=est.type.value, nation=est.nation),
+        "received_at": case.received_at, "assigned_to_me": case.assigned_user_id == user.id,
+        "outcome": case.outcome,
+        "deadlines": DeadlineSummary(running=len(live), overdue=sum(1 for d in live if d.status == OVERDUE),
+                                     next_due_at=first.due_at if first else None,
+                                     next_label=first.label if first else None),
+    }
+
+
+def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]]) -> EventOut:
+    """Never identity, the description, a note, a reason or any free text: names of fields only, and
+    the values of structured ones."""
+    given = event.data.get("fields") if event.trigger else None
+    values: dict[str, Any] = {}
+    names: list[str] = []
+    if isinstance(given, dict):
+        types = field_types.get(event.trigger or "", {})
+        names = sorted(given)
+        values = {k: v for k, v in given.items() if types.get(k) in STRUCTURED}
+    return EventOut(seq=event.seq, kind=event.kind, trigger=event.trigger, from_stage=event.from_stage,
+                    to_stage=event.to_stage, actor_id=event.actor_id, at=event.at, fields_given=names,
+                    values=values)
+
+
+def _detail(session: Session, user: User, case: Case) -> CaseDetail:
+    engine = runtime().engine
+    spec = engine.spec_of(case.instance)
+    live = _live(session, [case.instance_id])[case.instance_id]
+    actions = []
+    for name in allowed_actions(engine, user, case):
+        trig = spec.triggers[name]
+        actions.append(ActionOut(name=name, label=trig.label, to_stage=trig.dest, fields={
+            fname: FieldOut(type=f.type.value, label=f.label, required=f.required,
+                            choices=list(f.choices) if f.choices else None, max_length=f.max_length,
+                            required_when={k: list(v) for k, v in f.required_when.items()}
+                            if f.required_when else None)
+            for fname, f in trig.fields.items()}))
+    field_types = {t.name: {n: f.type for n, f in t.fields.items()} for t in spec.triggers.values()}
+    return CaseDetail(
+        **_summary_fields(user, case, live),
+        channel=case.channel, age_group=case.age_group, sanction_types=list(case.sanction_types),
+        detriment_dates=list(case.detriment_dates or []),
+        original_contact_date=case.original_contact_date.isoformat() if case.original_contact_date else None,
+        closed_at=case.closed_at, allowed_actions=actions,
+        live_deadlines=[_deadline(case.reference, d) for d in live],
+        history=[_event(e, field_types) for e in get_case_history(session, engine, case)],
+    )
+
+
+# -- cases -----------------------------------------------------------------------------------------
+
+
+@bp.get("/cases")
+@api_token
+@bearer
+@document(200, CaseList, query=CaseQuery, tag="cases")
+def list_cases() -> Response:
+    """The cases you may see, newest first.
+
+    Filters: stage, risk, overdue, assigned=me. Never identity or the description.
+    """
+    q = query_args(CaseQuery)
+    user, session = api_user(), db()
+    if q.stage is not None:
+        stages = runtime().engine.spec(SPEC_KEY).stages
+        if q.stage not in stages:
+            raise invalid({"stage": f"must be one of: {', '.join(stages)}"}, "Some query parameters are invalid.")
+    stmt = visible_cases(user).join(WorkflowInstance, WorkflowInstance.id == Case.instance_id)
+    if q.stage is not None:
+        stmt = stmt.where(WorkflowInstance.stage == q.stage)
+    if q.risk is not None:
+        stmt = stmt.where(Case.risk == q.risk)
+    if q.assigned == "me":
+        stmt = stmt.where(Case.assigned_user_id == user.id)
+    if q.overdue is not None:
+        late = exists().where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status == OVERDUE)
+        stmt = stmt.where(late if q.overdue else ~late)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    cases = list(session.scalars(stmt.order_by(Case.received_at.desc(), Case.id.desc())
+                                 .limit(q.per_page).offset((q.page - 1) * q.per_page)))
+    live = _live(session, [c.instance_id for c in cases])
+    items = [CaseSummary(**_summary_fields(user, c, live[c.instance_id])) for c in cases]
+    return _json(CaseList(items=items, page=q.page, per_page=q.per_page, total=total))
+
+
+@bp.get("/cases/<reference>")
+@api_token
+@bearer
+@document(200, CaseDetail, 404, tag="cases", path_parameters=CASE_PATH)
+def show_case(reference: str) -> Response:
+    """One case: summary, the actions you may take, live deadlines and history (no identity, no free text)."""
+    user, session = api_user(), db()
+    return _json(_detail(session, user, _case(session, user, reference)))
+
+
+@bp.post("/cases")
+@api_token
+@bearer
+@document(201, CaseDetail, 400, 403, 415, json=NewCase, tag="cases")
+def create_case() -> Response:
+    """Record a reported concern (staff and leads of a body).
+
+    The person's identity and the description are stored encrypted and never returned.
+    """
+    user, session = api_user(), db()
+    body = json_body(NewCase)
+    data = body.model_dump(exclude_unset=True)
+    data["sanction_types"] = [s.value for s in body.sanction_types]
+    case = open_case(session, runtime().engine, runtime().cipher, user, now(), data)
+    session.commit()
+    detail = _detail(session, user, case)
+    return _json(detail, 201, {"Location": url_for("api.show_case", reference=case.reference)})
+
+
+@bp.post("/cases/<reference>/actions/<trigger>")
+@api_token
+@bearer
+@document(200, CaseDetail, 400, 403, 404, 409, 415, json=ActionRequest, tag="cases",
+          path_parameters={**CASE_PATH, "trigger": "An action of the protocol, as listed in allowed_actions."})
+def act(reference: str, trigger: str) -> Response:
+    """Take an action on a case (the protocol's triggers), with its fields and the version you read.
+
+    A different current version is a 409 and nothing is saved.
+    """
+    user, session = api_user(), db()
+    case = _case(session, user, reference)
+    body = json_body(ActionRequest)
+    if trigger not in runtime().engine.spec_of(case.instance).triggers:
+        raise ApiProblem(404, "Not found", "There is no such action.")
+    advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
+                 expected_version=body.expected_version)
+    session.commit()
+    return _json(_detail(session, user, case))
+
+
+# -- deadlines -------------------------------------------------------------------------------------
+
+
+@bp.get("/deadlines")
+@api_token
+@bearer
+@document(200, DeadlineList, query=DeadlineQuery, tag="deadlines")
+def list_deadlines() -> Response:
+    """The running deadlines of the cases you may see, soonest first (overdue=true: only overdue ones)."""
+    q = query_args(DeadlineQuery)
+    user, session = api_user(), db()
+    visible = visible_cases(user).with_only_columns(Case.instance_id).scalar_subquery()
+    stmt = (select(Case.reference, DeadlineRow).join(Case, Case.instance_id == DeadlineRow.instance_id)
+            .where(DeadlineRow.status.in_(LIVE), DeadlineRow.instance_id.in_(visible)))
+    if q.overdue is not None:
+        stmt = stmt.where(DeadlineRow.status == OVERDUE if q.overdue else DeadlineRow.status != OVERDUE)
+    rows = session.execute(stmt.order_by(DeadlineRow.due_at, DeadlineRow.id)
+                           .limit(q.per_page).offset((q.page - 1) * q.per_page))
+    return _json(DeadlineList(items=[_deadline(ref, row) for ref, row in rows], page=q.page, per_page=q.per_page))
+
+
+# -- notifications ---------------------------------------------------------------------------------
+
+
+def _notification(item: InboxItem) -> NotificationOut:
+    return NotificationOut(id=item.id, subject=item.subject, body=item.body, link=item.link,
+                           created_at=item.created_at, read_at=item.read_at)
+
+
+@bp.get("/notifications")
+@api_token
+@bearer
+@document(200, NotificationList, query=NotificationQuery, tag="notifications")
+def list_notifications() -> Response:
+    """Your in-app notifications, newest first, and how many are unread."""
+    q = query_args(NotificationQuery)
+    me, session = str(api_user().id), db()
+    if q.unread:
+        items = list(session.scalars(select(InboxItem).where(InboxItem.recipient == me, InboxItem.read_at.is_(None))
+                                     .order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(q.limit)))
+    else:
+        items = list_inbox(session, me, limit=q.limit)
+    return _json(NotificationList(unread_count=unread_count(session, me), items=[_notification(i) for i in items]))
+
+
+@bp.post("/notifications/<int(min=1, max=2147483647):notification_id>/read")
+@api_token
+@bearer
+@document(200, NotificationRead, 404, tag="notifications",
+          path_parameters={"notification_id": "The notification's id."})
+def read_notification(notification_id: int) -> Response:
+    """Mark one of your notifications read."""
+    me, session = str(api_user().id), db()
+    if not mark_read(session, me, notification_id, now()):
+        raise ApiProblem(404, "Not found", "You have no such notification.")
+    session.commit()
+    item = session.get(InboxItem, notification_id)
+    assert item is not None
+    return _json(NotificationRead(id=item.id, read_at=item.read_at, unread_count=unread_count(session, me)))

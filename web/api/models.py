@@ -1,0 +1,251 @@
+"""The API's request and response bodies. The same pydantic models validate requests, shape
+responses and, through spectree, make the OpenAPI document, so the three cannot drift apart.
+
+Nothing here carries detainee identity or the description: a new case accepts them
+(:class:`NewCase`) and no response model has a field for them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from reprisals.models import AgeGroup, Channel, Consent, Nation, Outcome, Risk, SanctionType
+
+MAX_ID = 2**31 - 1
+MAX_PAGE = 100_000
+
+
+class _In(BaseModel):
+    """A request body or query: unknown names are refused (422), never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+class Problem(_Out):
+    """An error, as RFC 9457 ``application/problem+json``."""
+
+    type: str = Field(description="Always about:blank: the status and title say what happened.")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    errors: dict[str, str] | None = Field(
+        default=None, description="On 422: a message for each field that is missing or invalid.")
+    current_version: int | None = Field(default=None, description="On 409: the case's version now.")
+    current_stage: str | None = Field(default=None, description="On 409: the case's stage now.")
+
+
+# -- queries ----------------------------------------------------------------------------------------
+
+
+class Page(_In):
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    per_page: int = Field(default=20, ge=1, le=100)
+
+
+class CaseQuery(Page):
+    stage: str | SkipJsonSchema[None] = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                              description="Only cases at this stage (a stage name of the protocol).")
+    risk: Risk | SkipJsonSchema[None] = None
+    overdue: bool | SkipJsonSchema[None] = Field(default=None, description="true: only cases with an overdue deadline; "
+                                                           "false: only cases without one.")
+    assigned: Literal["me"] | SkipJsonSchema[None] = Field(default=None, description="me: only cases assigned to you.")
+
+
+class DeadlineQuery(Page):
+    overdue: bool | SkipJsonSchema[None] = Field(default=None, description="true: only overdue deadlines; false: only others.")
+
+
+class NotificationQuery(_In):
+    unread: bool | SkipJsonSchema[None] = Field(default=None, description="true: only unread notifications.")
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+# -- cases ------------------------------------------------------------------------------------------
+
+
+class EstablishmentOut(_Out):
+    id: int
+    name: str
+    type: str
+    nation: Nation
+
+
+class DeadlineOut(_Out):
+    case_reference: str
+    name: str
+    label: str
+    stage: str
+    status: Literal["open", "paused", "overdue"]
+    due_at: datetime
+    overdue: bool
+
+
+class DeadlineList(_Out):
+    items: list[DeadlineOut]
+    page: int
+    per_page: int
+
+
+class DeadlineSummary(_Out):
+    running: int = Field(description="Live deadlines (open, paused or overdue).")
+    overdue: int
+    next_due_at: datetime | None = Field(description="The soonest live deadline.")
+    next_label: str | None
+
+
+class CaseSummary(_Out):
+    reference: str
+    stage: str
+    stage_label: str
+    version: int = Field(description="Send as expected_version with an action.")
+    risk: Risk
+    consent: Consent | None
+    owning_body: str
+    parties: list[str]
+    establishment: EstablishmentOut
+    received_at: datetime
+    assigned_to_me: bool
+    outcome: Outcome | None
+    deadlines: DeadlineSummary
+
+
+class CaseList(_Out):
+    items: list[CaseSummary]
+    page: int
+    per_page: int
+    total: int
+
+
+class FieldOut(_Out):
+    type: str
+    label: str | None
+    required: bool
+    choices: list[str] | None
+    max_length: int | None
+    required_when: dict[str, list[str]] | None
+
+
+class ActionOut(_Out):
+    name: str
+    label: str
+    to_stage: str
+    fields: dict[str, FieldOut]
+
+
+class EventOut(_Out):
+    """A history event, without identity or free text: for an action, the fields that were given and
+    the values of those that are not free text (choices, dates, numbers, yes/no)."""
+
+    seq: int
+    kind: str
+    trigger: str | None
+    from_stage: str | None
+    to_stage: str | None
+    actor_id: str | None
+    at: datetime
+    fields_given: list[str]
+    values: dict[str, Any]
+
+
+class CaseDetail(CaseSummary):
+    channel: Channel
+    age_group: AgeGroup
+    sanction_types: list[str]
+    detriment_dates: list[str]
+    original_contact_date: str | None
+    closed_at: datetime | None
+    allowed_actions: list[ActionOut]
+    live_deadlines: list[DeadlineOut]
+    history: list[EventOut]
+
+
+class NewCase(_In):
+    """The fields of ``open_case``. Identity and the description are accepted, stored encrypted and never
+    returned."""
+
+    establishment_id: int = Field(ge=1, le=MAX_ID)
+    received_at: datetime = Field(description="When the concern was received; UK local time if no offset.")
+    channel: Channel
+    original_contact_date: date | None = None
+    age_group: AgeGroup
+    sanction_types: list[SanctionType] = Field(min_length=1, max_length=len(SanctionType))
+    detriment_dates: list[date] = Field(default_factory=list, max_length=50)
+    description: str = Field(min_length=1, max_length=10_000)
+    risk: Risk
+    party_bodies: list[str] = Field(default_factory=list, max_length=10)
+    detainee_name: str = Field(min_length=1, max_length=200)
+    detainee_number: str | None = Field(default=None, max_length=40)
+    detainee_date_of_birth: date | None = None
+    assigned_user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+class ActionRequest(_In):
+    expected_version: int = Field(ge=1, le=MAX_ID, description="The case's version you last read; a "
+                                                               "different current version is a 409.")
+    fields: dict[str, Any] = Field(default_factory=dict, description="The action's fields (see allowed_actions).")
+
+
+# -- notifications ----------------------------------------------------------------------------------
+
+
+class NotificationOut(_Out):
+    id: int
+    subject: str
+    body: str
+    link: str | None
+    created_at: datetime
+    read_at: datetime | None
+
+
+class NotificationList(_Out):
+    unread_count: int
+    items: list[NotificationOut]
+
+
+class NotificationRead(_Out):
+    id: int
+    read_at: datetime | None
+    unread_count: int
+
+
+# -- tokens -----------------------------------------------------------------------------------------
+
+
+class NewToken(_In):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    user_id: int
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    secret: str = Field(description="Shown once: only its SHA-256 is kept.")
+
+
+class TokenList(_Out):
+    items: list[TokenOut]
+
+
+class OpenApiDocument(BaseModel):
+    """This document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
