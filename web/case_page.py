@@ -1,16 +1,579 @@
-"""The case page: summary, identity on request, protocol diagram, deadlines, actions, notes, timeline."""
+"""The case page: summary, identity on request, protocol diagram, deadlines, actions, notes, timeline.
+
+Every view starts with ``get_case`` (a case the user may not see is a 404). Changes are POSTs with
+CSRF; each commits once and redirects back with a banner. Identity, the description and note text
+never go into a URL, a flash message, a title or an error message: identity is shown only on the
+page that answers a reasoned request to see it.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask.typing import ResponseReturnValue
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from govuk_frontend_wtf.wtforms_widgets import GovSelect, GovSubmitInput, GovTextArea
+from markupsafe import Markup
+from sqlalchemy import select
+from wtforms import SelectField, SubmitField, TextAreaField
+from wtforms.validators import Length, Optional
+
+from reprisals.access import actor_for, can_view_identity
+from reprisals.deadlines import extend_deadline as extend_service
+from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
+from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.models import Body, Case, CaseNote, Role, User
+from reprisals.services import (
+    LONDON,
+    MAX_TEXT,
+    add_note,
+    advance_case,
+    allowed_actions,
+    assign_case,
+    get_case,
+    get_case_history,
+    read_description,
+    read_note,
+    view_identity,
+)
+from web.context import db, me, now, runtime
+from web.diagram import render_svg, visited_stages
+from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.security import signed_in
+from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
+from workflow.models import DeadlineRow, HistoryEvent
+from workflow.spec import FieldType, WorkflowSpec
+from workflow.timers import OVERDUE, PAUSED
 
 bp = Blueprint("case", __name__, url_prefix="/cases")
+
+NATIONS = {"england": "England", "wales": "Wales", "scotland": "Scotland", "northern_ireland": "Northern Ireland"}
+
+
+# -- forms ------------------------------------------------------------------------------------------
+
+
+class NoteForm(FlaskForm):
+    note = TextAreaField("Add a note", widget=GovTextArea(),
+                         description="Notes are stored encrypted and only people who may see the person's "
+                                     "identity can read them.",
+                         validators=[Required("Enter the note"),
+                                     Length(max=MAX_TEXT, message=f"The note must be {MAX_TEXT} characters or fewer")])
+    submit = SubmitField("Add note", widget=GovSubmitInput())
+
+
+class IdentityForm(FlaskForm):
+    reason = TextAreaField("Why do you need to see who this person is?", widget=GovTextArea(),
+                           description="Your reason is recorded in the case history with your name.",
+                           validators=[Required("Enter why you need to see who this person is"),
+                                       Length(max=500, message="The reason must be 500 characters or fewer")])
+    submit = SubmitField("Show identity", widget=GovSubmitInput())
+
+
+class AssignForm(FlaskForm):
+    assignee = SelectField("Assign to", widget=GovSelect(), choices=[], validate_choice=True)
+    reason = TextAreaField("Reason (optional)", widget=GovTextArea(),
+                           validators=[Optional(), Length(max=2000, message="The reason must be 2000 characters "
+                                                                            "or fewer")])
+    submit = SubmitField("Assign", widget=GovSubmitInput())
+
+
+class ExtendForm(FlaskForm):
+    new_due = GovDateField("New due date", validators=[Required("Enter the new due date")],
+                           description="The deadline falls due at the end of the working day. For example, 6 5 2025")
+    reason = TextAreaField("Reason for the extension", widget=GovTextArea(),
+                           validators=[Required("Enter the reason for the extension"),
+                                       Length(max=2000, message="The reason must be 2000 characters or fewer")])
+    submit = SubmitField("Extend the deadline", widget=GovSubmitInput())
+
+
+class PauseForm(FlaskForm):
+    reason = TextAreaField("Reason for pausing the clock", widget=GovTextArea(),
+                           validators=[Required("Enter the reason for pausing the clock"),
+                                       Length(max=2000, message="The reason must be 2000 characters or fewer")])
+    submit = SubmitField("Pause the clock", widget=GovSubmitInput())
+
+
+class ResumeForm(FlaskForm):
+    reason = TextAreaField("Reason for restarting the clock", widget=GovTextArea(),
+                           validators=[Required("Enter the reason for restarting the clock"),
+                                       Length(max=2000, message="The reason must be 2000 characters or fewer")])
+    submit = SubmitField("Restart the clock", widget=GovSubmitInput())
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def local(at: datetime | None) -> str:
+    """'Tue 6 May 2025, 5:00pm' in UK time."""
+    if at is None:
+        return ""
+    t = at.astimezone(LONDON)
+    hour = t.hour % 12 or 12
+    return f"{t:%a} {t.day} {t:%B %Y}, {hour}:{t:%M}{'am' if t.hour < 12 else 'pm'}"
+
+
+def _case(reference: str) -> Case:
+    return get_case(db(), me(), reference)
+
+
+def _is_lead(case: Case) -> bool:
+    return "lead" in actor_for(me(), case).roles
+
+
+def _users(ids: Iterable[Any]) -> dict[str, User]:
+    """Users by id (as text), in one query."""
+    wanted = {int(i) for i in ids if i is not None and str(i).isdigit()}
+    if not wanted:
+        return {}
+    return {str(u.id): u for u in db().scalars(select(User).where(User.id.in_(wanted)))}
+
+
+@dataclass(frozen=True)
+class DeadlineView:
+    name: str
+    label: str
+    stage: str
+    due: str
+    left: str
+    overdue: bool
+    paused: bool
+
+
+def _deadlines(case: Case) -> list[DeadlineView]:
+    at = now()
+    cal = runtime().timers.calendar(case.instance.calendar)
+    out = []
+    for item in list_deadlines(db(), case=case):
+        row: DeadlineRow = item.deadline
+        overdue = row.status == OVERDUE or (row.status != PAUSED and row.due_at <= at)
+        days = cal.working_days_between(at, row.due_at)
+        if row.status == PAUSED:
+            left = "Clock paused"
+        elif overdue:
+            late = -days
+            left = "Due today" if late == 0 else f"{late} working day{'s' if late != 1 else ''} late"
+        elif days == 0:
+            left = "Due today"
+        else:
+            left = f"{days} working day{'s' if days != 1 else ''} left"
+        out.append(DeadlineView(row.name, row.label, row.stage, local(row.due_at), left, overdue,
+                                row.status == PAUSED))
+    return out
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    at: str
+    at_iso: str
+    who: str
+    what: str
+    details: list[tuple[str, str]]
+
+
+def _field_value(kind: FieldType, value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(words(str(v)) for v in value)
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if kind is FieldType.DATE:
+        try:
+            d = datetime.fromisoformat(str(value)).date()
+            return f"{d.day} {d:%B %Y}"
+        except ValueError:
+            return str(value)
+    if kind is FieldType.CHOICE:
+        return words(str(value))
+    return str(value)
+
+
+def _timeline(spec: WorkflowSpec, events: list[HistoryEvent], users: dict[str, User],
+              may_read_text: bool) -> list[TimelineItem]:
+    """Newest first. Free text a trigger recorded (summaries, assessments) may identify the person:
+    it is shown only to people who may see identity."""
+    labels = {name: s.label for name, s in spec.stages.items()}
+    deadline_labels = {d.name: d.label for s in spec.stages.values() for d in s.deadlines}
+
+    def name_of(uid: Any) -> str:
+        u = users.get(str(uid)) if uid is not None else None
+        return u.name if u else ("Nobody" if uid is None else "Unknown user")
+
+    items: list[TimelineItem] = []
+    for e in reversed(events):
+        who = name_of(e.actor_id) if e.actor_id else "The system"
+        details: list[tuple[str, str]] = []
+        data = e.data or {}
+        if e.kind == "created":
+            what = "Case opened"
+        elif e.kind == "transition":
+            trig = spec.triggers.get(e.trigger or "")
+            what = trig.label if trig else words(e.trigger or "")
+            details.append(("Stage", f"{labels.get(e.from_stage or '', e.from_stage)} to "
+                                     f"{labels.get(e.to_stage or '', e.to_stage)}"))
+            for fname, value in (data.get("fields") or {}).items():
+                fspec = trig.fields.get(fname) if trig else None
+                label = label_of(fname, fspec) if fspec else words(fname)
+                kind = fspec.type if fspec else FieldType.STRING
+                if kind is FieldType.TEXT and not may_read_text:
+                    details.append((label, "Recorded (shown only to people who may see who the person is)"))
+                else:
+                    details.append((label, _field_value(kind, value)))
+        elif e.kind == "identity_viewed":
+            what = f"Viewed identity: {data.get('reason', '')}"
+        elif e.kind == "note_added":
+            what = "Note added"
+        elif e.kind == "assigned":
+            what = f"Assigned to {name_of(data.get('to'))}" if data.get("to") else "Unassigned"
+            if data.get("from"):
+                details.append(("Previously", name_of(data.get("from"))))
+            if data.get("reason"):
+                details.append(("Reason", str(data["reason"])))
+        elif e.kind in ("deadline_extended", "deadline_paused", "deadline_resumed"):
+            dl = deadline_labels.get(str(data.get("deadline")), words(str(data.get("deadline"))))
+            verb = {"deadline_extended": "extended", "deadline_paused": "clock paused",
+                    "deadline_resumed": "clock restarted"}[e.kind]
+            what = f"Deadline {verb}: {dl}"
+            if data.get("to"):
+                details.append(("Now due", local(datetime.fromisoformat(str(data["to"])))))
+            if data.get("reason"):
+                details.append(("Reason", str(data["reason"])))
+        else:
+            what = words(e.kind)
+        items.append(TimelineItem(local(e.at), e.at.isoformat(), who, what, details))
+    return items
+
+
+def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User | None,
+                  lead: bool) -> list[dict[str, Any]]:
+    bodies = {b.code: b.name for b in db().scalars(select(Body))}
+    stage = spec.stages[case.stage].label if case.stage in spec.stages else case.stage
+    stage_html = Markup("{}{}").format(stage, Markup(' <strong class="govuk-tag govuk-tag--red">Overdue</strong>')
+                                       if overdue else "")
+    parties = ", ".join(f"{bodies.get(c, c)} ({c})" for c in sorted(case.party_codes)) or "None"
+    assigned = f"{assignee.name} ({assignee.body_code})" if assignee else "Not assigned"
+    rows: list[dict[str, Any]] = [
+        {"key": {"text": "Reference"}, "value": {"text": case.reference}},
+        {"key": {"text": "Stage"}, "value": {"html": stage_html}},
+        {"key": {"text": "Risk"}, "value": {"text": words(case.risk.value)}},
+        {"key": {"text": "Consent"},
+         "value": {"text": (f"{words(case.consent.value)}, recorded {case.consent_date:%-d %B %Y}"
+                            if case.consent and case.consent_date else
+                            words(case.consent.value) if case.consent else "Not recorded yet")}},
+        {"key": {"text": "Owning body"},
+         "value": {"text": f"{bodies.get(case.owning_body_code, case.owning_body_code)} ({case.owning_body_code})"}},
+        {"key": {"text": "Party bodies"}, "value": {"text": parties}},
+        {"key": {"text": "Establishment"},
+         "value": {"text": f"{case.establishment.name} ({words(case.establishment.type.value).lower()}, "
+                           f"{NATIONS.get(case.establishment.nation.value, case.establishment.nation.value)})"}},
+        {"key": {"text": "Received"},
+         "value": {"text": f"{local(case.received_at)} ({words(case.channel.value)})"
+                   if case.channel else local(case.received_at)}},
+        {"key": {"text": "Age group"}, "value": {"text": words(case.age_group.value)}},
+        {"key": {"text": "Sanction types"},
+         "value": {"text": ", ".join(words(s) for s in case.sanction_types) or "None recorded"}},
+        {"key": {"text": "Assigned to"}, "value": {"text": assigned},
+         **({"actions": {"items": [{"href": url_for("case.assign", reference=case.reference), "text": "Change",
+                                    "visuallyHiddenText": "who the case is assigned to"}]}}
+            if lead and case.stage != "closed" else {})},
+    ]
+    if case.outcome is not None:
+        rows.append({"key": {"text": "Outcome"},
+                     "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
+    if case.consent_override_reason:
+        rows.append({"key": {"text": "Consent overridden"}, "value": {"text": words(case.consent_override_reason)}})
+    return rows
+
+
+def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> ResponseReturnValue:
+    rt = runtime()
+    user = me()
+    spec = rt.engine.spec_of(case.instance)
+    events = get_case_history(db(), rt.engine, case)
+    may_identify = can_view_identity(user, case)
+    notes: list[tuple[CaseNote, str]] = []
+    note_count = 0
+    note_rows = list(db().scalars(select(CaseNote).where(CaseNote.case_id == case.id)
+                                  .order_by(CaseNote.at.desc(), CaseNote.id.desc())))
+    note_count = len(note_rows)
+    if may_identify:
+        notes = [(n, read_note(rt.cipher, n)) for n in note_rows]
+    ids: set[Any] = {e.actor_id for e in events} | {case.assigned_user_id}
+    ids |= {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")}
+    ids |= {n.author_id for n, _ in notes}
+    users = _users(ids)
+    deadlines = _deadlines(case)
+    overdue = any(d.overdue for d in deadlines)
+    lead = _is_lead(case)
+    assignee = users.get(str(case.assigned_user_id)) if case.assigned_user_id else None
+    actions = [(name, spec.triggers[name].label) for name in allowed_actions(rt.engine, user, case)]
+    # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
+    diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
+    return render_template(
+        "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
+        stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
+        summary=_summary_rows(case, spec, overdue, assignee, lead), overdue=overdue, deadlines=deadlines,
+        lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
+        may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
+        timeline=_timeline(spec, events, users, may_identify), version=case.instance.version, local=local,
+    ), status
+
+
+# -- the page ---------------------------------------------------------------------------------------
 
 
 @bp.get("/<reference>")
 @signed_in
 def show(reference: str) -> ResponseReturnValue:
-    return render_template("placeholder.html", title=reference)
+    return _render_case(_case(reference), NoteForm(formdata=None))
+
+
+@bp.get("/<reference>/diagram.svg")
+@signed_in
+def diagram(reference: str) -> ResponseReturnValue:
+    case = _case(reference)
+    rt = runtime()
+    events = get_case_history(db(), rt.engine, case)
+    svg = render_svg(rt.engine.spec_of(case.instance), case.stage, visited_stages(e.to_stage for e in events))
+    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, mimetype="image/svg+xml")
+
+
+# -- identity ---------------------------------------------------------------------------------------
+
+
+@bp.route("/<reference>/identity", methods=["GET", "POST"])
+@signed_in
+def identity(reference: str) -> ResponseReturnValue:
+    case = _case(reference)
+    if not can_view_identity(me(), case):
+        abort(403)
+    form = IdentityForm()
+    if form.validate_on_submit():
+        rt = runtime()
+        try:
+            person = view_identity(db(), rt.engine, rt.cipher, me(), case, form.reason.data or "", now())
+        except InvalidInput:
+            db().rollback()
+            form.reason.errors = ["Enter why you need to see who this person is"]
+        else:
+            description = read_description(rt.cipher, case)
+            reason = (form.reason.data or "").strip()
+            db().commit()
+            return render_template("case/identity.html", title=f"Identity for case {case.reference}", case=case,
+                                   person=person, description=description, reason=reason)
+    return render_template("case/identity_reason.html", title=f"See who the person is: case {case.reference}",
+                           case=case, form=form)
+
+
+# -- notes ------------------------------------------------------------------------------------------
+
+
+@bp.post("/<reference>/notes")
+@signed_in
+def note(reference: str) -> ResponseReturnValue:
+    case = _case(reference)
+    if not actor_for(me(), case).roles:
+        abort(403)
+    form = NoteForm()
+    if form.validate_on_submit():
+        rt = runtime()
+        try:
+            add_note(db(), rt.engine, rt.cipher, me(), case, form.note.data or "", now())
+        except InvalidInput:
+            db().rollback()
+            form.note.errors = ["Enter the note"]
+        except NotAllowed:
+            db().rollback()
+            abort(403)
+        else:
+            db().commit()
+            flash("Note added.", "success")
+            return redirect(url_for("case.show", reference=case.reference) + "#notes")
+    return _render_case(case, form)
+
+
+# -- assignment -------------------------------------------------------------------------------------
+
+
+@bp.route("/<reference>/assign", methods=["GET", "POST"])
+@signed_in
+def assign(reference: str) -> ResponseReturnValue:
+    case = _case(reference)
+    if not _is_lead(case):
+        abort(403)
+    bodies = {case.owning_body_code, *case.party_codes}
+    candidates = list(db().scalars(
+        select(User).where(User.active.is_(True), User.role.in_((Role.STAFF, Role.LEAD)), User.body_code.in_(bodies))
+        .order_by(User.body_code, User.name, User.id)))
+    form = AssignForm()
+    form.assignee.choices = [("", "Not assigned")] + [
+        (str(u.id), f"{u.name} ({u.body_code}, {u.role.value})") for u in candidates]
+    form_error = None
+    if request.method == "GET":
+        form.assignee.data = str(case.assigned_user_id or "")
+    elif form.validate_on_submit():
+        chosen = next((u for u in candidates if str(u.id) == form.assignee.data), None)
+        try:
+            assign_case(db(), runtime().engine, me(), case, chosen, now(),
+                        reason=(form.reason.data or "").strip() or None, messenger=runtime().messenger)
+        except InvalidInput:
+            db().rollback()
+            form.assignee.errors = ["Select a member of staff of a body on this case"]
+        except NotAllowed as exc:
+            db().rollback()
+            form_error = str(exc).capitalize()
+        except StaleInstance:
+            db().rollback()
+            form_error = ("This case was changed by someone else while you were working. Check the assignment "
+                          "and try again.")
+        else:
+            db().commit()
+            flash(f"Case {case.reference} assigned to {chosen.name}." if chosen else
+                  f"Case {case.reference} is no longer assigned.", "success")
+            return redirect(url_for("case.show", reference=case.reference))
+    return render_template("case/assign.html", title=f"Assign case {case.reference}", case=case, form=form,
+                           form_error=form_error)
+
+
+# -- deadlines --------------------------------------------------------------------------------------
+
+_DEADLINE_FORMS: dict[str, type[FlaskForm]] = {"extend": ExtendForm, "pause": PauseForm, "resume": ResumeForm}
+
+
+@bp.route("/<reference>/deadlines/<name>/<any(extend, pause, resume):operation>", methods=["GET", "POST"])
+@signed_in
+def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
+    case = _case(reference)
+    if not _is_lead(case):
+        abort(403)
+    found = next((d for d in _deadlines(case) if d.name == name), None)
+    if found is None:
+        abort(404)
+    form: Any = _DEADLINE_FORMS[operation]()
+    form_error = None
+    if form.validate_on_submit():
+        rt = runtime()
+        reason = (form.reason.data or "").strip()
+        try:
+            if operation == "extend":
+                due = rt.timers.calendar(case.instance.calendar).end_of(form.new_due.data)
+                extend_service(db(), rt.engine, rt.timers, me(), case, name, due, reason, now())
+            elif operation == "pause":
+                pause_deadline(db(), rt.engine, rt.timers, me(), case, name, reason, now())
+            else:
+                resume_deadline(db(), rt.engine, rt.timers, me(), case, name, reason, now())
+        except (WorkflowError, InvalidInput) as exc:
+            db().rollback()
+            message = str(exc)
+            if operation == "extend" and "in the past" in message:
+                form.new_due.errors = ["The new due date must be in the future"]
+            elif operation == "extend" and "later than the current one" in message:
+                form.new_due.errors = [f"The new due date must be after the current due date ({found.due})"]
+            elif isinstance(exc, InvalidInput):
+                form_error = "This deadline is no longer running."
+            else:
+                form_error = message[0].upper() + message[1:] + "."
+        else:
+            db().commit()
+            done = {"extend": "extended", "pause": "paused", "resume": "restarted"}[operation]
+            flash(f"{found.label}: {'clock ' if operation != 'extend' else ''}{done}.", "success")
+            return redirect(url_for("case.show", reference=case.reference) + "#deadlines")
+    heading = {"extend": f"Extend the deadline: {found.label}", "pause": f"Pause the clock: {found.label}",
+               "resume": f"Restart the clock: {found.label}"}[operation]
+    return render_template("case/deadline.html", title=heading, case=case, deadline=found, form=form,
+                           form_error=form_error, operation=operation)
+
+
+# -- actions ----------------------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) < 10 else None
+
+
+def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm, *, form_error: str | None = None,
+                   conflict: list[TimelineItem] | None = None, possible: bool = True,
+                   status: int = 200) -> ResponseReturnValue:
+    trig = spec.triggers[trigger]
+    return render_template(
+        "case/action.html", title=f"{trig.label}: case {case.reference}", case=case, trigger=trig, form=form,
+        form_error=form_error, conflict=conflict, possible=possible,
+        stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
+        field_names=form.field_names()), status
+
+
+def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) -> ResponseReturnValue:
+    """Someone else changed the case: show what they did, keep what this user entered, and let them
+    submit again against the new version."""
+    seen = _int(form.seen_seq.data) or 0
+    events = list(db().scalars(select(HistoryEvent).where(HistoryEvent.instance_id == case.instance_id,
+                                                          HistoryEvent.seq > seen).order_by(HistoryEvent.seq)))
+    users = _users({e.actor_id for e in events} |
+                   {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")})
+    changes = _timeline(spec, events, users, can_view_identity(me(), case))
+    form.expected_version.data = str(case.instance.version)
+    form.seen_seq.data = str(case.instance.head_seq)
+    for f in form:
+        f.errors = []
+    possible = trigger in allowed_actions(runtime().engine, me(), case)
+    return _render_action(case, spec, trigger, form, conflict=changes, possible=possible, status=409)
+
+
+@bp.route("/<reference>/actions/<trigger>", methods=["GET", "POST"])
+@signed_in
+def action(reference: str, trigger: str) -> ResponseReturnValue:
+    case = _case(reference)
+    rt = runtime()
+    spec = rt.engine.spec_of(case.instance)
+    trig = spec.triggers.get(trigger)
+    if trig is None:
+        abort(404)
+    if not trig.roles & actor_for(me(), case).roles:
+        abort(403)  # not theirs to do at any stage (auditors, staff for a lead's action)
+    cls = action_form_class(spec.key, spec.version, trig)
+    if request.method == "GET":
+        if trigger not in allowed_actions(rt.engine, me(), case):
+            abort(403)
+        form = cls(formdata=None)
+        form.expected_version.data = str(case.instance.version)
+        form.seen_seq.data = str(case.instance.head_seq)
+        return _render_action(case, spec, trigger, form)
+
+    form = cls()
+    if not form.validate_on_submit() and form.csrf_token.errors:
+        abort(400)
+    expected = _int(form.expected_version.data)
+    if expected != case.instance.version:
+        return _conflict(case, spec, trigger, form)
+    if trigger not in allowed_actions(rt.engine, me(), case):
+        abort(403)
+    if form.errors:
+        return _render_action(case, spec, trigger, form)
+    try:
+        advance_case(db(), rt.engine, me(), case, trigger, form.values(), now(), expected_version=expected)
+    except StaleInstance:
+        db().rollback()
+        return _conflict(_case(reference), spec, trigger, form)
+    except MissingFields as exc:
+        db().rollback()
+        loose = form.add_errors(exc.errors)
+        return _render_action(_case(reference), spec, trigger, form, form_error="; ".join(loose) or None)
+    except InvalidInput as exc:
+        db().rollback()
+        loose = form.add_errors(exc.errors)
+        return _render_action(_case(reference), spec, trigger, form, form_error="; ".join(loose) or None)
+    except GuardFailed as exc:
+        db().rollback()
+        return _render_action(_case(reference), spec, trigger, form,
+                              form_error=exc.reason[0].upper() + exc.reason[1:] + ".")
+    except (TransitionNotAllowed, NotPermitted, NotAllowed):
+        db().rollback()
+        abort(403)
+    db().commit()
+    flash(f"Done: {trig.label}. The case is now at stage "
+          f"{spec.stages[case.stage].label if case.stage in spec.stages else case.stage}.", "success")
+    return redirect(url_for("case.show", reference=case.reference))
