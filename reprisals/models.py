@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -169,6 +170,8 @@ class Case(Base):
         CheckConstraint(
             "consent_override_reason IS NULL OR consent = 'none'", name="override_only_without_consent"
         ),
+        # The lead's queue: a body's open cases by risk (covering, so counting them reads no table rows).
+        Index("ix_cases_owning_body_code_risk_closed_at", "owning_body_code", "risk", "closed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -218,6 +221,7 @@ class CaseParty(Base):
     """A body whose contact with the person led to the alleged sanction."""
 
     __tablename__ = "case_parties"
+    __table_args__ = (Index("ix_case_parties_body_code", "body_code", "case_id"),)  # the cases a body is party to
 
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
     body_code: Mapped[str] = mapped_column(ForeignKey("bodies.code"), primary_key=True)

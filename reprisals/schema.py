@@ -6,7 +6,9 @@ import sqlalchemy as sa
 
 import notifications.models
 import reprisals.accounts
-import reprisals.models  # noqa: F401  (registers the domain's tables on the engine's MetaData)
+import reprisals.admin
+import reprisals.models
+import reprisals.protocol_store  # noqa: F401  (these register the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models
 

@@ -41,6 +41,7 @@ from reprisals.models import (
     User,
 )
 from reprisals.protocol import SPEC_KEY
+from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.models import HistoryEvent, WorkflowInstance
@@ -250,6 +251,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     reference = next_reference(session, year)
     instance = engine.start(
         session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now,
+        version=active_version(session, engine, SPEC_KEY),  # the version an admin activated, if any
         variables={"received_at": received_at.isoformat(), "triage_from": received_at.isoformat(),
                    "risk": risk.value, "escalation_level": 0},
         calendar=establishment.nation.value,

@@ -1,0 +1,221 @@
+"""Administration: inviting users, their role, body and activity; establishments.
+
+An invitation creates the user with an unusable password and a random token (stored as SHA-256,
+shown to the admin once, valid for ``INVITATION_LIFETIME``); the invitee sets a password with it.
+Deactivation ends every session of the user and revokes nothing else (API tokens of an inactive
+user stop working by themselves: ``user_for_token`` checks ``active``).
+Each operation flushes and never commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from reprisals.accounts import end_all_sessions
+from reprisals.emails import email_problem, normalise_email
+from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.passwords import hash_password, password_problem
+from workflow.clock import ensure_utc
+from workflow.models import Base
+
+INVITATION_LIFETIME = timedelta(days=7)
+UNUSABLE_PASSWORD = "!invited"  # noqa: S105 (not a hash: no password verifies against it)
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined", innerjoin=True)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(("invitation:" + token).encode()).hexdigest()
+
+
+def _require_admin(actor: User) -> None:
+    if actor.role is not Role.ADMIN or not actor.active:
+        raise NotAllowed("only an administrator can do this")
+
+
+def _role_and_body(session: Session, errors: dict[str, str], role_text: Any, body_code: Any) -> tuple[
+        Role | None, str | None]:
+    try:
+        role = Role(role_text)
+    except ValueError:
+        errors["role"] = "Select a role"
+        return None, None
+    if role is Role.ADMIN:
+        return role, None
+    if not body_code:
+        errors["body_code"] = "Select the body the user works for (every role but administrator has one)"
+        return role, None
+    if session.get(Body, str(body_code)) is None:
+        errors["body_code"] = "Select a body from the list"
+        return role, None
+    return role, str(body_code)
+
+
+def invite_user(session: Session, admin: User, data: Mapping[str, Any], now: datetime) -> tuple[User, str]:
+    """Create an invited user (name, email, role, body_code). Returns the user and the one-time token."""
+    _require_admin(admin)
+    errors: dict[str, str] = {}
+    name = str(data.get("name") or "").strip()
+    if not name:
+        errors["name"] = "Enter the user's name"
+    elif len(name) > 200:
+        errors["name"] = "Name must be 200 characters or fewer"
+    email = normalise_email(str(data.get("email") or ""))
+    if not email:
+        errors["email"] = "Enter the user's email address"
+    elif (problem := email_problem(email)) is not None:
+        errors["email"] = f"Enter a valid email address: {problem}"
+    elif session.scalar(select(func.count()).select_from(User).where(func.lower(User.email) == email)):
+        errors["email"] = "A user with this email address already exists"
+    role, body = _role_and_body(session, errors, data.get("role"), data.get("body_code"))
+    if errors:
+        raise InvalidInput(errors)
+    assert role is not None
+    now = ensure_utc(now)
+    user = User(email=email, name=name, role=role, body_code=body, password_hash=UNUSABLE_PASSWORD, active=True,
+                created_at=now)
+    session.add(user)
+    session.flush()
+    token = new_invitation(session, admin, user, now)
+    return user, token
+
+
+def new_invitation(session: Session, admin: User, user: User, now: datetime) -> str:
+    """A fresh invitation link token for ``user`` (earlier unused ones stop working)."""
+    _require_admin(admin)
+    now = ensure_utc(now)
+    for old in session.scalars(select(Invitation).where(Invitation.user_id == user.id, Invitation.used_at.is_(None))):
+        old.expires_at = min(ensure_utc(old.expires_at), now)
+    token = secrets.token_urlsafe(32)
+    session.add(Invitation(user_id=user.id, token_hash=_digest(token), created_by_id=admin.id, created_at=now,
+                           expires_at=now + INVITATION_LIFETIME))
+    session.flush()
+    return token
+
+
+def open_invitation(session: Session, token: str, now: datetime) -> Invitation | None:
+    """The usable invitation for ``token``: unused, unexpired, for an active user; else ``None``."""
+    if not token or len(token) > 200:
+        return None
+    row = session.scalars(select(Invitation).where(Invitation.token_hash == _digest(token))).one_or_none()
+    if row is None or row.used_at is not None or ensure_utc(row.expires_at) <= ensure_utc(now):
+        return None
+    return row if row.user.active else None
+
+
+def accept_invitation(session: Session, token: str, password: str, confirm: str, now: datetime) -> User:
+    invitation = open_invitation(session, token, now)
+    if invitation is None:
+        raise NotAllowed("this invitation link is not valid: it has been used, has expired or was replaced")
+    errors: dict[str, str] = {}
+    problem = password_problem(password)
+    if problem:
+        errors["password"] = f"Password {problem}"
+    elif password != confirm:
+        errors["confirm"] = "The passwords do not match"
+    if errors:
+        raise InvalidInput(errors)
+    invitation.used_at = ensure_utc(now)
+    invitation.user.password_hash = hash_password(password)
+    session.flush()
+    return invitation.user
+
+
+def change_role(session: Session, admin: User, user: User, role_text: Any, body_code: Any, now: datetime) -> None:
+    _require_admin(admin)
+    errors: dict[str, str] = {}
+    role, body = _role_and_body(session, errors, role_text, body_code)
+    if role is not None and user.id == admin.id and role is not Role.ADMIN:
+        errors["role"] = "You cannot remove your own administrator role"
+    if errors:
+        raise InvalidInput(errors)
+    assert role is not None
+    if (user.role, user.body_code) != (role, body):
+        user.role, user.body_code = role, body
+        end_all_sessions(session, user, now, "role_changed")  # what they may see changed
+    session.flush()
+
+
+def set_active(session: Session, admin: User, user: User, active: bool, now: datetime) -> None:
+    _require_admin(admin)
+    if user.id == admin.id and not active:
+        raise NotAllowed("you cannot deactivate yourself")
+    user.active = active
+    if not active:
+        end_all_sessions(session, user, now, "deactivated")
+    session.flush()
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.active.desc(), User.name, User.id)))
+
+
+def is_invited(user: User) -> bool:
+    return user.password_hash == UNUSABLE_PASSWORD
+
+
+# -- establishments ---------------------------------------------------------------------------------
+
+
+def _establishment_fields(session: Session, data: Mapping[str, Any], current: Establishment | None) -> dict[
+        str, Any]:
+    errors: dict[str, str] = {}
+    name = str(data.get("name") or "").strip()
+    operator = str(data.get("operator") or "").strip()
+    if not name:
+        errors["name"] = "Enter the establishment's name"
+    elif len(name) > 200:
+        errors["name"] = "Name must be 200 characters or fewer"
+    else:
+        clash = session.scalars(select(Establishment.id).where(func.lower(Establishment.name) == name.lower())).first()
+        if clash is not None and (current is None or clash != current.id):
+            errors["name"] = "An establishment with this name already exists"
+    if not operator:
+        errors["operator"] = "Enter who runs the establishment"
+    elif len(operator) > 200:
+        errors["operator"] = "Operator must be 200 characters or fewer"
+    out: dict[str, Any] = {"name": name, "operator": operator, "active": bool(data.get("active"))}
+    for field, enum, message in (("type", EstablishmentType, "Select the type of establishment"),
+                                 ("nation", Nation, "Select the nation")):
+        try:
+            out[field] = enum(data.get(field))
+        except ValueError:
+            errors[field] = message
+    if errors:
+        raise InvalidInput(errors)
+    return out
+
+
+def create_establishment(session: Session, admin: User, data: Mapping[str, Any]) -> Establishment:
+    _require_admin(admin)
+    row = Establishment(**_establishment_fields(session, data, None))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_establishment(session: Session, admin: User, row: Establishment, data: Mapping[str, Any]) -> None:
+    _require_admin(admin)
+    for key, value in _establishment_fields(session, data, row).items():
+        setattr(row, key, value)
+    session.flush()
