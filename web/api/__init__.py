@@ -100,10 +100,15 @@ def api_user() -> User:
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out or "body"
+    """``sanction_types[0]`` from pydantic's location: the field, then list positions (the names of
+    union members that pydantic inserts are dropped)."""
+    if not loc:
+        return "body"
+    out = str(loc[0])
+    for part in loc[1:]:
+        if isinstance(part, int):
+            out += f"[{part}]"
+    return out
 
 
 def _message(error: Mapping[str, Any]) -> str:

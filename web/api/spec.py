@@ -92,8 +92,12 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     """The document for ``app`` (built once per application)."""
     cached: dict[str, Any] | None = app.extensions.get("reprisals_openapi")
     if cached is None:
-        with app.app_context():
-            cached = _problem_content(spectree._generate_spec())
+        pristine = copy.deepcopy(spectree.models)  # generating moves nested $defs out of them
+        try:
+            with app.app_context():
+                cached = _problem_content(spectree._generate_spec())
+        finally:
+            spectree.models = pristine
         app.extensions["reprisals_openapi"] = cached
     return cached
 
