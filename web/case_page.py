@@ -20,6 +20,7 @@ from govuk_frontend_wtf.wtforms_widgets import GovSelect, GovSubmitInput, GovTex
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import SelectField, SubmitField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
 from reprisals.access import actor_for, can_view_identity
@@ -409,8 +410,8 @@ def assign(reference: str) -> ResponseReturnValue:
         select(User).where(User.active.is_(True), User.role.in_((Role.STAFF, Role.LEAD)), User.body_code.in_(bodies))
         .order_by(User.body_code, User.name, User.id)))
     form = AssignForm()
-    form.assignee.choices = [("", "Not assigned")] + [
-        (str(u.id), f"{u.name} ({u.body_code}, {u.role.value})") for u in candidates]
+    form.assignee.choices = [SelectChoice("", "Not assigned")] + [
+        SelectChoice(str(u.id), f"{u.name} ({u.body_code}, {u.role.value})") for u in candidates]
     form_error = None
     if request.method == "GET":
         form.assignee.data = str(case.assigned_user_id or "")

@@ -32,6 +32,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, StopValidation
 
 from workflow.spec import FieldSpec, FieldType, Trigger
@@ -142,13 +143,13 @@ def make_field(name: str, spec: FieldSpec) -> Any:
             for other, allowed in spec.required_when.items()) + "."
     t = spec.type
     if t is FieldType.CHOICE:
-        return RadioField(label, choices=[(c, words(c)) for c in spec.choices or ()], validators=checks,
+        return RadioField(label, choices=[SelectChoice(c, words(c)) for c in spec.choices or ()], validators=checks,
                           widget=GovRadioInput(), description=hint, validate_choice=True)
     if t is FieldType.BOOLEAN:
-        return RadioField(label, choices=[("yes", "Yes"), ("no", "No")], validators=checks, widget=GovRadioInput(),
+        return RadioField(label, choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")], validators=checks, widget=GovRadioInput(),
                           description=hint)
     if t is FieldType.MULTICHOICE:
-        return SelectMultipleField(label, choices=[(c, words(c)) for c in spec.choices or ()], validators=checks,
+        return SelectMultipleField(label, choices=[SelectChoice(c, words(c)) for c in spec.choices or ()], validators=checks,
                                    widget=GovCheckboxesInput(), description=hint or "Select all that apply.")
     if t is FieldType.DATE:
         return GovDateField(label, validators=checks, description=hint or "For example, 27 3 2025")

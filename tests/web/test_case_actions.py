@@ -1,0 +1,231 @@
+"""Acting on a case through its pages: forms generated from the protocol's triggers, errors on the
+fields, guards, permissions, and a conflict when someone else changed the case meanwhile."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from reprisals.models import Case, User
+from reprisals.services import assign_case, get_case
+from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER
+from tests.web.conftest import Web, case_state, csrf_token
+
+CANARIES = (CANARY_NAME, CANARY_NUMBER, CANARY_DOB, CANARY_DESCRIPTION)
+_HIDDEN = re.compile(r'<input[^>]*name="(expected_version|seen_seq)"[^>]*value="(\d+)"')
+_URLS = re.compile(r'(?:href|action|src)="([^"]*)"')
+
+
+def d(iso: str) -> list[str]:
+    """A date as the GOV.UK date input posts it: day, month, year."""
+    day = datetime.fromisoformat(iso).date()
+    return [str(day.day), str(day.month), str(day.year)]
+
+
+def hidden(html: str) -> dict[str, str]:
+    return dict(_HIDDEN.findall(html))
+
+
+def no_identity_in_urls(html: str, *more: str) -> None:
+    for url in [*_URLS.findall(html), *more]:
+        for canary in CANARIES:
+            assert canary not in url
+            assert canary.replace(" ", "+") not in url and canary.replace(" ", "%20") not in url
+
+
+class Pages:
+    """A signed-in user working through the case pages as a browser would."""
+
+    def __init__(self, web: Web, email: str, ref: str) -> None:
+        self.web, self.ref = web, ref
+        self.client: FlaskClient = web.sign_in(email)
+
+    def form(self, trigger: str) -> str:
+        response = self.client.get(f"/cases/{self.ref}/actions/{trigger}")
+        assert response.status_code == 200, (trigger, response.status_code)
+        html = response.get_data(as_text=True)
+        no_identity_in_urls(html)
+        return html
+
+    def submit(self, trigger: str, data: dict[str, Any], form_html: str | None = None) -> Any:
+        html = form_html if form_html is not None else self.form(trigger)
+        return self.client.post(f"/cases/{self.ref}/actions/{trigger}",
+                                data={**hidden(html), **data, "csrf_token": csrf_token(html)})
+
+    def act(self, trigger: str, data: dict[str, Any]) -> str:
+        response = self.submit(trigger, data)
+        assert response.status_code == 302, response.get_data(as_text=True)[-3000:]
+        location = response.headers["Location"]
+        assert location.endswith(f"/cases/{self.ref}")
+        no_identity_in_urls("", location)
+        page = self.client.get(location).get_data(as_text=True)
+        assert "govuk-notification-banner--success" in page and "Done: " in page
+        for canary in CANARIES:
+            assert canary not in page
+        no_identity_in_urls(page)
+        return page
+
+
+def stage(web: Web, ref: str) -> str:
+    return str(case_state(web.database, ref)["stage"])
+
+
+def test_the_worked_example_through_the_pages(web: Web) -> None:
+    """Record consent and risk, refer, record the response, accept, follow up; a second lead closes."""
+    ref = web.world.reported
+    lead = Pages(web, web.world.lead, ref)
+    html = lead.client.get(f"/cases/{ref}").get_data(as_text=True)
+    assert f"/cases/{ref}/actions/record_consent_and_risk" in html
+    form = lead.form("record_consent_and_risk")
+    for expected in ('type="radio"', 'name="consent"', 'value="anonymous"', 'id="consent_date"',
+                     'name="consent_date"', "<textarea", 'name="expected_version"'):
+        assert expected in form, expected
+    lead.act("record_consent_and_risk", {"consent": "full", "consent_date": d("2025-04-16"), "risk": "standard"})
+    assert stage(web, ref) == "triage"
+    refer_form = lead.form("refer")
+    assert 'type="checkbox"' in refer_form and 'value="head_of_establishment"' in refer_form
+    page = lead.act("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")})
+    assert stage(web, ref) == "referred"
+    assert "Establishment response" in page  # the new deadline
+    lead.act("record_response", {"received_on": d("2025-05-02"), "responder": "establishment",
+                                 "summary": "Job restored."})
+    lead.act("accept_response", {"proposed_finding": "substantiated", "assessment": "Sanction confirmed."})
+    lead.act("complete_follow_up", {"contacted_on": d("2025-05-20"), "summary": "Back at work."})
+    assert stage(web, ref) == "closure_review"
+
+    # The lead who proposed the finding cannot confirm it: the guard's message, on the form, nothing saved.
+    before = case_state(web.database, ref)
+    refused = lead.submit("close", {"outcome": "substantiated", "summary": "Confirmed."})
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and "There is a problem" in text and "lead" in text
+    assert "<title>Error:" in text
+    assert case_state(web.database, ref) == before
+
+    second = Pages(web, web.world.second_lead, ref)
+    page = second.act("close", {"outcome": "substantiated", "summary": "Confirmed."})
+    assert stage(web, ref) == "closed"
+    assert "Substantiated (closed" in page
+    assert "Confirm the finding and close" in page and "Record consent and risk" in page  # the timeline
+    assert "Reopen" in page  # the next possible action
+
+
+def test_the_auditor_sees_no_action_and_a_post_is_refused(web: Web) -> None:
+    ref = web.world.triaged
+    auditor = web.sign_in(web.world.auditor)
+    lead_view = Pages(web, web.world.lead, ref).form("refer")  # a real form, with real hidden values
+    assert auditor.get(f"/cases/{ref}/actions/refer").status_code == 403
+    before = case_state(web.database, ref)
+    token = csrf_token(auditor.get(f"/cases/{ref}").get_data(as_text=True))
+    response = auditor.post(f"/cases/{ref}/actions/refer", data={
+        **hidden(lead_view), "recipients": ["head_of_establishment"], "sent_on": d("2025-04-17"), "csrf_token": token})
+    assert response.status_code == 403
+    assert case_state(web.database, ref) == before
+
+
+def test_staff_may_not_fire_a_leads_trigger_and_outsiders_get_404(web: Web) -> None:
+    ref = web.world.triaged
+    staff = web.sign_in(web.world.staff)
+    page = staff.get(f"/cases/{ref}").get_data(as_text=True)
+    assert "/actions/refer" not in page and "/actions/withdraw" in page  # staff may record a withdrawal
+    assert staff.get(f"/cases/{ref}/actions/refer").status_code == 403
+    outside = web.sign_in(web.world.outside_lead)
+    assert outside.get(f"/cases/{ref}/actions/refer").status_code == 404
+    assert web.sign_in(web.world.lead).get(f"/cases/{ref}/actions/no_such_action").status_code == 404
+    # A trigger of another stage: not possible now.
+    assert web.sign_in(web.world.lead).get(f"/cases/{ref}/actions/record_response").status_code == 403
+
+
+def test_invalid_input_shows_the_error_summary_and_saves_nothing(web: Web) -> None:
+    ref = web.world.triaged
+    lead = Pages(web, web.world.lead, ref)
+    before = case_state(web.database, ref)
+    response = lead.submit("refer", {"sent_on": ["31", "2", "2025"]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<title>Error:" in html and "There is a problem" in html
+    assert 'href="#recipients"' in html and 'href="#sent_on"' in html
+    assert "Select at least one option for sent to" in html and "Date the letter was sent must be a real date" in html
+    assert 'id="sent_on"' in html  # the summary's link lands on the day box
+    assert 'value="31"' in html  # what was typed is kept
+    assert case_state(web.database, ref) == before
+
+    # required_when is the engine's: an override ground without its reason.
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17"),
+                                     "override_ground": "risk_to_life"})
+    html = response.get_data(as_text=True)
+    assert 'href="#override_reason"' in html and "Enter why the lack of consent is overridden" in html
+    assert case_state(web.database, ref) == before
+
+    # A guard: the referral must go to the head of the establishment.
+    response = lead.submit("refer", {"recipients": ["youth_custody_service"], "sent_on": d("2025-04-17")})
+    html = response.get_data(as_text=True)
+    assert "The referral must go to the head of the establishment." in html
+    assert case_state(web.database, ref) == before
+
+    # Too long.
+    response = lead.submit("decline", {"reason": "x" * 2001})
+    assert "Reason must be 2000 characters or fewer" in response.get_data(as_text=True)
+    assert case_state(web.database, ref) == before
+
+
+def _assign_behind_their_back(web: Web, ref: str) -> str:
+    with web.database.session() as s:
+        lead = s.query(User).filter_by(email=web.world.second_lead).one()
+        other = s.query(User).filter_by(email=web.world.other_staff).one()
+        case = get_case(s, lead, ref)
+        assign_case(s, web.rt.engine, lead, case, other, datetime.now(UTC), reason="Covering leave")
+        s.commit()
+        return other.name
+
+
+def test_a_conflict_overwrites_nothing_shows_the_change_and_resubmission_works(web: Web) -> None:
+    ref = web.world.triaged
+    lead = Pages(web, web.world.lead, ref)
+    form = lead.form("refer")
+    other_name = _assign_behind_their_back(web, ref)
+    before = case_state(web.database, ref)
+    data = {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")}
+    response = lead.submit("refer", data, form_html=form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "This case was changed by someone else while you were working" in html
+    assert f"Assigned to {other_name}" in html and "Covering leave" in html
+    assert 'value="17"' in html and 'value="head_of_establishment" checked' in html  # values kept
+    assert case_state(web.database, ref) == before  # nothing overwritten
+    assert stage(web, ref) == "triage"
+    assert int(hidden(html)["expected_version"]) == int(before["version"])
+
+    again = lead.submit("refer", data, form_html=html)
+    assert again.status_code == 302
+    assert stage(web, ref) == "referred"
+    with web.database.session() as s:
+        assert s.query(Case).filter_by(reference=ref).one().assigned_user.name == other_name  # theirs kept
+
+
+def test_a_conflict_that_moved_the_stage_offers_no_resubmission(web: Web) -> None:
+    ref = web.world.triaged
+    lead = Pages(web, web.world.lead, ref)
+    form = lead.form("refer")
+    Pages(web, web.world.second_lead, ref).act("decline", {"reason": "Out of scope"})
+    before = case_state(web.database, ref)
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")},
+                           form_html=form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "Decline (out of scope or referred elsewhere)" in html
+    assert "no longer possible" in html and 'name="expected_version"' not in html
+    assert case_state(web.database, ref) == before and before["stage"] == "closed"
+
+
+def test_a_forged_version_is_a_conflict_not_a_write(web: Web) -> None:
+    ref = web.world.triaged
+    lead = Pages(web, web.world.lead, ref)
+    form = lead.form("decline")
+    before = case_state(web.database, ref)
+    response = lead.client.post(f"/cases/{ref}/actions/decline", data={
+        "expected_version": "999", "seen_seq": "0", "reason": "x", "csrf_token": csrf_token(form)})
+    assert response.status_code == 409
+    assert case_state(web.database, ref) == before
