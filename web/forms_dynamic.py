@@ -142,15 +142,16 @@ def make_field(name: str, spec: FieldSpec) -> Any:
             f"{other.replace('_', ' ')} is {' or '.join(words(v).lower() for v in allowed)}"
             for other, allowed in spec.required_when.items()) + "."
     t = spec.type
+    options = [SelectChoice(c, words(c)) for c in spec.choices or ()]
     if t is FieldType.CHOICE:
-        return RadioField(label, choices=[SelectChoice(c, words(c)) for c in spec.choices or ()], validators=checks,
-                          widget=GovRadioInput(), description=hint, validate_choice=True)
+        return RadioField(label, choices=options, validators=checks, widget=GovRadioInput(), description=hint,
+                          validate_choice=True)
     if t is FieldType.BOOLEAN:
-        return RadioField(label, choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")], validators=checks, widget=GovRadioInput(),
-                          description=hint)
+        return RadioField(label, choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")], validators=checks,
+                          widget=GovRadioInput(), description=hint)
     if t is FieldType.MULTICHOICE:
-        return SelectMultipleField(label, choices=[SelectChoice(c, words(c)) for c in spec.choices or ()], validators=checks,
-                                   widget=GovCheckboxesInput(), description=hint or "Select all that apply.")
+        return SelectMultipleField(label, choices=options, validators=checks, widget=GovCheckboxesInput(),
+                                   description=hint or "Select all that apply.")
     if t is FieldType.DATE:
         return GovDateField(label, validators=checks, description=hint or "For example, 27 3 2025")
     if t is FieldType.TEXT:
