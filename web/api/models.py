@@ -63,7 +63,8 @@ class CaseQuery(Page):
 
 
 class DeadlineQuery(Page):
-    overdue: bool | SkipJsonSchema[None] = Field(default=None, description="true: only overdue deadlines; false: only others.")
+    overdue: bool | SkipJsonSchema[None] = Field(
+        default=None, description="true: only overdue deadlines; false: only others.")
 
 
 class NotificationQuery(_In):
