@@ -198,7 +198,7 @@ def _establishment_fields(session: Session, data: Mapping[str, Any], current: Es
     for field, enum, message in (("type", EstablishmentType, "Select the type of establishment"),
                                  ("nation", Nation, "Select the nation")):
         try:
-            out[field] = enum(data.get(field))
+            out[field] = enum(str(data.get(field) or ""))
         except ValueError:
             errors[field] = message
     if errors:

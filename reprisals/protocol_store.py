@@ -57,6 +57,7 @@ class KnownVersion:
     uploaded: bool
     active: bool
     uploaded_at: datetime | None
+    activatable: bool  # uploaded, or the newest shipped (activating it clears the choice)
 
 
 def _source(key: str = "upload") -> str:
@@ -139,12 +140,14 @@ def active_version(session: Session, engine: Engine, key: str) -> int | None:
 def known_versions(session: Session, engine: Engine, key: str) -> list[KnownVersion]:
     rows = {r.version: r for r in session.scalars(select(ProtocolVersion).where(ProtocolVersion.key == key))}
     active = active_version(session, engine, key)
+    newest_shipped = _newest_shipped(engine, key, set(rows))
     out = []
     for version in sorted(set(engine.versions(key)) | set(rows), reverse=True):
         row = rows.get(version)
         title = engine.spec(key, version).title if version in engine.versions(key) else ""
         out.append(KnownVersion(key, version, title or f"{key} version {version}", row is not None,
-                                version == active, row.uploaded_at if row else None))
+                                version == active, row.uploaded_at if row else None,
+                                version != active and (row is not None or version == newest_shipped)))
     return out
 
 

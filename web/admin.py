@@ -1,17 +1,343 @@
-"""Administration: users, establishments, protocol versions, failed messages."""
+"""Administration: users (invitations, role and body, activity), establishments, protocol versions,
+failed messages. Every route is for administrators; the invitation page is public (its token is the key)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask.typing import ResponseReturnValue
+from typing import Any
 
-from reprisals.models import Role
-from web.security import roles
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from govuk_frontend_wtf.wtforms_widgets import (
+    GovCheckboxInput,
+    GovFileInput,
+    GovPasswordInput,
+    GovSelect,
+    GovSubmitInput,
+    GovTextArea,
+    GovTextInput,
+)
+from sqlalchemy import select
+from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
+
+from notifications.outbox import list_failed
+from reprisals import admin as ops
+from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.messaging import local_text
+from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.passwords import MIN_LENGTH
+from reprisals.protocol_store import activate_protocol, known_versions, protocol_keys, upload_protocol
+from web.context import db, me, now, runtime
+from web.security import public, roles
+from workflow.errors import SpecError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+invitation_bp = Blueprint("invitation", __name__)
+
+ROLE_CHOICES = [("", "Select a role"), ("staff", "Staff"), ("lead", "Lead"), ("auditor", "Auditor"),
+                ("admin", "Administrator")]
+
+
+def _label(value: str) -> str:
+    return value.replace("_", " ").capitalize()
+
+
+def _bodies() -> list[tuple[str, str]]:
+    return [("", "None (administrators only)")] + [(b.code, f"{b.name} ({b.code})")
+                                                   for b in db().scalars(select(Body).order_by(Body.code))]
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token is posted."""
+
+
+class InviteForm(FlaskForm):
+    name = StringField("Full name", widget=GovTextInput(), validators=[InputRequired("Enter the user's name"),
+                                                                         Length(max=200)])
+    email = StringField("Email address", widget=GovTextInput(),
+                        validators=[InputRequired("Enter the user's email address"), Length(max=320)])
+    role = SelectField("Role", widget=GovSelect(), choices=ROLE_CHOICES, validators=[InputRequired("Select a role")])
+    body_code = SelectField("Body", widget=GovSelect(), choices=[], validate_choice=False, validators=[Optional()])
+    submit = SubmitField("Invite user", widget=GovSubmitInput())
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", widget=GovSelect(), choices=ROLE_CHOICES, validators=[InputRequired("Select a role")])
+    body_code = SelectField("Body", widget=GovSelect(), choices=[], validate_choice=False, validators=[Optional()])
+    submit = SubmitField("Save role and body", widget=GovSubmitInput())
+
+
+class EstablishmentForm(FlaskForm):
+    name = StringField("Name", widget=GovTextInput(), validators=[InputRequired("Enter the establishment's name"),
+                                                                   Length(max=200)])
+    type = SelectField("Type", widget=GovSelect(),
+                       choices=[("", "Select a type")] + [(t.value, _label(t.value)) for t in EstablishmentType],
+                       validators=[InputRequired("Select the type of establishment")])
+    nation = SelectField("Nation", widget=GovSelect(),
+                         choices=[("", "Select a nation")] + [(n.value, _label(n.value)) for n in Nation],
+                         validators=[InputRequired("Select the nation")])
+    operator = StringField("Operator", widget=GovTextInput(),
+                           validators=[InputRequired("Enter who runs the establishment"), Length(max=200)])
+    active = BooleanField("Active (cases can be reported against it)", widget=GovCheckboxInput(), default=True)
+    submit = SubmitField("Save establishment", widget=GovSubmitInput())
+
+
+class UploadForm(FlaskForm):
+    file = FileField("Upload a YAML file", widget=GovFileInput())
+    text = TextAreaField("Or paste the YAML", widget=GovTextArea(), validators=[Length(max=200_000)])
+    submit = SubmitField("Check and store", widget=GovSubmitInput())
+
+
+class InvitationForm(FlaskForm):
+    password = PasswordField("Choose a password", widget=GovPasswordInput(),
+                             validators=[InputRequired("Enter a password"), Length(max=1000)])
+    confirm = PasswordField("Confirm the password", widget=GovPasswordInput(),
+                            validators=[InputRequired("Enter the password again"), Length(max=1000)])
+    submit = SubmitField("Set password", widget=GovSubmitInput())
+
+
+def _map_errors(form: FlaskForm, exc: InvalidInput) -> None:
+    for field, message in exc.errors.items():
+        target = getattr(form, field, None) or form.name
+        target.errors = [*list(target.errors or []), message]
+
+
+# -- index ------------------------------------------------------------------------------------------
 
 
 @bp.get("/")
 @roles(Role.ADMIN)
 def index() -> ResponseReturnValue:
-    return render_template("placeholder.html", title="Administration")
+    return render_template("admin/index.html", title="Administration")
+
+
+# -- users ------------------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def users() -> ResponseReturnValue:
+    form = InviteForm()
+    form.body_code.choices = _bodies()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                user, token = ops.invite_user(db(), me(), form.data, now())
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                return render_template("admin/invited.html", title="User invited", user=user,
+                                       link=url_for("invitation.accept", token=token, _external=True),
+                                       lifetime_days=ops.INVITATION_LIFETIME.days)
+        status = 400
+    return render_template("admin/users.html", title="Users", form=form, users=ops.list_users(db()),
+                           invited=ops.is_invited, me=me()), status
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db().get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def user(user_id: int) -> ResponseReturnValue:
+    target = _user_or_404(user_id)
+    form = RoleForm(data={"role": target.role.value, "body_code": target.body_code or ""})
+    form.body_code.choices = _bodies()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                ops.change_role(db(), me(), target, form.role.data, form.body_code.data, now())
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                flash(f"{target.name} is now {_label(target.role.value).lower()}"
+                      + (f" of {target.body_code}" if target.body_code else "") + ".", "success")
+                return redirect(url_for("admin.user", user_id=target.id))
+        status = 400
+    return render_template("admin/user.html", title=f"User: {target.name}", form=form, target=target,
+                           invited=ops.is_invited(target), me=me()), status
+
+
+@bp.post("/users/<int:user_id>/active")
+@roles(Role.ADMIN)
+def set_active(user_id: int) -> ResponseReturnValue:
+    target = _user_or_404(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    activate = not target.active
+    try:
+        ops.set_active(db(), me(), target, activate, now())
+    except NotAllowed as exc:
+        db().rollback()
+        flash(str(exc).capitalize() + ".", "info")
+        return redirect(url_for("admin.user", user_id=target.id))
+    db().commit()
+    flash(f"{target.name} has been {'reactivated' if activate else 'deactivated and signed out'}.", "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.post("/users/<int:user_id>/invitation")
+@roles(Role.ADMIN)
+def reinvite(user_id: int) -> ResponseReturnValue:
+    target = _user_or_404(user_id)
+    if not ActionForm().validate_on_submit() or not ops.is_invited(target):
+        abort(400)
+    token = ops.new_invitation(db(), me(), target, now())
+    db().commit()
+    return render_template("admin/invited.html", title="Invitation renewed", user=target,
+                           link=url_for("invitation.accept", token=token, _external=True),
+                           lifetime_days=ops.INVITATION_LIFETIME.days)
+
+
+@invitation_bp.route("/invitation/<token>", methods=["GET", "POST"])
+@public
+def accept(token: str) -> ResponseReturnValue:
+    invitation = ops.open_invitation(db(), token, now())
+    if invitation is None:
+        return render_template("errors/error.html", title="This invitation link does not work",
+                               message="It may have been used already, have expired (links last 7 days) or have "
+                                       "been replaced by a newer one. Ask your administrator for a new link."), 404
+    form = InvitationForm()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                ops.accept_invitation(db(), token, form.password.data or "", form.confirm.data or "", now())
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                flash("Your password has been set. Sign in with your email address and new password.", "success")
+                return redirect(url_for("auth.sign_in"))
+        status = 400
+    return render_template("admin/invitation.html", title="Set your password", form=form,
+                           invitee=invitation.user, min_length=MIN_LENGTH), status
+
+
+# -- establishments ----------------------------------------------------------------------------------
+
+
+@bp.route("/establishments", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def establishments() -> ResponseReturnValue:
+    form = EstablishmentForm()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                row = ops.create_establishment(db(), me(), form.data)
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                flash(f"{row.name} has been added.", "success")
+                return redirect(url_for("admin.establishments"))
+        status = 400
+    rows = list(db().scalars(select(Establishment).order_by(Establishment.name)))
+    return render_template("admin/establishments.html", title="Establishments", form=form, rows=rows,
+                           label=_label), status
+
+
+@bp.route("/establishments/<int:establishment_id>", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def establishment(establishment_id: int) -> ResponseReturnValue:
+    row = db().get(Establishment, establishment_id)
+    if row is None:
+        abort(404)
+    form = EstablishmentForm(data={"name": row.name, "type": row.type.value, "nation": row.nation.value,
+                                   "operator": row.operator, "active": row.active})
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                ops.update_establishment(db(), me(), row, form.data)
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                flash(f"{row.name} has been saved.", "success")
+                return redirect(url_for("admin.establishments"))
+        status = 400
+    return render_template("admin/establishment.html", title=f"Edit establishment: {row.name}", form=form,
+                           row=row), status
+
+
+# -- protocol versions --------------------------------------------------------------------------------
+
+
+@bp.route("/protocols", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def protocols() -> ResponseReturnValue:
+    form = UploadForm()
+    status = 200
+    problems: list[Any] = []
+    if form.is_submitted():
+        if form.validate():
+            upload = form.file.data
+            text = ""
+            if upload is not None and bool(getattr(upload, "filename", None)):
+                try:
+                    text = upload.read().decode("utf-8")
+                except UnicodeDecodeError:
+                    form.file.errors = ["The file must be UTF-8 text (YAML)"]
+            else:
+                text = form.text.data or ""
+            if not form.file.errors:
+                if not text.strip():
+                    form.text.errors = ["Upload a YAML file or paste the YAML"]
+                else:
+                    try:
+                        row = upload_protocol(db(), runtime().engine, me(), text, now())
+                    except SpecError as exc:
+                        db().rollback()
+                        problems = exc.problems
+                        form.text.errors = [f"{p.path}: {p.message}" if p.path else p.message for p in problems]
+                    else:
+                        db().commit()
+                        flash(f"{row.key} version {row.version} is valid and has been stored. It is not active "
+                              "yet: activate it for new cases to use it.", "success")
+                        return redirect(url_for("admin.protocols"))
+        status = 400
+    versions = {key: known_versions(db(), runtime().engine, key) for key in protocol_keys(db())}
+    return render_template("admin/protocols.html", title="Protocol versions", form=form, versions=versions,
+                           problems=problems, local_text=local_text, action=ActionForm()), status
+
+
+@bp.post("/protocols/<key>/<int:version>/activate")
+@roles(Role.ADMIN)
+def activate(key: str, version: int) -> ResponseReturnValue:
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        activate_protocol(db(), runtime().engine, me(), key, version)
+    except InvalidInput:
+        db().rollback()
+        abort(404)
+    db().commit()
+    flash(f"New {key} cases now use version {version}. Cases already open keep their version.", "success")
+    return redirect(url_for("admin.protocols"))
+
+
+# -- failed messages -------------------------------------------------------------------------------------
+
+
+@bp.get("/failed-messages")
+@roles(Role.ADMIN)
+def failed_messages() -> ResponseReturnValue:
+    return render_template("admin/failed_messages.html", title="Failed messages", rows=list_failed(db()),
+                           local_text=local_text)

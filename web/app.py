@@ -25,7 +25,8 @@ from web.security import add_security_headers, csp_nonce, enforce, public
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "Reprisals case tracker"
-BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, account.bp, admin.bp, api.bp)
+BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, account.bp, admin.bp, admin.invitation_bp,
+              api.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
