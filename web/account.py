@@ -8,6 +8,7 @@ from flask_login import login_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovPasswordInput, GovRadioInput, GovSubmitInput, GovTextInput
 from wtforms import PasswordField, RadioField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
 from reprisals.accounts import change_password, create_token, revoke_token, start_session, tokens_of
@@ -30,8 +31,8 @@ class PasswordForm(FlaskForm):
 
 class PreferenceForm(FlaskForm):
     email_notifications = RadioField("Email me about my cases", widget=GovRadioInput(),
-                                     choices=[("on", "Yes, email me as well as notifying me here"),
-                                              ("off", "No, only notify me here")],
+                                     choices=[SelectChoice("on", "Yes, email me as well as notifying me here"),
+                                              SelectChoice("off", "No, only notify me here")],
                                      validators=[InputRequired("Select whether to get emails")])
     submit = SubmitField("Save preference", widget=GovSubmitInput())
 

@@ -20,6 +20,7 @@ from govuk_frontend_wtf.wtforms_widgets import (
 )
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from notifications.outbox import list_failed
@@ -40,13 +41,17 @@ ROLE_CHOICES = [("", "Select a role"), ("staff", "Staff"), ("lead", "Lead"), ("a
                 ("admin", "Administrator")]
 
 
+def _options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
 def _label(value: str) -> str:
     return value.replace("_", " ").capitalize()
 
 
-def _bodies() -> list[tuple[str, str]]:
-    return [("", "None (administrators only)")] + [(b.code, f"{b.name} ({b.code})")
-                                                   for b in db().scalars(select(Body).order_by(Body.code))]
+def _bodies() -> list[SelectChoice]:
+    return _options([("", "None (administrators only)")] + [(b.code, f"{b.name} ({b.code})")
+                                                            for b in db().scalars(select(Body).order_by(Body.code))])
 
 
 class ActionForm(FlaskForm):
@@ -58,13 +63,15 @@ class InviteForm(FlaskForm):
                                                                          Length(max=200)])
     email = StringField("Email address", widget=GovTextInput(),
                         validators=[InputRequired("Enter the user's email address"), Length(max=320)])
-    role = SelectField("Role", widget=GovSelect(), choices=ROLE_CHOICES, validators=[InputRequired("Select a role")])
+    role = SelectField("Role", widget=GovSelect(), choices=_options(ROLE_CHOICES),
+                       validators=[InputRequired("Select a role")])
     body_code = SelectField("Body", widget=GovSelect(), choices=[], validate_choice=False, validators=[Optional()])
     submit = SubmitField("Invite user", widget=GovSubmitInput())
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", widget=GovSelect(), choices=ROLE_CHOICES, validators=[InputRequired("Select a role")])
+    role = SelectField("Role", widget=GovSelect(), choices=_options(ROLE_CHOICES),
+                       validators=[InputRequired("Select a role")])
     body_code = SelectField("Body", widget=GovSelect(), choices=[], validate_choice=False, validators=[Optional()])
     submit = SubmitField("Save role and body", widget=GovSubmitInput())
 
@@ -73,10 +80,11 @@ class EstablishmentForm(FlaskForm):
     name = StringField("Name", widget=GovTextInput(), validators=[InputRequired("Enter the establishment's name"),
                                                                    Length(max=200)])
     type = SelectField("Type", widget=GovSelect(),
-                       choices=[("", "Select a type")] + [(t.value, _label(t.value)) for t in EstablishmentType],
+                       choices=_options([("", "Select a type")]
+                                        + [(t.value, _label(t.value)) for t in EstablishmentType]),
                        validators=[InputRequired("Select the type of establishment")])
     nation = SelectField("Nation", widget=GovSelect(),
-                         choices=[("", "Select a nation")] + [(n.value, _label(n.value)) for n in Nation],
+                         choices=_options([("", "Select a nation")] + [(n.value, _label(n.value)) for n in Nation]),
                          validators=[InputRequired("Select the nation")])
     operator = StringField("Operator", widget=GovTextInput(),
                            validators=[InputRequired("Enter who runs the establishment"), Length(max=200)])
