@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -36,7 +37,6 @@ from reprisals.services import (
     allowed_actions,
     assign_case,
     get_case,
-    get_case_history,
     read_description,
     read_note,
     view_identity,
@@ -45,6 +45,7 @@ from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.security import signed_in
+from workflow.calendars import WorkingCalendar
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.models import DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
@@ -109,13 +110,20 @@ class ResumeForm(FlaskForm):
 # -- helpers ----------------------------------------------------------------------------------------
 
 
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
 def local(at: datetime | None) -> str:
-    """'Tue 6 May 2025, 5:00pm' in UK time."""
+    """'Tue 6 May 2025, 5:00pm' in UK time. (No strftime: its locale lookups cost 40 µs a call, and a
+    long timeline formats hundreds of times.)"""
     if at is None:
         return ""
     t = at.astimezone(LONDON)
     hour = t.hour % 12 or 12
-    return f"{t:%a} {t.day} {t:%B %Y}, {hour}:{t:%M}{'am' if t.hour < 12 else 'pm'}"
+    return (f"{DAYS[t.weekday()]} {t.day} {MONTHS[t.month - 1]} {t.year}, {hour}:{t.minute:02d}"
+            f"{'am' if t.hour < 12 else 'pm'}")
 
 
 def _case(reference: str) -> Case:
@@ -132,6 +140,35 @@ def _users(ids: Iterable[Any]) -> dict[str, User]:
     if not wanted:
         return {}
     return {str(u.id): u for u in db().scalars(select(User).where(User.id.in_(wanted)))}
+
+
+@lru_cache(maxsize=64)
+def _weekday_holidays(cal: WorkingCalendar, year: int) -> frozenset[date]:
+    day, out = date(year, 1, 1), set()
+    while day.year == year:
+        if day.weekday() < 5 and not cal.is_working_day(day):
+            out.add(day)
+        day += timedelta(days=1)
+    return frozenset(out)
+
+
+def working_days_between(cal: WorkingCalendar, start: datetime, end: datetime) -> int:
+    """The same count as ``WorkingCalendar.working_days_between`` (working days after ``start``'s day up
+    to and including ``end``'s), in arithmetic instead of a day-by-day walk: a deadline a year overdue
+    costs no more than one due tomorrow."""
+    a, b = cal.local_date(start), cal.local_date(end)
+    sign = 1
+    if b < a:
+        a, b, sign = b, a, -1
+    first = a + timedelta(days=1)
+    span = (b - first).days + 1
+    if span <= 0:
+        return 0
+    weeks, rest = divmod(span, 7)
+    count = weeks * 5 + sum(1 for i in range(rest) if (first + timedelta(days=weeks * 7 + i)).weekday() < 5)
+    for year in range(first.year, b.year + 1):
+        count -= sum(1 for h in _weekday_holidays(cal, year) if first <= h <= b)
+    return sign * count
 
 
 @dataclass(frozen=True)
@@ -152,7 +189,7 @@ def _deadlines(case: Case) -> list[DeadlineView]:
     for item in list_deadlines(db(), case=case):
         row: DeadlineRow = item.deadline
         overdue = row.status == OVERDUE or (row.status != PAUSED and row.due_at <= at)
-        days = cal.working_days_between(at, row.due_at)
+        days = working_days_between(cal, at, row.due_at)
         if row.status == PAUSED:
             left = "Clock paused"
         elif overdue:
@@ -184,7 +221,7 @@ def _field_value(kind: FieldType, value: Any) -> str:
     if kind is FieldType.DATE:
         try:
             d = datetime.fromisoformat(str(value)).date()
-            return f"{d.day} {d:%B %Y}"
+            return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
         except ValueError:
             return str(value)
     if kind is FieldType.CHOICE:
@@ -192,7 +229,15 @@ def _field_value(kind: FieldType, value: Any) -> str:
     return str(value)
 
 
-def _timeline(spec: WorkflowSpec, events: list[HistoryEvent], users: dict[str, User],
+def _history(case: Case, after_seq: int = 0) -> list[Any]:
+    """The case's history as plain rows (no ORM objects: a page shows hundreds of events)."""
+    h = HistoryEvent
+    return list(db().execute(
+        select(h.seq, h.kind, h.trigger, h.from_stage, h.to_stage, h.actor_id, h.at, h.data)
+        .where(h.instance_id == case.instance_id, h.seq > after_seq).order_by(h.seq)))
+
+
+def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
               may_read_text: bool) -> list[TimelineItem]:
     """Newest first. Free text a trigger recorded (summaries, assessments) may identify the person:
     it is shown only to people who may see identity."""
@@ -293,7 +338,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     rt = runtime()
     user = me()
     spec = rt.engine.spec_of(case.instance)
-    events = get_case_history(db(), rt.engine, case)
+    events = _history(case)
     may_identify = can_view_identity(user, case)
     notes: list[tuple[CaseNote, str]] = []
     note_count = 0
@@ -337,7 +382,7 @@ def show(reference: str) -> ResponseReturnValue:
 def diagram(reference: str) -> ResponseReturnValue:
     case = _case(reference)
     rt = runtime()
-    events = get_case_history(db(), rt.engine, case)
+    events = _history(case)
     svg = render_svg(rt.engine.spec_of(case.instance), case.stage, visited_stages(e.to_stage for e in events))
     return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, mimetype="image/svg+xml")
 
@@ -444,10 +489,12 @@ def assign(reference: str) -> ResponseReturnValue:
 _DEADLINE_FORMS: dict[str, type[FlaskForm]] = {"extend": ExtendForm, "pause": PauseForm, "resume": ResumeForm}
 
 
-@bp.route("/<reference>/deadlines/<name>/<any(extend, pause, resume):operation>", methods=["GET", "POST"])
+@bp.route("/<reference>/deadlines/<name>/<operation>", methods=["GET", "POST"])
 @signed_in
 def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
     case = _case(reference)
+    if operation not in _DEADLINE_FORMS:
+        abort(404)
     if not _is_lead(case):
         abort(403)
     found = next((d for d in _deadlines(case) if d.name == name), None)
@@ -510,9 +557,7 @@ def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionFor
 def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) -> ResponseReturnValue:
     """Someone else changed the case: show what they did, keep what this user entered, and let them
     submit again against the new version."""
-    seen = _int(form.seen_seq.data) or 0
-    events = list(db().scalars(select(HistoryEvent).where(HistoryEvent.instance_id == case.instance_id,
-                                                          HistoryEvent.seq > seen).order_by(HistoryEvent.seq)))
+    events = _history(case, _int(form.seen_seq.data) or 0)
     users = _users({e.actor_id for e in events} |
                    {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")})
     changes = _timeline(spec, events, users, can_view_identity(me(), case))

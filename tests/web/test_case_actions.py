@@ -202,7 +202,8 @@ def test_a_conflict_overwrites_nothing_shows_the_change_and_resubmission_works(w
     assert again.status_code == 302
     assert stage(web, ref) == "referred"
     with web.database.session() as s:
-        assert s.query(Case).filter_by(reference=ref).one().assigned_user.name == other_name  # theirs kept
+        assignee = s.query(Case).filter_by(reference=ref).one().assigned_user
+        assert assignee is not None and assignee.name == other_name  # theirs kept
 
 
 def test_a_conflict_that_moved_the_stage_offers_no_resubmission(web: Web) -> None:

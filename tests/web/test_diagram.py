@@ -9,12 +9,12 @@ import xml.etree.ElementTree as ET
 from reprisals.protocol import build_engine
 from tests.web.conftest import Web
 from web.diagram import CURRENT_FILL, VISITED_FILL, render_svg
-from workflow.spec import load_spec
+from workflow.spec import WorkflowSpec, load_spec
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
 
-def _spec():  # type: ignore[no-untyped-def]
+def _spec() -> WorkflowSpec:
     return build_engine().spec("sanctions")
 
 
