@@ -3,8 +3,6 @@ failed messages. Every route is for administrators; the invitation page is publi
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
@@ -291,39 +289,43 @@ def establishment(establishment_id: int) -> ResponseReturnValue:
 @bp.route("/protocols", methods=["GET", "POST"])
 @roles(Role.ADMIN)
 def protocols() -> ResponseReturnValue:
+    """Every problem of an upload is listed with its path (``stages.x.deadlines[0].due: ...``) in the
+    error summary. govuk-frontend-wtf's summary shows one error per field, so this page builds its own
+    (the form is passed as ``upload_form``)."""
     form = UploadForm()
     status = 200
-    problems: list[Any] = []
+    errors: list[dict[str, str]] = []
     if form.is_submitted():
-        if form.validate():
+        text = ""
+        if not form.validate():
+            errors = [{"text": m, "href": f"#{name}"} for name, ms in form.errors.items() for m in ms]
+        else:
             upload = form.file.data
-            text = ""
             if upload is not None and bool(getattr(upload, "filename", None)):
                 try:
                     text = upload.read().decode("utf-8")
                 except UnicodeDecodeError:
-                    form.file.errors = ["The file must be UTF-8 text (YAML)"]
+                    errors = [{"text": "The file must be UTF-8 text (YAML)", "href": "#file"}]
             else:
                 text = form.text.data or ""
-            if not form.file.errors:
-                if not text.strip():
-                    form.text.errors = ["Upload a YAML file or paste the YAML"]
-                else:
-                    try:
-                        row = upload_protocol(db(), runtime().engine, me(), text, now())
-                    except SpecError as exc:
-                        db().rollback()
-                        problems = exc.problems
-                        form.text.errors = [f"{p.path}: {p.message}" if p.path else p.message for p in problems]
-                    else:
-                        db().commit()
-                        flash(f"{row.key} version {row.version} is valid and has been stored. It is not active "
-                              "yet: activate it for new cases to use it.", "success")
-                        return redirect(url_for("admin.protocols"))
+            if not errors and not text.strip():
+                errors = [{"text": "Upload a YAML file or paste the YAML", "href": "#text"}]
+        if not errors:
+            try:
+                row = upload_protocol(db(), runtime().engine, me(), text, now())
+            except SpecError as exc:
+                db().rollback()
+                errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message, "href": "#text"}
+                          for p in exc.problems]
+            else:
+                db().commit()
+                flash(f"{row.key} version {row.version} is valid and has been stored. It is not active "
+                      "yet: activate it for new cases to use it.", "success")
+                return redirect(url_for("admin.protocols"))
         status = 400
     versions = {key: known_versions(db(), runtime().engine, key) for key in protocol_keys(db())}
-    return render_template("admin/protocols.html", title="Protocol versions", form=form, versions=versions,
-                           problems=problems, local_text=local_text, action=ActionForm()), status
+    return render_template("admin/protocols.html", title=("Error: " if errors else "") + "Protocol versions",
+                           upload_form=form, versions=versions, errors=errors, local_text=local_text), status
 
 
 @bp.post("/protocols/<key>/<int:version>/activate")
