@@ -143,8 +143,9 @@ def render_svg(spec: WorkflowSpec, current: str, visited: Iterable[str] = (), *,
     current_label = labels.get(current, current)
     order = ", ".join(f"{labels[s]}{' (current)' if s == current else ' (visited)' if s in seen else ''}"
                       for s in layout.stages)
-    moves = [f"{e.label}: {labels[e.source]} to {labels[e.dest]}" for e in
-             (*layout.straight, *layout.right, *layout.left)]
+    moves = [f"{e.label}: {labels[e.source]} to {labels[e.dest]}" if e.source != e.dest else
+             f"{e.label}: again, staying at {labels[e.source]}"
+             for e in (*layout.straight, *layout.right, *layout.left)]
     if layout.anywhere:
         moves.append(f"{layout.anywhere.label}: from any open stage to {labels[layout.anywhere.dest]}")
     desc = (f"The case is at stage {current_label}. Stages in order: {order}. Possible moves: {'; '.join(moves)}.")
