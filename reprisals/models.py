@@ -172,6 +172,8 @@ class Case(Base):
         ),
         # The lead's queue: a body's open cases by risk (covering, so counting them reads no table rows).
         Index("ix_cases_owning_body_code_risk_closed_at", "owning_body_code", "risk", "closed_at"),
+        # The case list's default order (newest first): read in index order, stop after a page.
+        Index("ix_cases_received_at_id", "received_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -16,7 +16,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from sqlalchemy import ColumnElement, Select, case, func, nulls_last, select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form, SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from reprisals.access import visible_cases
@@ -94,6 +95,10 @@ SANCTION_LABELS = {
 }
 
 
+def options(pairs: Iterable[tuple[Any, str]]) -> list[SelectChoice]:
+    return [SelectChoice(str(value), label) for value, label in pairs]
+
+
 def long_date(d: date) -> str:
     return f"{d.day} {d:%B %Y}"
 
@@ -101,6 +106,7 @@ def long_date(d: date) -> str:
 # == the case list =================================================================================
 
 PAGE_SIZE = 25
+COUNT_CAP = 10_000
 SORTS = {"received_newest": "Received (newest first)", "received_oldest": "Received (oldest first)",
          "risk": "Risk (most urgent first)", "time_left": "Time left (least first)"}
 _REFERENCE = re.compile(r"^[A-Z0-9-]{1,20}$")
@@ -139,19 +145,20 @@ def _stages() -> list[tuple[str, str]]:
 def _filter_form(viewer: User) -> tuple[FilterForm, ListFilters, list[tuple[str, str]]]:
     form = FilterForm(request.args)
     any_ = [("", "Any")]
-    form.stage.choices = any_ + _stages()
-    form.risk.choices = any_ + [(r.value, RISK_LABELS[r]) for r in Risk]
-    form.body.choices = any_ + [(c, n) for c, n in db().execute(select(Body.code, Body.name).order_by(Body.name))]
-    form.establishment.choices = any_ + [
-        (str(i), n) for i, n in db().execute(select(Establishment.id, Establishment.name).order_by(Establishment.name))]
-    form.nation.choices = any_ + [(n.value, NATION_LABELS[n]) for n in Nation]
-    form.overdue.choices = [*any_, ("yes", "Overdue"), ("no", "Not overdue")]
+    form.stage.choices = options(any_ + _stages())
+    form.risk.choices = options(any_ + [(r.value, RISK_LABELS[r]) for r in Risk])
+    form.body.choices = options(any_ + [(c, n) for c, n in db().execute(select(Body.code, Body.name)
+                                                                         .order_by(Body.name))])
+    form.establishment.choices = options(any_ + [
+        (i, n) for i, n in db().execute(select(Establishment.id, Establishment.name).order_by(Establishment.name))])
+    form.nation.choices = options(any_ + [(n.value, NATION_LABELS[n]) for n in Nation])
+    form.overdue.choices = options([*any_, ("yes", "Overdue"), ("no", "Not overdue")])
     colleagues = [(str(i), n + ("" if active else " (inactive)")) for i, n, active in db().execute(
         select(User.id, User.name, User.active).where(User.body_code == viewer.body_code,
                                                       User.role.in_((Role.STAFF, Role.LEAD)),
                                                       User.id != viewer.id).order_by(User.name, User.id))]
-    form.assigned.choices = [*any_, ("me", "Me"), ("nobody", "Nobody"), *colleagues]
-    form.sort.choices = list(SORTS.items())
+    form.assigned.choices = options([*any_, ("me", "Me"), ("nobody", "Nobody"), *colleagues])
+    form.sort.choices = options(SORTS.items())
     filters = ListFilters()
     messages = {"stage": "Select a stage from the list", "risk": "Select a risk from the list",
                 "body": "Select an owning body from the list", "establishment": "Select an establishment from the list",
@@ -163,7 +170,7 @@ def _filter_form(viewer: User) -> tuple[FilterForm, ListFilters, list[tuple[str,
         value = (f.data or "").strip()
         if not value:
             continue
-        if value not in {str(c[0]) for c in f.choices}:
+        if value not in {c.value for c in f.choices}:
             f.errors = [message]
             f.data = ""
             filters.errors.append({"text": message, "href": f"#{f.id}"})
@@ -200,6 +207,8 @@ def _conditions(viewer: User, values: Mapping[str, str]) -> tuple[list[ColumnEle
     joins: set[str] = set()
     if "q" in values:
         where.append(Case.reference.like(values["q"] + "%"))  # letters, digits and hyphens only
+        if db().get_bind().dialect.name == "sqlite":  # its LIKE ignores case, so cannot use the index:
+            where.append(Case.reference.between(values["q"], values["q"] + "~"))  # a binary range can
     if "stage" in values:
         joins.add("instance")
         where.append(WorkflowInstance.stage == values["stage"])
@@ -261,29 +270,37 @@ def _time_left(due: datetime, at: datetime) -> str:
 
 def _list_rows(viewer: User, values: Mapping[str, str], page: int) -> tuple[list[Row], int]:
     where, joins = _conditions(viewer, values)
-    total = db().execute(_join(select(func.count()).select_from(Case), joins).where(*where)).scalar_one()
+    # Counting stops at COUNT_CAP + 1: past that the page says "more than 10,000" (and the sort and
+    # filters narrow it); a full count of 100,000 visible cases would cost more than the page.
+    matching = _join(select(Case.id).select_from(Case), joins).where(*where).limit(COUNT_CAP + 1).subquery()
+    total = db().execute(select(func.count()).select_from(matching)).scalar_one()
+    # First the page's ids (only the joins the filters need, so the database can sort narrow rows
+    # or walk an index), then what is shown for those 25.
+    ids = _join(select(Case.id).select_from(Case), joins).where(*where)
+    sort = values.get("sort", "received_newest")
+    if sort == "received_oldest":
+        ids = ids.order_by(Case.received_at, Case.id)
+    elif sort == "risk":
+        rank = case((Case.risk == Risk.URGENT, 0), (Case.risk == Risk.HIGH, 1), else_=2)
+        ids = ids.order_by(rank, Case.received_at.desc(), Case.id.desc())
+    elif sort == "time_left":
+        due = (select(func.min(DeadlineRow.due_at))
+               .where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status.in_((OPEN, OVERDUE)))
+               .scalar_subquery())
+        ids = ids.order_by(nulls_last(due.asc()), Case.received_at.desc(), Case.id.desc())
+    else:
+        ids = ids.order_by(Case.received_at.desc(), Case.id.desc())
+    page_ids = list(db().scalars(ids.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
     assignee = aliased(User)
-    stmt = (select(Case.reference, Case.instance_id, Case.risk, Case.received_at, WorkflowInstance.stage,
+    stmt = (select(Case.id, Case.reference, Case.instance_id, Case.risk, Case.received_at, WorkflowInstance.stage,
                    WorkflowInstance.spec_key, WorkflowInstance.spec_version, Establishment.name, assignee.name)
             .select_from(Case)
             .join(WorkflowInstance, WorkflowInstance.id == Case.instance_id)
             .join(Establishment, Establishment.id == Case.establishment_id)
             .outerjoin(assignee, assignee.id == Case.assigned_user_id)
-            .where(*where))
-    sort = values.get("sort", "received_newest")
-    if sort == "received_oldest":
-        stmt = stmt.order_by(Case.received_at, Case.id)
-    elif sort == "risk":
-        rank = case((Case.risk == Risk.URGENT, 0), (Case.risk == Risk.HIGH, 1), else_=2)
-        stmt = stmt.order_by(rank, Case.received_at.desc(), Case.id.desc())
-    elif sort == "time_left":
-        due = (select(func.min(DeadlineRow.due_at))
-               .where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status.in_((OPEN, OVERDUE)))
-               .scalar_subquery())
-        stmt = stmt.order_by(nulls_last(due.asc()), Case.received_at.desc(), Case.id.desc())
-    else:
-        stmt = stmt.order_by(Case.received_at.desc(), Case.id.desc())
-    found = db().execute(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+            .where(Case.id.in_(page_ids)))
+    by_id = {r[0]: tuple(r)[1:] for r in db().execute(stmt)} if page_ids else {}
+    found = [by_id[i] for i in page_ids if i in by_id]
     deadlines: dict[int, list[tuple[str, datetime]]] = {}
     if found:
         for instance_id, status, due_at in db().execute(
@@ -337,7 +354,8 @@ def index() -> ResponseReturnValue:
     form, filters, _ = _filter_form(viewer)
     page = _page_number(filters)
     rows, total = _list_rows(viewer, filters.values, page)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
+    capped = total > COUNT_CAP
+    pages = max(1, math.ceil(min(total, COUNT_CAP) / PAGE_SIZE))
     if page > pages:
         filters.errors.append({"text": f"There is no page {page}: there {'is' if pages == 1 else 'are'} "
                                        f"{pages} page{'' if pages == 1 else 's'}. The first page is shown",
@@ -347,7 +365,7 @@ def index() -> ResponseReturnValue:
     first = (page - 1) * PAGE_SIZE + 1
     return render_template(
         "cases/index.html", title="Cases", filters=form, errors=filters.errors, rows=rows, total=total,
-        page=page, pages=pages, first=first, last=first + len(rows) - 1,
+        page=page, pages=pages, first=first, last=first + len(rows) - 1, capped=capped, cap=COUNT_CAP,
         filtered=any(k != "sort" for k in filters.values),
         pagination=_pagination(filters.values, page, pages))
 
@@ -428,7 +446,7 @@ def _max_length(n: int, message: str) -> Any:
 
 def _one_of(message: str) -> Any:
     def check(_form: Any, f: Field) -> None:
-        allowed = {str(c[0]) for c in f.choices}
+        allowed = {c.value for c in f.choices}
         values = f.data if isinstance(f.data, list) else [f.data]
         if any(v not in allowed for v in values if v):
             raise ValidationError(message)
@@ -458,7 +476,7 @@ class ReceivedStep(StepForm):
                                 description="Use the 24-hour clock, for example 14:30. If you leave this blank, "
                                             "the start of the day is recorded.")
     channel = SelectField("How was the concern received?", widget=GovRadioInput(), validate_choice=False,
-                          choices=[(c.value, CHANNEL_LABELS[c]) for c in Channel],
+                          choices=options((c.value, CHANNEL_LABELS[c]) for c in Channel),
                           validators=[_required("Select how the concern was received"),
                                       _one_of("Select how the concern was received")])
 
@@ -488,7 +506,7 @@ class PersonStep(StepForm):
 
 class AgeGroupStep(StepForm):
     age_group = SelectField("How old is the person?", widget=GovRadioInput(), validate_choice=False,
-                            choices=[(a.value, AGE_LABELS[a]) for a in AgeGroup],
+                            choices=options((a.value, AGE_LABELS[a]) for a in AgeGroup),
                             validators=[_required("Select the person's age group"),
                                         _one_of("Select the person's age group")])
 
@@ -496,7 +514,7 @@ class AgeGroupStep(StepForm):
 class WhatHappenedStep(StepForm):
     sanction_types = SelectMultipleField(
         "What kind of sanction is alleged?", widget=GovCheckboxesInput(), validate_choice=False,
-        choices=[(s.value, SANCTION_LABELS[s]) for s in SanctionType], description="Select all that apply",
+        choices=options((s.value, SANCTION_LABELS[s]) for s in SanctionType), description="Select all that apply",
         validators=[_required("Select at least one kind of sanction"),
                     _one_of("Select kinds of sanction from the list")])
     detriment_date_1 = DateParts("When did it happen? (optional)", id="detriment_date_1-day",
@@ -534,8 +552,8 @@ class OtherBodiesStep(StepForm):
 
 class RiskStep(StepForm):
     risk = SelectField("What is the risk to the person?", widget=GovRadioInput(), validate_choice=False,
-                       choices=[(Risk.URGENT.value, "Urgent: the person is at immediate risk of harm"),
-                                (Risk.HIGH.value, "High"), (Risk.STANDARD.value, "Standard")],
+                       choices=options([(Risk.URGENT.value, "Urgent: the person is at immediate risk of harm"),
+                                        (Risk.HIGH.value, "High"), (Risk.STANDARD.value, "Standard")]),
                        validators=[_required("Select the risk to the person"),
                                    _one_of("Select the risk to the person")])
 
@@ -686,19 +704,19 @@ def _case_data(draft: Draft) -> dict[str, Any]:
 
 def _set_choices(form: StepForm, draft: Draft, reporter: User) -> None:
     if isinstance(form, EstablishmentStep):
-        form.establishment_id.choices = [("", "Select an establishment")] + [
-            (str(i), n) for i, n in db().execute(select(Establishment.id, Establishment.name)
-                                                 .where(Establishment.active.is_(True)).order_by(Establishment.name))]
+        form.establishment_id.choices = options([("", "Select an establishment")] + [
+            (i, n) for i, n in db().execute(select(Establishment.id, Establishment.name)
+                                            .where(Establishment.active.is_(True)).order_by(Establishment.name))])
     elif isinstance(form, OtherBodiesStep):
-        form.party_bodies.choices = [(c, n) for c, n in db().execute(
-            select(Body.code, Body.name).where(Body.code != reporter.body_code).order_by(Body.name))]
+        form.party_bodies.choices = options((c, n) for c, n in db().execute(
+            select(Body.code, Body.name).where(Body.code != reporter.body_code).order_by(Body.name)))
     elif isinstance(form, AssignStep):
         bodies = {reporter.body_code, *draft.answers.get("party_bodies", [])}
         nobody = "Me (you are reporting it)" if reporter.role is Role.STAFF else "Nobody yet"
-        form.assigned_user_id.choices = [("", nobody)] + [
-            (str(u.id), f"{u.name} ({u.body_code}, {u.role.value})") for u in db().scalars(
+        form.assigned_user_id.choices = options([("", nobody)] + [
+            (u.id, f"{u.name} ({u.body_code}, {u.role.value})") for u in db().scalars(
                 select(User).where(User.active.is_(True), User.role.in_((Role.STAFF, Role.LEAD)),
-                                   User.body_code.in_(bodies)).order_by(User.body_code, User.name, User.id))]
+                                   User.body_code.in_(bodies)).order_by(User.body_code, User.name, User.id))])
 
 
 def _names(draft: Draft, reporter: User) -> dict[str, str]:
@@ -707,7 +725,7 @@ def _names(draft: Draft, reporter: User) -> dict[str, str]:
     est = draft.one("establishment_id")
     if est.isdigit():
         out["establishment"] = db().scalar(select(Establishment.name).where(Establishment.id == int(est))) or ""
-    bodies = dict(db().execute(select(Body.code, Body.name)).tuples().all())
+    bodies: dict[str, str] = {c: n for c, n in db().execute(select(Body.code, Body.name))}
     out["party_bodies"] = ", ".join(bodies.get(c, c) for c in draft.answers.get("party_bodies", [])) or "None"
     who = draft.one("assigned_user_id")
     if who.isdigit():
@@ -797,6 +815,8 @@ def _field_params(step: Step, form: StepForm) -> dict[str, dict[str, Any]]:
             if single:
                 label["isPageHeading"] = True
             params = {"label": label}
+        if grouped and not f.description:
+            params["hint"] = None  # no empty hint element
         if isinstance(f, DateParts):
             params["id"] = f.name  # the container; the error summary links to the day input
         if isinstance(f.widget, GovTextInput) and name == "received_time":

@@ -71,7 +71,7 @@ class WorkflowInstance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec_key: Mapped[str] = mapped_column(String(64))
     spec_version: Mapped[int] = mapped_column(Integer)
-    stage: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(64), index=True)  # lists filtered by stage
     variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     calendar: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime]

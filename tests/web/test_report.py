@@ -1,0 +1,307 @@
+"""Reporting a concern: the question flow, check answers, submit, errors on every step, and the
+draft kept only as ciphertext in the session cookie."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from reprisals.models import Case, Establishment, User
+from reprisals.services import read_description, view_identity
+from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER, cipher
+from tests.web.conftest import COUNTED, Web, count_rows, csrf_token
+
+TABLES = (*COUNTED, "wf_deadlines", "case_parties")
+STEPS = ("establishment", "received", "person", "age-group", "what-happened", "original-contact", "other-bodies",
+         "risk", "assign")
+
+
+def user(web: Web, email: str) -> User:
+    with web.database.session() as s:
+        found = s.scalars(select(User).where(User.email == email)).one()
+        s.expunge(found)
+        return found
+
+
+def answers(web: Web) -> dict[str, dict[str, Any]]:
+    staff = user(web, web.world.staff)
+    return {
+        "establishment": {"establishment_id": str(web.world.establishment_id)},
+        "received": {"received_date": ["16", "4", "2025"], "received_time": "10:30", "channel": "imb_application"},
+        "person": {"detainee_name": CANARY_NAME, "detainee_number": CANARY_NUMBER,
+                   "detainee_date_of_birth": ["14", "3", "1987"]},
+        "age-group": {"age_group": "adult"},
+        "what-happened": {"sanction_types": ["loss_of_job_or_activity", "transfer"],
+                          "detriment_date_1": ["8", "4", "2025"], "detriment_date_2": ["", "", ""],
+                          "detriment_date_3": ["9", "4", "2025"], "description": CANARY_DESCRIPTION},
+        "original-contact": {"original_contact_date": ["7", "4", "2025"]},
+        "other-bodies": {"party_bodies": ["HMIP"]},
+        "risk": {"risk": "high"},
+        "assign": {"assigned_user_id": str(staff.id)},
+    }
+
+
+class Flow:
+    """One browser: records every URL it asked for and every redirect it was sent to."""
+
+    def __init__(self, web: Web, email: str) -> None:
+        self.web = web
+        self.client: FlaskClient = web.sign_in(email)
+        self.urls: list[str] = []
+
+    def get(self, path: str) -> Any:
+        self.urls.append(path)
+        response = self.client.get(path)
+        self.urls.append(response.headers.get("Location", ""))
+        return response
+
+    def post(self, path: str, data: dict[str, Any]) -> Any:
+        page = self.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        response = self.client.post(path, data={**data, "csrf_token": csrf_token(page.get_data(as_text=True))})
+        self.urls.append(path)
+        self.urls.append(response.headers.get("Location", ""))
+        return response
+
+    def answer_all(self, data: dict[str, dict[str, Any]]) -> None:
+        for i, step in enumerate(STEPS):
+            response = self.post(f"/cases/new/{step}", data[step])
+            assert response.status_code == 302, (step, response.get_data(as_text=True)[:3000])
+            expected = f"/cases/new/{STEPS[i + 1]}" if i + 1 < len(STEPS) else "/cases/new/check"
+            assert response.headers["Location"] == expected
+
+    def cookie(self) -> str:
+        found = self.client.get_cookie("reprisals_session")
+        assert found is not None
+        return found.value
+
+    def session_data(self) -> dict[str, Any]:
+        serializer = self.web.app.session_interface.get_signing_serializer(self.web.app)  # type: ignore[attr-defined]
+        data: dict[str, Any] = serializer.loads(self.cookie())
+        return data
+
+
+def error_summary(html: str, message: str, field_id: str) -> None:
+    assert "govuk-error-summary" in html, html[:3000]
+    assert message in html, (message, html[:5000])
+    assert f'href="#{field_id}"' in html, (field_id, html[:5000])
+    assert 'id="' + field_id + '"' in html  # the link lands on a field
+    assert "<title>Error:" in html
+
+
+def test_reporting_a_concern_end_to_end(web: Web) -> None:
+    before = count_rows(web.database, TABLES)
+    flow = Flow(web, web.world.lead)
+    start = flow.get("/cases/new").get_data(as_text=True)
+    assert "Start now" in start and 'href="/cases/new/establishment"' in start
+    flow.answer_all(answers(web))
+    assert count_rows(web.database, TABLES) == before  # nothing written before Submit
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    for shown in ("HMP Thornbury Fen", "16 April 2025 at 10:30", "IMB application", CANARY_NAME, CANARY_NUMBER,
+                  "14 March 1987", "18 or over", "Loss of job or activity", "Transfer", "8 April 2025",
+                  "9 April 2025", CANARY_DESCRIPTION, "7 April 2025", "HM Inspectorate of Prisons", "High"):
+        assert shown in check, shown
+    assert CANARY_NAME not in check.split("<title>")[1].split("</title>")[0]
+    response = flow.post("/cases/new/check", {})
+    assert response.status_code == 302 and response.headers["Location"] == "/cases/new/done"
+    done = flow.get("/cases/new/done").get_data(as_text=True)
+    assert "Concern reported" in done and "govuk-panel" in done
+    after = count_rows(web.database, TABLES)
+    assert after["cases"] == before["cases"] + 1 and after["detainees"] == before["detainees"] + 1
+    staff = user(web, web.world.staff)
+    lead = user(web, web.world.lead)
+    with web.database.session() as s:
+        case = s.scalars(select(Case).order_by(Case.id.desc())).first()
+        assert case is not None
+        assert f'href="/cases/{case.reference}"' in done
+        assert case.stage == "reported" and case.establishment_id == web.world.establishment_id
+        assert case.received_at.isoformat().startswith("2025-04-16T09:30")  # 10:30 BST
+        assert case.channel.value == "imb_application" and case.age_group.value == "adult"
+        assert case.sanction_types == ["loss_of_job_or_activity", "transfer"]
+        assert case.detriment_dates == ["2025-04-08", "2025-04-09"]
+        assert case.original_contact_date == date(2025, 4, 7)
+        assert case.party_codes == {"HMIP"} and case.risk.value == "high"
+        assert case.assigned_user_id == staff.id and case.receiving_user_id == lead.id
+        assert read_description(cipher(), case) == CANARY_DESCRIPTION
+        actor = s.get(User, lead.id)
+        assert actor is not None
+        identity = view_identity(s, web.rt.engine, cipher(), actor, case, "checking the test", web.clock.now())
+        assert (identity.name, identity.number, identity.date_of_birth) == (CANARY_NAME, CANARY_NUMBER, CANARY_DOB)
+    # the draft is gone: a new report starts empty
+    assert "report_draft" not in flow.session_data()
+    assert flow.get("/cases/new/check").headers["Location"] == "/cases/new/establishment"
+    assert CANARY_NAME not in flow.get("/cases/new/person").get_data(as_text=True)
+    for url in flow.urls:
+        for secret in (CANARY_NAME, CANARY_NUMBER, "Zebediah", "1987", "CANARYTEXT"):
+            assert secret not in url
+
+
+def test_the_draft_is_ciphertext_bound_to_the_session(web: Web) -> None:
+    flow = Flow(web, web.world.staff)
+    data = answers(web)
+    for step in STEPS[:5]:
+        assert flow.post(f"/cases/new/{step}", data[step]).status_code == 302
+    raw = flow.cookie()
+    decoded = json.dumps(flow.session_data())
+    for secret in (CANARY_NAME, "Zebediah", CANARY_NUMBER, "CANARYTEXT42"):
+        assert secret not in raw and secret not in decoded
+    assert "report_draft" in flow.session_data()
+    # the same cookie in another signed-in session cannot be read there: the draft starts empty
+    other = web.sign_in(web.world.staff)
+    other.set_cookie("reprisals_session", raw)  # the stolen cookie names the first session, which still works...
+    assert CANARY_NAME in other.get("/cases/new/person").get_data(as_text=True)
+    # ...but the ciphertext pasted into a different session is refused
+    fresh = Flow(web, web.world.staff)
+    sealed = flow.session_data()["report_draft"]
+    with fresh.client.session_transaction() as sess:
+        sess["report_draft"] = sealed
+    page = fresh.get("/cases/new/person").get_data(as_text=True)
+    assert CANARY_NAME not in page
+    # signing out ends the draft
+    flow.post("/cases/new/person", data["person"])
+    home = flow.client.get("/").get_data(as_text=True)
+    flow.client.post("/sign-out", data={"csrf_token": csrf_token(home)})
+    again = Flow(web, web.world.staff)
+    assert again.get("/cases/new/check").headers["Location"] == "/cases/new/establishment"
+
+
+def test_check_answers_change_links_return_to_check_answers(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    flow.answer_all(answers(web))
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    for step in STEPS:
+        assert f'href="/cases/new/{step}?change=1"' in check
+    page = flow.get("/cases/new/risk?change=1").get_data(as_text=True)
+    assert re.search(r'<a href="/cases/new/check" class="govuk-back-link"', page), page[:4000]
+    assert 'value="high" checked' in page  # the answer so far
+    response = flow.post("/cases/new/risk?change=1", {"risk": "urgent"})
+    assert response.headers["Location"] == "/cases/new/check"
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    assert re.search(r"Risk\s*</dt>\s*<dd[^>]*>\s*Urgent", check)
+    response = flow.post("/cases/new/person?change=1", {"detainee_name": "Another Name", "detainee_number": "",
+                                                        "detainee_date_of_birth": ["", "", ""]})
+    assert response.headers["Location"] == "/cases/new/check"
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    assert "Another Name" in check and CANARY_NAME not in check and "Not given" in check
+    assert flow.post("/cases/new/check", {}).status_code == 302
+    with web.database.session() as s:
+        case = s.scalars(select(Case).order_by(Case.id.desc())).first()
+        assert case is not None and case.risk.value == "urgent" and case.detainee.number_ciphertext is None
+
+
+def test_each_step_refuses_bad_answers_with_an_error_summary_and_saves_nothing(web: Web) -> None:
+    tomorrow = web.clock.now().date() + timedelta(days=2)
+    future = [str(tomorrow.day), str(tomorrow.month), str(tomorrow.year)]
+    today = web.clock.now().date()
+    blank = ["", "", ""]
+    ok = answers(web)
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        ("establishment", {"establishment_id": ""}, "Select the establishment", "establishment_id"),
+        ("establishment", {"establishment_id": "999999"}, "Select an establishment from the list", "establishment_id"),
+        ("received", {**ok["received"], "received_date": blank}, "Enter the date the concern was received",
+         "received_date-day"),
+        ("received", {**ok["received"], "received_date": ["31", "2", "2025"]},
+         "The date the concern was received must be a real date", "received_date-day"),
+        ("received", {**ok["received"], "received_date": ["16", "", "2025"]},
+         "The date the concern was received must include a month", "received_date-day"),
+        ("received", {**ok["received"], "received_date": future},
+         "The date the concern was received must be today or in the past", "received_date-day"),
+        ("received", {**ok["received"], "received_time": "25:99"}, "Enter the time received using the 24-hour clock",
+         "received_time"),
+        ("received", {**ok["received"], "channel": ""}, "Select how the concern was received", "channel"),
+        ("received", {**ok["received"], "channel": "pigeon"}, "Select how the concern was received", "channel"),
+        ("person", {**ok["person"], "detainee_name": "  "}, "Enter the person&#39;s name", "detainee_name"),
+        ("person", {**ok["person"], "detainee_name": "x" * 201}, "Name must be 200 characters or fewer",
+         "detainee_name"),
+        ("person", {**ok["person"], "detainee_date_of_birth": [str(today.day), str(today.month), str(today.year)]},
+         "Date of birth must be in the past", "detainee_date_of_birth-day"),
+        ("person", {**ok["person"], "detainee_date_of_birth": ["1", "1", "87"]}, "Year must include 4 numbers",
+         "detainee_date_of_birth-day"),
+        ("age-group", {"age_group": ""}, "Select the person&#39;s age group", "age_group"),
+        ("what-happened", {**ok["what-happened"], "sanction_types": []}, "Select at least one kind of sanction",
+         "sanction_types"),
+        ("what-happened", {**ok["what-happened"], "sanction_types": ["flogging"]},
+         "Select kinds of sanction from the list", "sanction_types"),
+        ("what-happened", {**ok["what-happened"], "description": ""}, "Describe what happened", "description"),
+        ("what-happened", {**ok["what-happened"], "description": "x" * 3001},
+         "Description must be 3,000 characters or fewer", "description"),
+        ("what-happened", {**ok["what-happened"], "detriment_date_2": future},
+         "The second date must be today or in the past", "detriment_date_2-day"),
+        ("original-contact", {"original_contact_date": ["x", "4", "2025"]},
+         "The date of the contact must be a real date", "original_contact_date-day"),
+        ("other-bodies", {"party_bodies": ["NOPE"]}, "Select bodies from the list", "party_bodies"),
+        ("other-bodies", {"party_bodies": ["IMB"]}, "Select bodies from the list", "party_bodies"),  # their own
+        ("risk", {"risk": ""}, "Select the risk to the person", "risk"),
+        ("assign", {"assigned_user_id": "123456"}, "Select a person from the list", "assigned_user_id"),
+    ]
+    flow = Flow(web, web.world.lead)
+    flow.answer_all(ok)
+    before = count_rows(web.database, TABLES)
+    sealed = flow.session_data()["report_draft"]
+    for step, data, message, field_id in cases:
+        response = flow.post(f"/cases/new/{step}", data)
+        assert response.status_code == 200, (step, message)
+        error_summary(response.get_data(as_text=True), message, field_id)
+        assert flow.session_data()["report_draft"] == sealed, (step, message)  # the draft is as it was
+    assert count_rows(web.database, TABLES) == before
+    # the contact cannot come after the concern was received (checked against the earlier answer)
+    response = flow.post("/cases/new/original-contact", {"original_contact_date": ["17", "4", "2025"]})
+    error_summary(response.get_data(as_text=True), "must be on or before the date the concern was received",
+                  "original_contact_date-day")
+
+
+def test_a_refused_submit_writes_nothing_and_shows_the_step(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    flow.answer_all(answers(web))
+    # the establishment closes while the report is being written
+    with web.database.engine.begin() as conn:
+        conn.execute(update(Establishment).where(Establishment.id == web.world.establishment_id).values(active=False))
+    before = count_rows(web.database, TABLES)
+    response = flow.post("/cases/new/check", {})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    error_summary(html, "Establishment is not a known establishment", "establishment_id")
+    assert 'href="/cases/new/check"' in html  # back to check answers after fixing it
+    assert count_rows(web.database, TABLES) == before
+    assert "report_draft" in flow.session_data()  # the answers are kept
+
+
+def test_a_step_without_its_csrf_token_is_refused_and_saves_nothing(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    ok = answers(web)
+    assert flow.post("/cases/new/establishment", ok["establishment"]).status_code == 302
+    before = flow.session_data()["report_draft"]
+    response = flow.client.post("/cases/new/person", data=ok["person"])
+    assert response.status_code == 400
+    assert CANARY_NAME not in response.get_data(as_text=True)
+    assert flow.session_data()["report_draft"] == before
+    flow.answer_all(ok)
+    rows = count_rows(web.database, TABLES)
+    assert flow.client.post("/cases/new/check", data={}).status_code == 400
+    assert count_rows(web.database, TABLES) == rows
+
+
+def test_only_staff_and_leads_may_report(web: Web) -> None:
+    for email in (web.world.auditor, web.world.admin):
+        client = web.sign_in(email)
+        assert client.get("/cases/new").status_code == 403
+        assert client.get("/cases/new/person").status_code == 403
+    assert web.sign_in(web.world.staff).get("/cases/new/nonsense").status_code == 404
+
+
+def test_staff_reporting_are_assigned_by_default(web: Web) -> None:
+    flow = Flow(web, web.world.staff)
+    data = answers(web)
+    data["assign"] = {"assigned_user_id": ""}
+    flow.answer_all(data)
+    assert "You" in flow.get("/cases/new/check").get_data(as_text=True)
+    assert flow.post("/cases/new/check", {}).status_code == 302
+    staff = user(web, web.world.staff)
+    with web.database.session() as s:
+        case = s.scalars(select(Case).order_by(Case.id.desc())).first()
+        assert case is not None and case.assigned_user_id == staff.id
