@@ -83,6 +83,7 @@ def test_the_worked_example_through_the_pages(web: Web) -> None:
     for expected in ('type="radio"', 'name="consent"', 'value="anonymous"', 'id="consent_date"',
                      'name="consent_date"', "<textarea", 'name="expected_version"'):
         assert expected in form, expected
+    assert re.search(r"<legend[^>]*>\s*Consent given", form) and re.search(r"<legend[^>]*>\s*Date consent", form)
     lead.act("record_consent_and_risk", {"consent": "full", "consent_date": d("2025-04-16"), "risk": "standard"})
     assert stage(web, ref) == "triage"
     refer_form = lead.form("refer")
