@@ -14,7 +14,7 @@ cases, so for each risk level (urgent, then high, then standard) while the queue
   the queue is full, so it reads about as many deadlines as it takes to find 50 cases of the level.
 
 Cases with no running deadline (all paused) come last in their level. The overdue and due-this-week
-counts are capped (``COUNT_CAP``) for the same reason: each counted case costs a lookup.
+counts read at most ``COUNT_SCAN`` deadlines per status for the same reason (beyond, "N or more").
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
-from sqlalchemy import ColumnElement, Select, Subquery, and_, exists, func, null, or_, select, union_all
+from sqlalchemy import ColumnElement, Subquery, and_, exists, func, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from reprisals.messaging import local_text
@@ -41,8 +41,8 @@ bp = Blueprint("home", __name__)
 
 RUNNING = (OPEN, OVERDUE)  # deadlines whose clock runs (a paused one has no time left to show)
 QUEUE_SIZE = 50
-SMALL = 2000
-COUNT_CAP = 1000
+SMALL = 300
+COUNT_SCAN = 2000
 RISK_ORDER = (Risk.URGENT, Risk.HIGH, Risk.STANDARD)
 
 
@@ -61,12 +61,15 @@ class QueueItem:
 class LeadSummary:
     overdue: int
     due_this_week: int
-    capped: int
+    overdue_at_least: bool  # more may be overdue than were counted
+    due_this_week_at_least: bool
 
 
 def _visible_to_body(body: str) -> ColumnElement[bool]:
-    party = select(CaseParty.case_id).where(CaseParty.body_code == body)
-    return or_(Case.owning_body_code == body, Case.id.in_(party))
+    """Owned by the body or the body is party to it. EXISTS (a primary-key probe per case), not IN (a
+    list of every case the body is party to, built before the first row)."""
+    party = exists().where(CaseParty.case_id == Case.id, CaseParty.body_code == body)
+    return or_(Case.owning_body_code == body, party)
 
 
 _COLUMNS = (Case.reference, Case.risk, WorkflowInstance.stage)
@@ -130,19 +133,28 @@ def _walked(session: Session, cond: tuple[ColumnElement[bool], ...], need: int) 
 
 
 def lead_summary(session: Session, body: str, at: datetime) -> LeadSummary:
-    """How many of the body's open cases are overdue, and due within seven days (each capped)."""
+    """How many of the body's open cases are overdue, and due within seven days. Each count looks at
+    no more than ``COUNT_SCAN`` running deadlines per status (the earliest of the range); past that
+    it is a lower bound, shown as "N or more"."""
     visible = _visible_to_body(body)
 
-    def count(after: datetime | None, until: datetime) -> int:
-        conds = [DeadlineRow.status.in_(RUNNING), DeadlineRow.due_at <= until]
-        if after is not None:
-            conds.append(DeadlineRow.due_at > after)
-        ids: Select[Any] = (select(Case.id).distinct().select_from(DeadlineRow)
-                            .join(Case, Case.instance_id == DeadlineRow.instance_id)
-                            .where(*conds, Case.closed_at.is_(None), visible).limit(COUNT_CAP + 1))
-        return int(session.scalar(select(func.count()).select_from(ids.subquery())) or 0)
+    def count(after: datetime | None, until: datetime) -> tuple[int, bool]:
+        parts = []
+        for status in RUNNING:
+            conds = [DeadlineRow.status == status, DeadlineRow.due_at <= until]
+            if after is not None:
+                conds.append(DeadlineRow.due_at > after)
+            parts.append(select(DeadlineRow.instance_id).where(*conds)
+                         .order_by(DeadlineRow.due_at).limit(COUNT_SCAN).subquery())
+        truncated = any((session.scalar(select(func.count()).select_from(p)) or 0) >= COUNT_SCAN for p in parts)
+        found = union_all(*(p.select() for p in parts)).subquery("in_range")
+        ids = (select(Case.id).distinct().select_from(found).join(Case, Case.instance_id == found.c.instance_id)
+               .where(Case.closed_at.is_(None), visible))
+        return int(session.scalar(select(func.count()).select_from(ids.subquery())) or 0), truncated
 
-    return LeadSummary(count(None, at), count(at, at + timedelta(days=7)), COUNT_CAP)
+    overdue, more_overdue = count(None, at)
+    week, more_week = count(at, at + timedelta(days=7))
+    return LeadSummary(overdue, week, more_overdue, more_week)
 
 
 def next_steps(engine: Engine, user: User, item: QueueItem) -> list[str]:
