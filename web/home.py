@@ -42,7 +42,7 @@ bp = Blueprint("home", __name__)
 RUNNING = (OPEN, OVERDUE)  # deadlines whose clock runs (a paused one has no time left to show)
 QUEUE_SIZE = 50
 SMALL = 300
-COUNT_SCAN = 2000
+COUNT_SCAN = 1000
 RISK_ORDER = (Risk.URGENT, Risk.HIGH, Risk.STANDARD)
 
 
