@@ -10,9 +10,10 @@ The database is built as a real one would be, then multiplied:
   and several establishments and assignees), so their instances, deadlines, parties and history are
   exactly what the product writes;
 * the seed rows are copied with ``INSERT … SELECT`` (new ids and references, deadlines shifted over
-  a year so that some are overdue, some due this week and most later) until there are at least ``--web-cases``
-  cases (default 100,000; whole copies of the seeds); copied cases carry no history (no page measured here reads it) and their
-  identity ciphertext is not readable (it is bound to the seed row) — no page measured here shows it;
+  a year so that some are overdue, some due this week and most later) until there are at least
+  ``--web-cases`` cases (default 100,000; whole copies of the seeds); copied cases carry no history
+  (no page measured here reads it) and their identity ciphertext is not readable (it is bound to the
+  seed row) — no page measured here shows it;
 * one case gets 200 events through the services (notes, assignments, identity views with reasons,
   deadline pauses and resumptions and protocol steps), for the case page.
 
