@@ -19,9 +19,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Role, User
@@ -156,24 +155,11 @@ def protocol_keys(session: Session) -> list[str]:
     return sorted(stored | {SPEC_KEY})
 
 
-def register_stored_protocols(engine: Engine, sessions: sessionmaker[Session]) -> int:
-    """Register every stored version into ``engine`` (at process start). A database without the table
-    (not migrated yet) has none; a stored version that no longer loads is logged and skipped."""
-    try:
-        with sessions() as session:
-            bind = session.get_bind()
-            if not sa.inspect(bind).has_table(ProtocolVersion.__tablename__):
-                return 0
-            rows = list(session.scalars(select(ProtocolVersion).order_by(ProtocolVersion.key,
-                                                                         ProtocolVersion.version)))
-    except sa.exc.OperationalError as exc:
-        log.warning("uploaded protocol versions not loaded: the database cannot be read (%s)", type(exc).__name__)
-        return 0
-    count = 0
-    for row in rows:
-        try:
-            _ensure_registered(engine, row)
-            count += 1
-        except SpecError as exc:
-            log.error("uploaded protocol %s version %s cannot be loaded: %s", row.key, row.version, exc)
-    return count
+def load_stored_spec(session: Session, key: str, version: int) -> WorkflowSpec | None:
+    """The engine's loader: a stored version this process has not registered yet (uploaded by
+    another process after this one started), read in the caller's session."""
+    row = session.scalars(select(ProtocolVersion).where(ProtocolVersion.key == key,
+                                                        ProtocolVersion.version == version)).one_or_none()
+    if row is None:
+        return None
+    return load_spec(row.yaml_text, source=f"protocol_versions/{row.key}@{row.version}")

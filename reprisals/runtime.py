@@ -15,7 +15,7 @@ from reprisals.crypto import Cipher
 from reprisals.errors import ConfigurationError
 from reprisals.messaging import SAMPLES, Messenger, message_templates
 from reprisals.protocol import build_engine
-from reprisals.protocol_store import register_stored_protocols
+from reprisals.protocol_store import load_stored_spec
 from workflow.clock import Clock, SystemClock
 from workflow.db import create_db_engine
 from workflow.engine import Engine
@@ -43,7 +43,8 @@ class Runtime:
             raise ConfigurationError(problems)
         sessions = sessionmaker(db, expire_on_commit=False)
         engine = build_engine(list(settings.protocol_files), day_end=settings.working_day_end)
-        register_stored_protocols(engine, sessions)  # versions uploaded by admins (running cases may use them)
+        # Versions uploaded by admins are read when a case on one is first touched (no I/O at start-up).
+        engine.loader = load_stored_spec
         return cls(settings, db, sessions, engine, Cipher(settings.encryption_keys), clock or SystemClock(),
                    Timers(settings.working_day_end), templates, Messenger(settings.base_url, settings.email_channel))
 

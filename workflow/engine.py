@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import StaleDataError
 from transitions import Machine, MachineError
 
@@ -112,6 +112,9 @@ class Engine:
     listeners: list[StageListener] = field(default_factory=list)
     # Validates an instance's calendar name before anything is written (set by workflow.timers).
     calendar_check: Callable[[str | None], object] | None = None
+    # Finds a spec version this process has not registered (e.g. uploaded to the database by another
+    # process): called with the instance's session, key and version; returns the spec or None.
+    loader: Callable[[Session, str, int], WorkflowSpec | None] | None = None
     _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
 
     # -- specs ---------------------------------------------------------------------------------
@@ -167,7 +170,13 @@ class Engine:
             raise UnknownSpec(key, version) from None
 
     def spec_of(self, instance: WorkflowInstance) -> WorkflowSpec:
-        return self._compiled(instance.spec_key, instance.spec_version).spec
+        key, version = instance.spec_key, instance.spec_version
+        if (key, version) not in self._specs and self.loader is not None:
+            session = object_session(instance)
+            found = self.loader(session, key, version) if session is not None else None
+            if found is not None:
+                self.register(found)
+        return self._compiled(key, version).spec
 
     # -- instances -----------------------------------------------------------------------------
 

@@ -220,7 +220,8 @@ def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
         old = s.scalars(sa.select(Case).where(Case.reference == web.world.reported)).one()
         assert old.instance.spec_version == 1  # a running case keeps its version
     assert web.sign_in(web.world.lead).get(f"/cases/{web.world.reported}").status_code == 200
-    # a new process registers the stored version at start
+    # another process (started before the upload, so knowing only the shipped version) reads the stored
+    # version when it first meets a case on it
     from reprisals.config import load_settings
     from reprisals.runtime import Runtime
     from tests.web.conftest import settings_env
@@ -228,6 +229,11 @@ def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
     rt2 = Runtime.from_settings(load_settings(settings_env(web.database, web.rt.settings.instance_path.parent),
                                               dotenv=None))
     try:
+        assert rt2.engine.versions("sanctions") == [1]
+        with rt2.sessions() as s:
+            newest = s.scalars(sa.select(Case).order_by(Case.id.desc())).first()
+            assert newest is not None and newest.instance.spec_version == 2
+            assert rt2.engine.spec_of(newest.instance).version == 2
         assert rt2.engine.versions("sanctions") == [1, 2]
     finally:
         rt2.close()
