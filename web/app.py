@@ -82,9 +82,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     def _globals() -> dict[str, Any]:
         from flask_login import current_user
 
-        unread = 0
-        if current_user.is_authenticated:
-            unread = unread_count(db(), str(me().id))
+        # Once per request: every GOV.UK widget renders its own template through this processor.
+        if "unread_count" not in g:
+            g.unread_count = unread_count(db(), str(me().id)) if current_user.is_authenticated else 0
+        unread = g.unread_count
         return {"serviceName": SERVICE_NAME, "cspNonce": csp_nonce(), "assetPath": "/static/govuk/assets",
                 "unread_count": unread, "Role": Role}
 
