@@ -155,9 +155,7 @@ class _Dispatch:
             claimed = conn.execute(_CLAIM, params).first()
             if claimed is not None:
                 self._commit()
-                # Not in the session: nothing expires it at a commit, nothing flushes it, and reading it
-                # while sending starts no transaction (on SQLite BEGIN IMMEDIATE would hold the write lock).
-                return OutboxMessage(**claimed._asdict())
+                return _snapshot(claimed._asdict())
             if self.outcome is None:
                 session.rollback()  # nothing written: end the transaction (and SQLite's write lock) now
                 conn = None
@@ -199,6 +197,17 @@ class _Dispatch:
     def _commit(self) -> None:
         self.session.commit()
         self.outcome = None
+
+
+def _snapshot(values: dict[str, Any]) -> OutboxMessage:
+    """The claimed row as a transient ``OutboxMessage`` for the channels. Never in a session: nothing
+    expires it at a commit or flushes it, and reading it while sending starts no transaction (on SQLite,
+    BEGIN IMMEDIATE would hold the write lock for the send). Its loaded values go straight into its
+    ``__dict__``, where attribute reads look first, as a load from the database puts them: setting 18
+    instrumented attributes through the constructor cost a fifth of a message's bookkeeping."""
+    message = OutboxMessage()
+    message.__dict__.update(values)
+    return message
 
 
 def _claim(session: Session, now: datetime, lease: timedelta) -> OutboxMessage | None:
