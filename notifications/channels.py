@@ -145,6 +145,10 @@ class SmtpChannel:
     sender: str
     name: str = "smtp"
     _conn: smtplib.SMTP | None = field(default=None, init=False, repr=False)
+    _domain: str = field(default="", init=False, repr=False)  # of the sender: Message-IDs end in it
+
+    def __post_init__(self) -> None:
+        self._domain = Address(addr_spec=self.sender).domain or "localhost"  # parsed once, not per message
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -172,7 +176,7 @@ class SmtpChannel:
         email["From"] = self.sender
         email["To"] = message.recipient
         email["Subject"] = rendered.subject
-        email["Message-ID"] = message_id(message.idempotency_key, Address(addr_spec=self.sender).domain or "localhost")
+        email["Message-ID"] = message_id(message.idempotency_key, self._domain)
         email["Date"] = format_datetime(message.created_at)
         email.set_content(rendered.text)
         email.add_alternative(rendered.html, subtype="html")

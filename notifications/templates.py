@@ -32,17 +32,31 @@ class Templates:
 
     def __init__(self, loader: jinja2.BaseLoader, names: Iterable[str]) -> None:
         self.names = tuple(names)
+        # auto_reload off: templates are read once per process (a deploy restarts it), not checked against
+        # their files' mtimes on every message.
         self._text = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701 - plain text
-                                        keep_trailing_newline=True)
-        self._html = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True)
+                                        keep_trailing_newline=True, auto_reload=False)
+        self._html = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
+                                        auto_reload=False)
+        self._compiled: dict[str, tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
+
+    def _templates(self, name: str) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
+        """The subject, text and HTML templates of ``name``, loaded and compiled on first use."""
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            compiled = (self._text.get_template(f"{name}.subject.txt"), self._text.get_template(f"{name}.txt"),
+                        self._html.get_template(f"{name}.html"))
+            self._compiled[name] = compiled
+        return compiled
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         if name not in self.names:
             raise TemplateProblem(name, f"unknown template (known: {', '.join(self.names)})")
         try:
-            subject = self._text.get_template(f"{name}.subject.txt").render(context)
-            text = self._text.get_template(f"{name}.txt").render(context)
-            html = self._html.get_template(f"{name}.html").render(context)
+            subject_template, text_template, html_template = self._templates(name)
+            subject = subject_template.render(context)
+            text = text_template.render(context)
+            html = html_template.render(context)
         except jinja2.UndefinedError as exc:
             raise TemplateProblem(name, f"a variable is missing: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:

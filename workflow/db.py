@@ -12,12 +12,19 @@ from workflow.history import LEDGER, LEDGER_GENESIS
 from workflow.models import APPEND_ONLY_TABLES, ChainHead, metadata
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# An execution option a session may put on its connection for one transaction (``Session.connection(
+# execution_options={SQLITE_SYNCHRONOUS: "NORMAL"})``): that transaction's commit does not wait for the
+# disk. Only for work whose lost tail is harmless after a power loss (outbox delivery: decision 10);
+# every other transaction keeps ``synchronous=FULL``. Other databases ignore it.
+SQLITE_SYNCHRONOUS = "sqlite_synchronous"
+_SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine. On SQLite: WAL, foreign keys on, a busy timeout, and every transaction
     begins with ``BEGIN IMMEDIATE`` so writers queue instead of failing on lock upgrades (SQLite
-    ignores ``SELECT … FOR UPDATE``)."""
+    ignores ``SELECT … FOR UPDATE``). Commits wait for the disk (``synchronous=FULL``) unless the
+    transaction asks otherwise with the ``SQLITE_SYNCHRONOUS`` execution option."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {})
         kwargs["connect_args"].setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
@@ -41,10 +48,21 @@ def _make_sqlite_safe(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=FULL")
         cur.close()
+        _record.info[SQLITE_SYNCHRONOUS] = "FULL"
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # The level lives on the pooled DBAPI connection and can only change outside a transaction, so
+        # it is set here, before BEGIN, whenever this transaction wants another level than the last one.
+        wanted = conn.get_execution_options().get(SQLITE_SYNCHRONOUS, "FULL")
+        if wanted not in _SYNCHRONOUS_LEVELS:
+            raise ValueError(f"{SQLITE_SYNCHRONOUS} must be one of {', '.join(_SYNCHRONOUS_LEVELS)}, not {wanted!r}")
+        info = conn.connection.info
+        if info.get(SQLITE_SYNCHRONOUS) != wanted:
+            conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+            info[SQLITE_SYNCHRONOUS] = wanted
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -7,16 +7,17 @@ bare smtplib loop.
 An SMTP server (aiosmtpd: ``tests.support.smtp_server``) runs as its own process on 127.0.0.1, so it
 does not share the client's GIL; each variant gets a fresh one, and its counts (messages accepted,
 connections) are checked afterwards. The outbox is an SQLite file made by ``create_db_engine`` (WAL,
-``BEGIN IMMEDIATE``, SQLite's default ``synchronous``: every commit waits for the disk) holding the
-outbox tables, bulk-loaded with Core: ``--messages`` pending messages (default 10,000), the five shipped
-templates in turn with their sample contexts, one recipient each, all due now.
+``BEGIN IMMEDIATE``, ``synchronous=FULL`` except for the delivery's own transactions, which ask for
+``NORMAL``: decision 10) holding the outbox tables, bulk-loaded with Core: ``--messages`` pending
+messages (default 10,000), the five shipped templates in turn with their sample contexts, one
+recipient each, all due now.
 
 * ``smtplib``, the baseline: the same messages rendered beforehand (not timed), then one connection and
   a loop building the same ``EmailMessage`` as the channel does (From, To, Subject, Message-ID, Date,
   text and HTML parts) and calling ``send_message``;
 * ``deliver_due``: ``deliver_due(session, now, {"smtp": SmtpChannel(...)}, message_templates())`` on a
-  full outbox: per message a claim and its commit, the rendering, the e-mail, the send, the outcome and
-  its commit;
+  full outbox: per message one commit (its claim with the previous message's outcome), the rendering,
+  the e-mail, the send;
 * ``bookkeeping``: the same ``deliver_due`` with a channel that sends nothing — what the outbox itself
   costs per message.
 
@@ -312,7 +313,7 @@ def render(results: dict[str, Any]) -> str:
     sending, total, bookkeeping = v["smtplib"]["ms_per_message"], v["deliver_due"]["ms_per_message"], \
         v["bookkeeping"]["ms_per_message"]
     out.append(f"per message: deliver_due {total:.3f} ms = sending {sending:.3f} (the smtplib loop) + outbox "
-               f"bookkeeping {bookkeeping:.3f} (claim + commit, render, outcome + commit, measured alone) + "
+               f"bookkeeping {bookkeeping:.3f} (claim with the previous outcome + commit, render, measured alone) + "
                f"{total - sending - bookkeeping:.3f} unaccounted (the two run slower interleaved than alone)")
     for problem in results["problems"]:
         out.append(f"PROBLEM: {problem}")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jinja2
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import pytest
+from sqlalchemy import Connection, event, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.channels import InAppChannel, PermanentFailure, TemporaryFailure
-from notifications.models import FAILED, PENDING, SENDING, SENT, InboxItem, OutboxMessage
+from notifications.models import FAILED, PENDING, SENDING, SENT, InboxItem, OutboxMessage, metadata
 from notifications.outbox import (
     _claim,
     deliver_due,
@@ -29,6 +31,7 @@ from notifications.outbox import (
 )
 from notifications.templates import Rendered, Templates
 from tests.conftest import Database
+from workflow.db import create_db_engine
 
 NOW = datetime(2025, 4, 30, 8, 0, tzinfo=UTC)
 TEMPLATES = Templates(jinja2.DictLoader({
@@ -208,6 +211,131 @@ def test_message_is_sent_once_more_after_the_lease_expires_and_not_before_when_i
         assert (m.status, m.attempts, m.sent_at, m.claimed_until) == (SENT, 2, NOW + lease, None)
         assert deliver(s, NOW + timedelta(days=1), mail, lease=lease).sent == 0
         assert len(mail.sent) == 1  # once, not again
+
+
+# -- one commit per message ------------------------------------------------------------------------------
+
+
+def test_each_outcome_commits_with_the_next_claim_and_the_last_alone_when_a_run_delivers_several(
+        database: Database) -> None:
+    with database.session() as s:
+        for i in range(5):
+            put(s, f"k{i}", n=i, now=NOW - timedelta(minutes=10 - i))
+        commits = []
+        event.listen(s, "after_commit", lambda _s: commits.append(1))
+        mail = Recording()
+
+        result = deliver(s, NOW, mail)
+
+        assert result.sent == 5
+        assert len(commits) == 6  # five claims, four of them with the previous outcome; the last outcome
+        for i in range(5):
+            m = row(s, f"k{i}")
+            assert (m.status, m.attempts, m.sent_at, m.claimed_until) == (SENT, 1, NOW, None)
+
+
+def test_the_last_message_of_a_run_is_recorded_when_the_run_stops_at_its_limit(database: Database) -> None:
+    mail = Recording(fail=lambda m: PermanentFailure("550 no such user") if m.idempotency_key == "b" else None)
+    with database.session() as s:
+        for i, key in enumerate("abc"):
+            put(s, key, now=NOW - timedelta(minutes=3 - i))
+
+        result = deliver_due(s, NOW, {"mail": mail}, TEMPLATES, limit=2)
+
+        assert (result.sent, result.failed) == (1, 1)
+        assert (row(s, "a").status, row(s, "a").claimed_until) == (SENT, None)
+        b = row(s, "b")  # the run's last message, and a failure: recorded, not left to its lease
+        assert (b.status, b.attempts, b.claimed_until, b.last_error) == (FAILED, 1, None, "550 no such user")
+        c = row(s, "c")
+        assert (c.status, c.attempts) == (PENDING, 0)  # beyond the limit: not claimed
+
+
+def test_the_last_message_of_a_run_is_put_back_with_backoff_when_its_failure_is_temporary(
+        database: Database) -> None:
+    mail = Recording(fail=lambda m: TemporaryFailure("421 busy") if m.idempotency_key == "last" else None)
+    with database.session() as s:
+        put(s, "first", now=NOW - timedelta(minutes=2))
+        put(s, "last", now=NOW - timedelta(minutes=1))
+
+        result = deliver(s, NOW, mail)
+
+        assert (result.sent, result.retried) == (1, 1)
+        m = row(s, "last")
+        assert (m.status, m.attempts, m.claimed_until) == (PENDING, 1, None)
+        assert NOW < m.next_attempt_at <= NOW + timedelta(seconds=30)
+
+
+class CommitFails:
+    """The database refuses the n-th commit of a session once (a full disk, say)."""
+
+    def __init__(self, session: Session, n: int) -> None:
+        self.n, self.count = n, 0
+        event.listen(session, "before_commit", self)
+
+    def __call__(self, _session: Session) -> None:
+        self.count += 1
+        if self.count == self.n:
+            raise RuntimeError("disk I/O error")
+
+
+def test_a_sent_message_is_recorded_and_the_next_stays_due_when_the_commit_claiming_the_next_fails(
+        database: Database) -> None:
+    with database.session() as s:
+        put(s, "first", now=NOW - timedelta(minutes=2))
+        put(s, "second", now=NOW - timedelta(minutes=1))
+    mail = Recording()
+    with database.session() as s:
+        CommitFails(s, 2)  # the first claim commits; the commit of first's outcome with second's claim fails
+        with pytest.raises(RuntimeError, match="disk I/O error"):
+            deliver(s, NOW, mail)
+
+    with database.session() as s:
+        first, second = row(s, "first"), row(s, "second")
+        assert (first.status, first.claimed_until) == (SENT, None)  # recorded on its own: not sent again
+        assert (second.status, second.attempts) == (PENDING, 0)
+        assert deliver(s, NOW + timedelta(days=1), mail).sent == 1
+    assert [key for key, _, _ in mail.sent] == ["first", "second"]
+
+
+def test_an_inapp_message_waits_for_its_lease_and_gets_one_item_when_the_commit_after_it_fails(
+        database: Database) -> None:
+    lease = timedelta(minutes=5)
+    with database.session() as s:
+        put(s, "first", channel="inapp", recipient="7", now=NOW - timedelta(minutes=2))
+        put(s, "second", channel="inapp", recipient="7", now=NOW - timedelta(minutes=1))
+    with database.session() as s:
+        CommitFails(s, 2)  # the inbox row and the outcome share that commit: neither may land alone
+        with pytest.raises(RuntimeError):
+            deliver(s, NOW, InAppChannel(), lease=lease)
+
+    with database.session() as s:
+        assert (row(s, "first").status, list_inbox(s, "7")) == (SENDING, [])
+        assert deliver(s, NOW + lease - timedelta(seconds=1), InAppChannel(), lease=lease).sent == 1  # second
+        assert deliver(s, NOW + lease, InAppChannel(), lease=lease).sent == 1  # first, its lease expired
+        assert sorted(i.message_key for i in list_inbox(s, "7")) == ["first", "second"]
+        assert (row(s, "first").status, row(s, "first").attempts) == (SENT, 2)
+
+
+def test_delivery_commits_do_not_wait_for_the_disk_and_other_transactions_still_do_on_sqlite(
+        tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'outbox.db'}", pool_size=1, max_overflow=0)
+    metadata.create_all(engine)
+    levels: list[int] = []  # PRAGMA synchronous at each commit: 2 FULL, 1 NORMAL
+
+    @event.listens_for(engine, "commit")
+    def _level(conn: Connection) -> None:
+        levels.append(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    with sessions() as s:
+        put(s, "k")  # an ordinary transaction
+        levels.clear()
+        assert deliver(s, NOW, Recording()).sent == 1
+        assert levels == [1, 1]  # the claim, then the outcome
+        levels.clear()
+        put(s, "k2")  # the same pooled connection, an ordinary transaction again
+        assert levels == [2]
+    engine.dispose()
 
 
 # -- the in-app inbox -----------------------------------------------------------------------------------

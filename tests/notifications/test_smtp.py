@@ -258,6 +258,32 @@ def test_message_is_sent_again_once_with_same_message_id_when_sender_died_before
     assert (stored.status, stored.attempts) == (SENT, 2)
 
 
+def test_only_the_sent_message_goes_again_when_sender_died_at_the_commit_claiming_the_next(
+        database: Database, server: SmtpServer) -> None:
+    queue(database, "crash:1")
+    queue(database, "crash:2")
+
+    dying = DiesAfterSending(channel_for(server.url()))  # its first commit after a send records crash:1
+    with database.session() as s:  # and claims crash:2: that is the one it dies in
+        event.listen(s, "before_commit", dying.before_commit)
+        with pytest.raises(Died):
+            deliver_due(s, NOW, {"smtp": dying}, TEMPLATES)
+
+    assert len(server.received) == 1
+    assert (row(database, "crash:1").status, row(database, "crash:2").status) == (SENDING, PENDING)
+    assert row(database, "crash:2").attempts == 0
+    # crash:2 was never claimed: the next run sends it; crash:1 waits for its lease.
+    assert deliver(database, channel_for(server.url()), NOW + timedelta(seconds=1)) == DeliveryResult(sent=1)
+    assert deliver(database, channel_for(server.url()), NOW + DEFAULT_LEASE) == DeliveryResult(sent=1)
+    assert deliver(database, channel_for(server.url()), NOW + 3 * DEFAULT_LEASE) == DeliveryResult()
+
+    ids = [r.message()["Message-ID"] for r in server.received]
+    first, second = message_id("crash:1", "reprisals.example"), message_id("crash:2", "reprisals.example")
+    assert ids == [first, second, first]  # crash:1 twice, the same Message-ID; crash:2 once
+    assert [(row(database, k).status, row(database, k).attempts) for k in ("crash:1", "crash:2")] == [
+        (SENT, 2), (SENT, 1)]
+
+
 # -- AUTH and TLS -----------------------------------------------------------------------------------
 
 
