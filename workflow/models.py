@@ -147,7 +147,8 @@ class DeadlineRow(Base):
     __tablename__ = "wf_deadlines"
     __table_args__ = (
         UniqueConstraint("instance_id", "entry_seq", "name", name="uq_wf_deadlines_occurrence"),
-        Index("ix_wf_deadlines_status_due_at", "status", "due_at"),
+        # Covering for the lead queue and its counts, which walk running deadlines in due order.
+        Index("ix_wf_deadlines_status_due_at", "status", "due_at", "instance_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
