@@ -1,0 +1,242 @@
+"""Journeys in a real browser, with axe-core on every page visited: the worked example of the
+protocol end to end (report, consent and risk, refer, response, accept, follow-up, a second lead
+closes), a member of staff who sees only their own cases, and an auditor who can read but not act."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from reprisals.models import User
+from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CANARY_NUMBER
+from tests.web.browser.conftest import Live, Pages
+
+LONDON = ZoneInfo("Europe/London")
+CANARIES = (CANARY_NAME, CANARY_NUMBER, CANARY_DESCRIPTION, "Zebediah", "CANARYTEXT42")
+
+
+def at(day: int, month: int, hour: int = 10) -> datetime:
+    return datetime(2025, month, day, hour, tzinfo=LONDON)
+
+
+def display_name(live: Live, email: str) -> str:
+    with live.web.database.session() as s:
+        return str(s.scalars(select(User.name).where(User.email == email)).one())
+
+
+def fill_date(page: Page, legend: str, day: int, month: int, year: int) -> None:
+    """A GOV.UK date input: the fieldset named by its legend, boxes labelled Day, Month and Year."""
+    group = page.get_by_role("group", name=legend, exact=True)
+    group.get_by_label("Day").fill(str(day))
+    group.get_by_label("Month").fill(str(month))
+    group.get_by_label("Year").fill(str(year))
+
+
+def proceed(p: Pages, button: str = "Continue") -> None:
+    p.page.get_by_role("button", name=button, exact=True).click()
+    p.page.wait_for_load_state()
+
+
+def no_identity_in_url(page: Page) -> None:
+    for canary in CANARIES:
+        assert canary not in page.url and canary.replace(" ", "+") not in page.url
+
+
+def act(p: Pages, ref: str, link: str, label: str, fill: Any) -> None:
+    """From the case page: follow an action's link, check the form, fill it, submit; back on the case
+    page with the success banner, which is checked too."""
+    p.page.get_by_role("link", name=link, exact=True).click()
+    expect(p.page.get_by_role("heading", level=1)).to_have_text(link)
+    p.check(f"form-{label}")
+    fill(p.page)
+    proceed(p, link)
+    assert p.page.url == f"{p.live.url}/cases/{ref}", p.page.url
+    expect(p.page.locator(".govuk-notification-banner--success")).to_contain_text(f"Done: {link}.")
+    p.check(f"case-after-{label}")
+    no_identity_in_url(p.page)
+
+
+def new_day(p: Pages, email: str, ref: str) -> None:
+    """The clock moved on by days: the idle session has ended, so sign in again and open the case."""
+    p.go(f"/cases/{ref}")
+    assert "/sign-in" in p.page.url
+    p.sign_in(email, check=False)
+    p.go(f"/cases/{ref}")
+    expect(p.page.get_by_role("heading", level=1)).to_contain_text(ref)
+
+
+def deadline_row(page: Page, label: str) -> str:
+    return page.locator("#deadlines ~ table tbody tr").filter(has=page.get_by_role("rowheader", name=label)) \
+        .first.inner_text()
+
+
+def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
+    world = live.web.world
+    clock = live.web.clock
+    clock.set(at(16, 4))  # Wed 16 Apr 2025, 10:00 in London
+    staff_name = display_name(live, world.staff)
+
+    lead: Pages = person("lead")
+    lead.sign_in(world.lead)
+    lead.check("home")
+    page = lead.page
+
+    # -- report the concern through the question flow --------------------------------------------
+    page.get_by_role("link", name="Report a concern").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Report a concern")
+    lead.check("report-start")
+    page.get_by_role("button", name="Start now").click()
+
+    page.get_by_label("Which establishment is the person held in?").select_option(label="HMP Thornbury Fen")
+    lead.check("q-establishment")
+    proceed(lead)
+
+    fill_date(page, "Date received", 16, 4, 2025)
+    page.get_by_label("Time received (optional)").fill("09:30")
+    page.get_by_role("group", name="How was the concern received?").get_by_label("IMB application").check()
+    lead.check("q-received")
+    proceed(lead)
+
+    page.get_by_label("Full name").fill(CANARY_NAME)
+    page.get_by_label("Prison number (optional)").fill(CANARY_NUMBER)
+    fill_date(page, "Date of birth (optional)", 14, 3, 1987)
+    lead.check("q-person")
+    proceed(lead)
+
+    page.get_by_label("18 or over").check()
+    lead.check("q-age-group")
+    proceed(lead)
+
+    page.get_by_label("Loss of job or activity").check()
+    fill_date(page, "When did it happen? (optional)", 8, 4, 2025)
+    page.get_by_label("What happened?", exact=True).fill(CANARY_DESCRIPTION)
+    lead.check("q-what-happened")
+    proceed(lead)
+
+    fill_date(page, "When did the person have the contact that led to the sanction? (optional)", 7, 4, 2025)
+    lead.check("q-original-contact")
+    proceed(lead)
+
+    page.get_by_label("HM Inspectorate of Prisons").check()
+    lead.check("q-other-bodies")
+    proceed(lead)
+
+    page.get_by_label("Standard").check()
+    lead.check("q-risk")
+    proceed(lead)
+
+    page.get_by_label("Who should work on this case? (optional)").select_option(
+        label=f"{staff_name} (IMB, staff)")
+    lead.check("q-assign")
+    proceed(lead)
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers before reporting the concern")
+    answers = page.locator(".govuk-summary-list").inner_text()
+    for shown in ("HMP Thornbury Fen", "16 April 2025 at 09:30", "IMB application", CANARY_NAME, CANARY_NUMBER,
+                  "14 March 1987", "18 or over", "Loss of job or activity", "8 April 2025", CANARY_DESCRIPTION,
+                  "7 April 2025", "HM Inspectorate of Prisons", "Standard", staff_name):
+        assert shown in answers, shown
+    assert CANARY_NAME not in page.title()
+    lead.check("check-answers")
+    proceed(lead, "Submit")
+
+    expect(page.locator(".govuk-panel")).to_contain_text("Concern reported")
+    ref = page.locator(".govuk-panel strong").inner_text().strip()
+    assert re.fullmatch(r"RPR-2025-\d{4}", ref), ref
+    lead.check("confirmation")
+    page.get_by_role("link", name=f"Go to case {ref}").click()
+    page.wait_for_load_state()
+
+    expect(page.get_by_role("heading", level=1)).to_contain_text(ref)
+    lead.check("case-reported")
+    for canary in CANARIES:
+        assert canary not in page.content()  # hidden until asked for, with a reason
+    assert "Consent and risk recorded" in deadline_row(page, "Consent and risk recorded")
+
+    # -- the worked example ------------------------------------------------------------------------
+    def consent(p: Page) -> None:
+        p.get_by_role("group", name="Consent given").get_by_label("Full consent").check()
+        fill_date(p, "Date consent was recorded", 16, 4, 2025)
+        p.get_by_role("group", name="Risk", exact=True).get_by_label("Standard").check()
+
+    act(lead, ref, "Record consent and risk", "consent-and-risk", consent)
+    assert "Tue 22 April 2025, 5:00pm" in deadline_row(page, "Triage decision")  # 18 and 21 Apr are holidays
+
+    clock.set(at(17, 4))  # Thu 17 Apr
+    new_day(lead, world.lead, ref)
+
+    def refer(p: Page) -> None:
+        p.get_by_role("group", name="Sent to").get_by_label("Head of establishment").check()
+        fill_date(p, "Date the letter was sent", 17, 4, 2025)
+
+    act(lead, ref, "Refer to the establishment", "refer", refer)
+    assert "Tue 6 May 2025, 5:00pm" in deadline_row(page, "Establishment response")  # 5 May is a holiday
+
+    clock.set(at(2, 5))  # Fri 2 May
+    new_day(lead, world.lead, ref)
+
+    def response(p: Page) -> None:
+        fill_date(p, "Date the response was received", 2, 5, 2025)
+        p.get_by_role("group", name="From").get_by_label("Establishment").check()
+        p.get_by_label("Summary of the response").fill("The governor restored the kitchen job.")
+
+    act(lead, ref, "Record the response", "response", response)
+
+    def accept(p: Page) -> None:
+        p.get_by_role("group", name="Proposed finding").get_by_label("Substantiated", exact=True).check()
+        p.get_by_label("Assessment", exact=True).fill("The loss of the job followed the inspection interview.")
+
+    act(lead, ref, "Accept the response and propose a finding", "accept", accept)
+    assert "Tue 3 June 2025, 5:00pm" in deadline_row(page, "Follow-up contact")
+
+    clock.set(at(20, 5))  # Tue 20 May
+    new_day(lead, world.lead, ref)
+
+    def follow_up(p: Page) -> None:
+        fill_date(p, "Date of contact with the person", 20, 5, 2025)
+        p.get_by_label("What the person said").fill("Back at work in the kitchen.")
+
+    act(lead, ref, "Complete the follow-up", "follow-up", follow_up)
+    expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+    assert "Closure check" in deadline_row(page, "Closure check")
+
+    # -- the lead who proposed the finding cannot confirm it -------------------------------------
+    lead.go(f"/cases/{ref}/actions/close")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm the finding and close")
+    page.get_by_role("group", name="Outcome").get_by_label("Substantiated", exact=True).check()
+    page.get_by_label("Closing summary").fill("Confirmed.")
+    proceed(lead, "Confirm the finding and close")
+    summary = page.locator(".govuk-error-summary")
+    expect(summary).to_be_visible()
+    expect(summary).to_contain_text("lead")
+    assert page.title().startswith("Error:")
+    lead.check("close-refused")
+    lead.go(f"/cases/{ref}")
+    assert "Closure review" in page.locator(".govuk-summary-list").first.inner_text()
+
+    # -- a second lead, in their own browser, closes it ------------------------------------------
+    second: Pages = person("second-lead")
+    second.sign_in(world.second_lead)
+    second.check("home")
+    second.page.get_by_role("link", name=ref).first.click()
+    second.page.wait_for_load_state()
+    second.check("case-closure-review")
+
+    def close(p: Page) -> None:
+        p.get_by_role("group", name="Outcome").get_by_label("Substantiated", exact=True).check()
+        p.get_by_label("Closing summary").fill("Confirmed by a second lead.")
+
+    act(second, ref, "Confirm the finding and close", "close", close)
+    expect(second.page.locator(".govuk-summary-list").first).to_contain_text("Closed")
+    expect(second.page.get_by_role("link", name="Reopen", exact=True)).to_be_visible()
+    history = second.page.locator(".app-timeline").inner_text()
+    for step in ("Record consent and risk", "Refer to the establishment", "Record the response",
+                 "Accept the response and propose a finding", "Complete the follow-up",
+                 "Confirm the finding and close"):
+        assert step in history, step
+    assert lead.checked and second.checked
