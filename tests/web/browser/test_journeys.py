@@ -240,3 +240,79 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
                  "Confirm the finding and close"):
         assert step in history, step
     assert lead.checked and second.checked
+
+
+def case_links(page: Page, table: str) -> set[str]:
+    """The case references linked from a table on the page (none when the table is absent)."""
+    return {t.strip() for t in page.locator(f"{table} a[href^='/cases/RPR-']").all_inner_texts()}
+
+
+def test_a_member_of_staff_sees_only_their_own_cases(live: Live, person: Any) -> None:
+    world = live.web.world
+    mine = {world.reported, world.triaged}
+
+    staff: Pages = person("staff")
+    staff.sign_in(world.staff)
+    expect(staff.page.get_by_role("heading", name="What you owe")).to_be_visible()
+    assert case_links(staff.page, "main") == mine  # deadlines owed on both, linked from the home page
+    staff.check("home")
+    staff.page.get_by_role("link", name="Cases", exact=True).click()
+    expect(staff.page.locator("#results")).to_have_text("2 cases")
+    assert case_links(staff.page, ".app-case-table") == mine
+    staff.check("case-list")
+    staff.page.get_by_role("link", name=world.triaged, exact=True).click()
+    expect(staff.page.get_by_role("heading", level=1)).to_contain_text(world.triaged)
+    expect(staff.page.get_by_role("link", name="The person withdraws")).to_be_visible()  # staff may act
+    staff.check("case")
+
+    other: Pages = person("other-staff")
+    other.sign_in(world.other_staff, check=False)
+    expect(other.page.get_by_role("heading", name="What you owe")).to_be_visible()
+    assert case_links(other.page, "main") == set()
+    assert "No deadlines are running on cases assigned to you." in other.page.locator("main").inner_text()
+    other.check("home")
+    other.go("/cases")
+    expect(other.page.locator("#results")).to_have_text("No cases")
+    assert case_links(other.page, "main") == set()
+    other.check("case-list")
+    for ref in sorted(mine):
+        response = other.page.goto(f"{live.url}/cases/{ref}")
+        assert response is not None and response.status == 404
+        expect(other.page.get_by_role("heading", level=1)).to_have_text("Page not found")
+        assert ref not in other.page.title()
+    other.check("not-found")
+    other.go(f"/cases?q={world.triaged}")
+    expect(other.page.locator("#results")).to_contain_text("No cases")
+
+
+def test_an_auditor_reads_but_cannot_act(live: Live, person: Any) -> None:
+    world = live.web.world
+    ref = world.triaged
+
+    auditor: Pages = person("auditor")
+    auditor.sign_in(world.auditor)
+    expect(auditor.page.get_by_role("heading", name="Recent activity")).to_be_visible()
+    assert {world.reported, world.triaged} <= case_links(auditor.page, "#activity")
+    auditor.check("home")
+    auditor.page.get_by_role("link", name="Cases", exact=True).click()
+    expect(auditor.page.locator("#results")).to_have_text("2 cases")
+    assert "Report a concern" not in auditor.page.get_by_role("navigation").first.inner_text()
+    auditor.check("case-list")
+    auditor.page.locator(".app-case-table").get_by_role("link", name=ref, exact=True).click()
+    page = auditor.page
+    expect(page.get_by_role("heading", level=1)).to_contain_text(ref)
+    main = page.locator("main")
+    expect(main).to_contain_text("Auditors do not act on cases.")
+    assert main.locator("form").count() == 0  # no note form, no action form
+    assert main.get_by_role("button").count() == 0
+    assert main.get_by_role("link", name="Show identity").count() == 0
+    assert main.locator("a[href*='/actions/'], a[href*='/assign'], a[href*='/deadlines/'], "
+                        "a[href*='/identity']").count() == 0
+    for canary in CANARIES:
+        assert canary not in page.content()
+    auditor.check("case")
+    response = page.goto(f"{live.url}/cases/{ref}/actions/refer")
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text("You cannot do that")
+    assert page.locator("main form").count() == 0
+    auditor.check("action-refused")
