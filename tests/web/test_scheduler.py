@@ -288,7 +288,8 @@ def test_no_scheduler_starts_when_app_is_created_and_serves_requests(
     app = create_app(runtime=rt)
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
-    assert client.get("/").status_code == 200
+    assert client.get("/sign-in").status_code == 200
+    assert client.get("/").status_code == 302  # to sign in
 
     assert starts == []
     assert not scheduler_threads()
