@@ -6,14 +6,15 @@ description, or anything the establishment holds about the person.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, cast
 
 import jinja2
-from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from notifications.models import PENDING, OutboxMessage
@@ -121,7 +122,7 @@ class Messenger:
         if not messages:
             return
         email_at = None
-        rows = []
+        rows: list[dict[str, Any]] = []
         for m in messages:
             base = {"template": m.template, "context": m.context, "urgent": m.urgent, "status": PENDING,
                     "attempts": 0, "created_at": now}
@@ -132,7 +133,14 @@ class Messenger:
                     email_at = max(now, self.working_hours_from(now))
                 rows.append({**base, "idempotency_key": f"{m.key}:email", "channel": self.email_channel,
                              "recipient": m.user.email, "next_attempt_at": now if m.urgent else email_at})
-        session.connection().execute(_ENQUEUE[session.get_bind().dialect.name], rows)
+        if session.get_bind().dialect.name != "postgresql":
+            session.connection().execute(_ENQUEUE_SQLITE, rows)
+            return
+        # One statement with the rows as one JSON document: psycopg would otherwise handle each row in Python.
+        for r in rows:
+            r["created_at"] = ensure_utc(r["created_at"]).isoformat()
+            r["next_attempt_at"] = ensure_utc(r["next_attempt_at"]).isoformat()
+        session.connection().execute(_ENQUEUE_JSON, {"rows": json.dumps(rows)})
 
     def case_assigned(self, session: Session, case: Case, assignee: User, by: User, now: datetime) -> None:
         self.send(session, assignee, "case_assigned",
@@ -177,13 +185,18 @@ class Messenger:
         return len(per_user)
 
 
-# ``notifications.outbox.enqueue``'s statement, built once and executed for many rows (psycopg sends them
-# in one pipeline; sqlite3 loops in C). It belongs in ``notifications.outbox`` (see send_all's test for
-# the contract with ``enqueue``).
+# ``notifications.outbox.enqueue``'s statement for many rows at once. It belongs in ``notifications.outbox``
+# (see send_all's test for the contract with ``enqueue``). SQLite: built once, executed for many rows
+# (sqlite3 loops in C).
 _OUTBOX = cast(Table, OutboxMessage.__table__)
-_ENQUEUE = {dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(_OUTBOX)
-            .on_conflict_do_nothing(index_elements=[_OUTBOX.c.idempotency_key])
-            for dialect in (postgresql, sqlite)}
+_ENQUEUE_SQLITE = sqlite.insert(_OUTBOX).on_conflict_do_nothing(index_elements=[_OUTBOX.c.idempotency_key])
+# PostgreSQL: the same statement, its rows read from one JSON array of objects.
+_ENQUEUE_JSON = text(
+    "INSERT INTO outbox (idempotency_key, channel, recipient, template, context, urgent, status, attempts, created_at,"
+    " next_attempt_at) SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(idempotency_key varchar,"
+    " channel varchar, recipient varchar, template varchar, context json, urgent boolean, status varchar,"
+    " attempts integer, created_at timestamptz, next_attempt_at timestamptz)"
+    " ON CONFLICT (idempotency_key) DO NOTHING")
 
 
 def local_text(at: datetime) -> str:
