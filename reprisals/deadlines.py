@@ -1,6 +1,8 @@
 """What deadlines mean for cases: who is reminded, who is told when one passes, who may move one.
 
-The sweep calls :func:`make_timer_handler`'s handler inside its per-timer transaction. The handler
+The sweep works a batch of timers at a time (see ``workflow.timers.BatchHandler``):
+:func:`make_timer_handler`'s handler reads the batch's cases and leads at once, decides each timer's
+messages in memory and adds the batch's outbox rows in one statement, in the batch's transaction. It
 only *adds* outbox rows (keyed by timer and recipient, so a re-run adds nothing) and never writes the
 case or its workflow instance: that keeps the sweep from contending with people acting on the case.
 Messages carry the case reference, the deadline and a link — never identity.
@@ -8,7 +10,8 @@ Messages carry the case reference, the deadline and a link — never identity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from reprisals.access import actor_for, can_view_case
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
-from reprisals.messaging import Messenger, case_url, leads_of, local_text, unique_users
+from reprisals.messaging import Messenger, Outgoing, case_url, leads_of_bodies, local_text, unique_users
 from reprisals.models import Case, Risk, User
 from workflow.engine import Engine
 from workflow.models import DeadlineRow
-from workflow.timers import DUE, LIVE, OVERDUE, REMINDER, Fired, Handler, Timers
+from workflow.timers import DUE, LIVE, OVERDUE, REMINDER, Fired, Timers
 
-__all__ = ["local_text", "make_timer_handler"]
+__all__ = ["TimerHandler", "local_text", "make_timer_handler"]
 
 
 def late_text(seconds: float) -> str | None:
@@ -40,28 +43,72 @@ def late_text(seconds: float) -> str | None:
     return " ".join(parts)
 
 
-def make_timer_handler(messenger: Messenger) -> Handler:
+def make_timer_handler(messenger: Messenger) -> TimerHandler:
     """The domain's reaction to a fired timer: reminders to the assigned staff (or the leads when
     nobody is assigned); overdue notices to staff and leads; an escalation prompt to the leads."""
+    return TimerHandler(messenger)
 
-    def handle(session: Session, fired: Fired) -> None:
-        case = session.scalars(select(Case).where(Case.instance_id == fired.instance.id)).one_or_none()
+
+@dataclass(frozen=True)
+class _CaseFacts:
+    """What the handler needs of a case: never its identity or description."""
+
+    reference: str
+    body_code: str
+    urgent: bool
+    assigned: User | None
+
+
+class TimerHandler:
+    """A ``workflow.timers.BatchHandler``: ``prepare`` reads the batch's cases, their assigned users and
+    their bodies' leads in three statements, each timer's messages are decided in memory, and ``write``
+    adds the outbox rows of the whole batch in one statement. Called on its own, it does all three for
+    one timer."""
+
+    def __init__(self, messenger: Messenger) -> None:
+        self.messenger = messenger
+
+    def __call__(self, session: Session, fired: Fired) -> None:
+        batch = self.prepare(session, [fired])
+        batch.handle(fired)
+        batch.write(session, [fired])
+
+    def prepare(self, session: Session, batch: Sequence[Fired]) -> _Batch:
+        rows = session.execute(select(Case.instance_id, Case.reference, Case.owning_body_code, Case.risk,
+                                      Case.assigned_user_id)
+                               .where(Case.instance_id.in_({f.instance.id for f in batch}))).all()
+        assigned_ids = {r.assigned_user_id for r in rows if r.assigned_user_id is not None}
+        users = ({u.id: u for u in session.scalars(select(User).where(User.id.in_(assigned_ids)))}
+                 if assigned_ids else {})
+        cases = {r.instance_id: _CaseFacts(r.reference, r.owning_body_code, r.risk is Risk.URGENT,
+                                           users.get(r.assigned_user_id) if r.assigned_user_id else None)
+                 for r in rows}
+        return _Batch(self.messenger, cases, leads_of_bodies(session, {c.body_code for c in cases.values()}))
+
+
+@dataclass
+class _Batch:
+    messenger: Messenger
+    cases: dict[int, _CaseFacts]
+    leads: dict[str, list[User]]
+    messages: dict[int, list[Outgoing]] = field(default_factory=dict)  # by timer
+
+    def handle(self, fired: Fired) -> None:
+        case = self.cases.get(fired.instance.id)
         if case is None:  # an instance of another host; nothing of ours to tell
             return
-        deadline, timer = fired.deadline, fired.timer
+        deadline, timer, leads = fired.deadline, fired.timer, self.leads[case.body_code]
         context: dict[str, Any] = {
             "reference": case.reference,
             "deadline": deadline.label,
             "stage": deadline.stage,
             "due_at": deadline.due_at.isoformat(),
             "due_text": local_text(deadline.due_at),
-            "url": case_url(messenger.base_url, case.reference),
+            "url": case_url(self.messenger.base_url, case.reference),
             "late_by_seconds": int(fired.lateness.total_seconds()),
             "late_text": late_text(fired.lateness.total_seconds()),
         }
-        staff = [case.assigned_user] if case.assigned_user and case.assigned_user.active else []
-        leads = leads_of(session, case.owning_body_code)
-        urgent = case.risk is Risk.URGENT
+        staff = [case.assigned] if case.assigned and case.assigned.active else []
         sends: list[tuple[str, User]] = []
         if timer.kind == REMINDER:
             sends = [("reminder", u) for u in (staff or leads)]
@@ -69,11 +116,14 @@ def make_timer_handler(messenger: Messenger) -> Handler:
             sends = [("overdue", u) for u in unique_users(staff + leads)]
             if deadline.action == "overdue_escalate":
                 sends += [("escalation_prompt", u) for u in leads]
-        for template, user in sends:
-            messenger.send(session, user, template, context, f"timer:{timer.id}:{template}:{user.id}", fired.now,
-                           urgent=urgent or timer.kind == DUE)
+        urgent = case.urgent or timer.kind == DUE
+        self.messages[timer.id] = [Outgoing(user, template, context, f"timer:{timer.id}:{template}:{user.id}", urgent)
+                                   for template, user in sends]
 
-    return handle
+    def write(self, session: Session, fired: Sequence[Fired]) -> None:
+        if fired:
+            self.messenger.send_all(session, [m for f in fired for m in self.messages.get(f.timer.id, [])],
+                                    fired[0].now)
 
 
 # -- queries ---------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
     """One sweep as of ``now`` (default: the runtime's clock, which then also times each firing).
-    Commits per timer."""
+    Commits per batch of timers (decision 7)."""
     handler = make_timer_handler(rt.messenger)
     with rt.sessions() as session:
         if now is None:

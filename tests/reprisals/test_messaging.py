@@ -19,7 +19,7 @@ from notifications.models import OutboxMessage
 from notifications.outbox import deliver_due, unread_count
 from reprisals.config import load_settings
 from reprisals.errors import ConfigurationError
-from reprisals.messaging import SAMPLES, Messenger, message_templates
+from reprisals.messaging import SAMPLES, Messenger, Outgoing, message_templates
 from reprisals.models import Case, User
 from reprisals.services import advance_case, assign_case, open_case
 from tests.conftest import Database
@@ -113,6 +113,34 @@ def test_email_waits_for_monday_0900_and_urgent_email_goes_at_once_when_sent_on_
         deliver_due(s, monday, channels, message_templates())
         assert len(log.sent) == 2 and log.sent[1][1].subject.startswith("Case RPR-2026-0042")
         assert {m.status for m in rows(s)} == {"sent"}
+
+
+@pytest.mark.parametrize("at", ["2025-05-09 18:00", "2025-04-30 10:00"])  # out of hours (held), in hours
+def test_send_all_adds_the_same_rows_as_send_and_nothing_twice_when_given_the_same_messages(
+        database: Database, at: str) -> None:
+    now = local(at)
+    with database.session() as s:
+        wants, declines = make_user(s), make_user(s)
+        declines.email_notifications = False
+        messages = [Outgoing(wants, "reminder", SAMPLES["reminder"], "r"),
+                    Outgoing(declines, "reminder", SAMPLES["reminder"], "d"),
+                    Outgoing(wants, "overdue", SAMPLES["overdue"], "u", urgent=True)]
+        for m in messages:
+            MESSENGER.send(s, m.user, m.template, m.context, f"one:{m.key}", now, urgent=m.urgent)
+        MESSENGER.send_all(s, messages, now)
+        MESSENGER.send_all(s, messages, now)  # the same keys again: nothing added
+        MESSENGER.send_all(s, [Outgoing(m.user, m.template, m.context, f"all:{m.key}", m.urgent) for m in messages],
+                           now)
+        s.commit()
+
+        def fields(prefix: str) -> list[tuple[object, ...]]:
+            return [(m.idempotency_key.removeprefix(prefix), m.channel, m.recipient, m.template, m.context, m.urgent,
+                     m.status, m.attempts, m.created_at, m.next_attempt_at, m.claimed_until, m.sent_at, m.last_error)
+                    for m in rows(s) if m.idempotency_key.startswith(prefix)]
+
+        assert len(fields("one:")) == 5
+        assert sorted(fields("all:"), key=str) == sorted(fields("one:"), key=str)  # as ``send`` (and ``enqueue``)
+        assert len(fields("")) == 15  # 5 with each prefix, and the unprefixed keys' 5 once
 
 
 # -- case assigned -------------------------------------------------------------------------------------

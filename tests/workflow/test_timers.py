@@ -7,6 +7,8 @@ deadlines, one anchored to a variable) → ``done``. Time is a FrozenClock; noth
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +26,7 @@ from workflow.clock import FrozenClock
 from workflow.engine import Engine, SimpleActor
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow, WorkflowInstance
 from workflow.spec import load_spec
-from workflow.timers import DeadlineError, Fired, Timers, parse_iso_time
+from workflow.timers import BatchHandler, DeadlineError, Fired, PreparedBatch, Timers, parse_iso_time
 
 LONDON = ZoneInfo("Europe/London")
 CLERK = SimpleActor("clerk-1", frozenset({"clerk"}))
@@ -401,6 +403,117 @@ def test_failing_timer_is_retried_later_without_blocking_others_when_the_handler
                                                                            "call_back")
     assert s.get(DeadlineRow, call_back_id).status == "overdue"  # type: ignore[union-attr]
     s.close()
+
+
+@dataclass
+class BatchRecorder:
+    """A ``BatchHandler`` whose effect is a ``noted`` history event per timer, written by ``write``. It can be
+    told to fail handling or writing for some deadlines, or to fail preparing."""
+
+    fail_handle: set[str] = field(default_factory=set)
+    fail_write: set[str] = field(default_factory=set)
+    fail_prepare: bool = False
+    batches: list[list[int]] = field(default_factory=list)
+    writes: list[list[int]] = field(default_factory=list)
+    plain: list[int] = field(default_factory=list)
+
+    def __call__(self, session: Session, fired: Fired) -> None:
+        self.plain.append(fired.timer.id)
+        ENGINE.append_event(session, fired.instance, "noted", None, fired.now, {"timer": fired.timer.id})
+
+    def prepare(self, session: Session, batch: Sequence[Fired]) -> PreparedBatch:
+        if self.fail_prepare:
+            raise RuntimeError("cannot read the batch")
+        self.batches.append([f.timer.id for f in batch])
+        return _RecordedBatch(self)
+
+
+@dataclass
+class _RecordedBatch:
+    recorder: BatchRecorder
+
+    def handle(self, fired: Fired) -> None:
+        if fired.deadline.name in self.recorder.fail_handle:
+            raise RuntimeError(f"cannot decide for {fired.deadline.name}")
+
+    def write(self, session: Session, fired: Sequence[Fired]) -> None:
+        self.recorder.writes.append([f.timer.id for f in fired])
+        for f in fired:  # written before failing: the savepoint must take it back
+            ENGINE.append_event(session, f.instance, "noted", None, f.now, {"timer": f.timer.id})
+        if any(f.deadline.name in self.recorder.fail_write for f in fired):
+            raise RuntimeError("cannot write")
+
+
+def two_urgent(database: Database) -> tuple[list[int], list[int]]:
+    """Two urgent instances, each with a due call_back (T0 + 1 h) and answer (T0 + 4 h): the timer ids of
+    each deadline, oldest first."""
+    ids = [committed(database, "urgent"), committed(database, "urgent")]
+    with database.session() as s:
+        due = list(s.scalars(select(TimerRow).where(TimerRow.kind == "due").order_by(TimerRow.fire_at, TimerRow.id)))
+        names = {d.id: d.name for d in s.scalars(select(DeadlineRow).where(DeadlineRow.instance_id.in_(ids)))}
+    return ([t.id for t in due if names[t.deadline_id] == "call_back"],
+            [t.id for t in due if names[t.deadline_id] == "answer"])
+
+
+def noted(database: Database) -> list[int]:
+    """The timers whose ``noted`` event was committed."""
+    rows = database.raw("SELECT data FROM wf_history WHERE kind = 'noted'")
+    return sorted(int((json.loads(d) if isinstance(d, str) else d)["timer"]) for (d,) in rows)
+
+
+def timer_states(database: Database) -> dict[int, tuple[str, int]]:
+    return {r[0]: (r[1], r[2]) for r in database.raw("SELECT id, status, attempts FROM wf_timers WHERE kind = 'due'")}
+
+
+@pytest.mark.parametrize("failing", ["handle", "write"])
+def test_only_the_failing_timers_effects_are_rolled_back_and_the_rest_of_the_batch_fires_when_a_batch_handler_fails(
+        database: Database, failing: str) -> None:
+    call_backs, answers = two_urgent(database)
+    recorder = (BatchRecorder(fail_handle={"call_back"}) if failing == "handle"
+                else BatchRecorder(fail_write={"call_back"}))
+
+    with database.session() as s:
+        result = TIMERS.sweep_due(s, T0 + timedelta(hours=5), recorder)
+
+    assert (result.fired, result.failed) == (2, 2)
+    assert recorder.batches == [call_backs + answers]  # one batch, oldest first
+    assert noted(database) == sorted(answers)  # the failing timers' effects were rolled back
+    states = timer_states(database)
+    assert {states[t] for t in call_backs} == {("pending", 1)} and {states[t] for t in answers} == {("fired", 0)}
+    assert count(database, "wf_deadlines", "status = 'overdue'") == 2  # the answers' only
+    if failing == "write":  # together first, then one timer at a time
+        assert recorder.writes == [call_backs + answers] + [[t] for t in call_backs + answers]
+    else:
+        assert recorder.writes == [answers]
+
+
+def test_each_timer_gets_its_own_call_when_a_batch_handler_cannot_prepare(database: Database) -> None:
+    call_backs, answers = two_urgent(database)
+    recorder = BatchRecorder(fail_prepare=True)
+
+    with database.session() as s:
+        result = TIMERS.sweep_due(s, T0 + timedelta(hours=5), recorder)
+
+    assert (result.fired, result.failed) == (4, 0)
+    assert recorder.plain == call_backs + answers and recorder.writes == []
+    assert noted(database) == sorted(call_backs + answers)
+
+
+def test_timers_are_claimed_and_committed_a_batch_at_a_time_oldest_first_when_the_batch_size_is_small(
+        database: Database) -> None:
+    call_backs, answers = two_urgent(database)
+    recorder = BatchRecorder()
+    _: BatchHandler = recorder  # the protocol, checked by mypy
+
+    with database.session() as s:
+        first = TIMERS.sweep_due(s, T0 + timedelta(hours=5), recorder, batch_size=3, limit=3)
+        assert timer_states(database) == {**{t: ("fired", 0) for t in call_backs + answers[:1]},
+                                          answers[1]: ("pending", 0)}  # the first batch is committed
+        rest = TIMERS.sweep_due(s, T0 + timedelta(hours=5), recorder, batch_size=3)
+
+    assert (first.fired, rest.fired) == (3, 1)
+    assert recorder.batches == [call_backs + answers[:1], answers[1:]]
+    assert noted(database) == sorted(call_backs + answers)
 
 
 # -- extending ------------------------------------------------------------------------------------------
