@@ -11,15 +11,16 @@ backoff and full jitter until ``max_attempts``, then end ``failed`` — never si
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -49,6 +50,39 @@ def enqueue(session: Session, key: str, channel: str, recipient: str, template: 
     # RETURNING, not rowcount: an ORM-level INSERT reports rowcount -1 on PostgreSQL, which read as
     # "added" for a duplicate key too.
     return session.execute(stmt).first() is not None
+
+
+def enqueue_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``enqueue`` for many messages in one statement: each row a full outbox row (idempotency_key,
+    channel, recipient, template, context, urgent, status, attempts, created_at, next_attempt_at),
+    ``ON CONFLICT DO NOTHING`` on its key. SQLite runs one prepared statement for all rows (sqlite3
+    loops in C); PostgreSQL reads the rows from one JSON document (psycopg would otherwise handle
+    each row in Python)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.connection().execute(_ENQUEUE_MANY_SQLITE, [dict(r) for r in rows])
+        return
+    payload = [{**r, "created_at": _utc_iso(r["created_at"]), "next_attempt_at": _utc_iso(r["next_attempt_at"])}
+               for r in rows]
+    session.connection().execute(_ENQUEUE_MANY_JSON, {"rows": json.dumps(payload)})
+
+
+def _utc_iso(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime given for an outbox row")
+    return at.astimezone(UTC).isoformat()
+
+
+_OUTBOX_TABLE = cast(Table, OutboxMessage.__table__)
+_ENQUEUE_MANY_SQLITE = sqlite.insert(_OUTBOX_TABLE).on_conflict_do_nothing(
+    index_elements=[_OUTBOX_TABLE.c.idempotency_key])
+_ENQUEUE_MANY_JSON = text(
+    "INSERT INTO outbox (idempotency_key, channel, recipient, template, context, urgent, status, attempts, created_at,"
+    " next_attempt_at) SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(idempotency_key varchar,"
+    " channel varchar, recipient varchar, template varchar, context json, urgent boolean, status varchar,"
+    " attempts integer, created_at timestamptz, next_attempt_at timestamptz)"
+    " ON CONFLICT (idempotency_key) DO NOTHING")
 
 
 @dataclass

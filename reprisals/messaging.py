@@ -6,19 +6,17 @@ description, or anything the establishment holds about the person.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any, cast
+from typing import Any
 
 import jinja2
-from sqlalchemy import Table, select, text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifications.models import PENDING, OutboxMessage
-from notifications.outbox import enqueue
+from notifications.models import PENDING
+from notifications.outbox import enqueue, enqueue_many
 from notifications.templates import Templates
 from reprisals.models import Case, Role, User
 from workflow.calendars import LONDON, WorkingCalendar, calendar_for
@@ -133,14 +131,7 @@ class Messenger:
                     email_at = max(now, self.working_hours_from(now))
                 rows.append({**base, "idempotency_key": f"{m.key}:email", "channel": self.email_channel,
                              "recipient": m.user.email, "next_attempt_at": now if m.urgent else email_at})
-        if session.get_bind().dialect.name != "postgresql":
-            session.connection().execute(_ENQUEUE_SQLITE, rows)
-            return
-        # One statement with the rows as one JSON document: psycopg would otherwise handle each row in Python.
-        for r in rows:
-            r["created_at"] = ensure_utc(r["created_at"]).isoformat()
-            r["next_attempt_at"] = ensure_utc(r["next_attempt_at"]).isoformat()
-        session.connection().execute(_ENQUEUE_JSON, {"rows": json.dumps(rows)})
+        enqueue_many(session, rows)
 
     def case_assigned(self, session: Session, case: Case, assignee: User, by: User, now: datetime) -> None:
         self.send(session, assignee, "case_assigned",
@@ -183,20 +174,6 @@ class Messenger:
                        "url": f"{self.base_url.rstrip('/')}/cases"},
                       f"digest:{today.isoformat()}:{user.id}", now)
         return len(per_user)
-
-
-# ``notifications.outbox.enqueue``'s statement for many rows at once. It belongs in ``notifications.outbox``
-# (see send_all's test for the contract with ``enqueue``). SQLite: built once, executed for many rows
-# (sqlite3 loops in C).
-_OUTBOX = cast(Table, OutboxMessage.__table__)
-_ENQUEUE_SQLITE = sqlite.insert(_OUTBOX).on_conflict_do_nothing(index_elements=[_OUTBOX.c.idempotency_key])
-# PostgreSQL: the same statement, its rows read from one JSON array of objects.
-_ENQUEUE_JSON = text(
-    "INSERT INTO outbox (idempotency_key, channel, recipient, template, context, urgent, status, attempts, created_at,"
-    " next_attempt_at) SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(idempotency_key varchar,"
-    " channel varchar, recipient varchar, template varchar, context json, urgent boolean, status varchar,"
-    " attempts integer, created_at timestamptz, next_attempt_at timestamptz)"
-    " ON CONFLICT (idempotency_key) DO NOTHING")
 
 
 def local_text(at: datetime) -> str:
