@@ -116,7 +116,7 @@ def test_the_case_list_with_filters_and_a_refused_filter(live: Live, person: Any
     page.get_by_label("Sort by").select_option(label="Risk (most urgent first)")
     page.get_by_role("button", name="Apply filters").click()
     page.wait_for_load_state()
-    expect(page.locator("#results")).to_have_text("1 case match your filters")
+    expect(page.locator("#results")).to_have_text("1 case matches your filters")
     expect(page.locator(".app-case-table tbody tr")).to_have_count(1)
     expect(page.locator(".app-case-table")).to_contain_text(world.triaged)
     expect(page.get_by_role("link", name="Clear filters")).to_be_visible()
