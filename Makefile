@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	# Two workers: most of a test's time is spent waiting (fsync, PostgreSQL, the browser, subprocesses).
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

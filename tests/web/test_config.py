@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from reprisals.config import load_settings
 from reprisals.crypto import generate_key
 from reprisals.errors import ConfigurationError
+from tests.factories import TEST_KEY
 from tests.web.conftest import SECRET_KEY, Cli
 
 
@@ -89,7 +90,7 @@ def test_production_refuses_listing_both_keys_and_writes_none_when_keys_are_miss
     ("WORKING_DAY_END", "5pm", "'5pm' is not a time such as 17:00"),
     ("WORKING_DAY_END", "25:00", "is not a time"),
     ("ENCRYPTION_KEYS", "not-a-key", "key 1 is not a Fernet key"),
-    ("ENCRYPTION_KEYS", f"{generate_key()},short", "key 2 is not a Fernet key"),
+    ("ENCRYPTION_KEYS", f"{TEST_KEY},short", "key 2 is not a Fernet key"),
     ("ENCRYPTION_KEYS", " , ", "at least one key is required"),
     ("SECRET_KEY", "too-short", "too short (9 characters)"),
     ("ENV", "staging", "'staging' is not one of development, production, test"),
