@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -45,7 +44,6 @@ from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.security import signed_in
-from workflow.calendars import WorkingCalendar
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.models import DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
@@ -142,35 +140,6 @@ def _users(ids: Iterable[Any]) -> dict[str, User]:
     return {str(u.id): u for u in db().scalars(select(User).where(User.id.in_(wanted)))}
 
 
-@lru_cache(maxsize=64)
-def _weekday_holidays(cal: WorkingCalendar, year: int) -> frozenset[date]:
-    day, out = date(year, 1, 1), set()
-    while day.year == year:
-        if day.weekday() < 5 and not cal.is_working_day(day):
-            out.add(day)
-        day += timedelta(days=1)
-    return frozenset(out)
-
-
-def working_days_between(cal: WorkingCalendar, start: datetime, end: datetime) -> int:
-    """The same count as ``WorkingCalendar.working_days_between`` (working days after ``start``'s day up
-    to and including ``end``'s), in arithmetic instead of a day-by-day walk: a deadline a year overdue
-    costs no more than one due tomorrow."""
-    a, b = cal.local_date(start), cal.local_date(end)
-    sign = 1
-    if b < a:
-        a, b, sign = b, a, -1
-    first = a + timedelta(days=1)
-    span = (b - first).days + 1
-    if span <= 0:
-        return 0
-    weeks, rest = divmod(span, 7)
-    count = weeks * 5 + sum(1 for i in range(rest) if (first + timedelta(days=weeks * 7 + i)).weekday() < 5)
-    for year in range(first.year, b.year + 1):
-        count -= sum(1 for h in _weekday_holidays(cal, year) if first <= h <= b)
-    return sign * count
-
-
 @dataclass(frozen=True)
 class DeadlineView:
     name: str
@@ -189,7 +158,7 @@ def _deadlines(case: Case) -> list[DeadlineView]:
     for item in list_deadlines(db(), case=case):
         row: DeadlineRow = item.deadline
         overdue = row.status == OVERDUE or (row.status != PAUSED and row.due_at <= at)
-        days = working_days_between(cal, at, row.due_at)
+        days = cal.working_days_between(at, row.due_at)
         if row.status == PAUSED:
             left = "Clock paused"
         elif overdue:

@@ -114,18 +114,33 @@ class WorkingCalendar:
 
     def working_days_between(self, start: datetime, end: datetime) -> int:
         """Whole working days after ``start``'s day up to and including ``end``'s day (negative if
-        ``end`` is earlier): how many working days are left until a deadline."""
+        ``end`` is earlier): how many working days are left until a deadline. Counted in arithmetic
+        (weeks, then the year's weekday holidays), so a deadline a year overdue costs no more than one
+        due tomorrow."""
         a, b = self.local_date(start), self.local_date(end)
         sign = 1
         if b < a:
             a, b, sign = b, a, -1
-        count = 0
-        day = a
-        while day < b:
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                count += 1
+        first = a + timedelta(days=1)
+        span = (b - first).days + 1
+        if span <= 0:
+            return 0
+        weeks, rest = divmod(span, 7)
+        count = weeks * 5 + sum(1 for i in range(rest) if (first + timedelta(days=weeks * 7 + i)).weekday() < 5)
+        for year in range(first.year, b.year + 1):
+            count -= sum(1 for h in _weekday_holidays(self, year) if first <= h <= b)
         return sign * count
+
+
+@lru_cache(maxsize=64)
+def _weekday_holidays(cal: WorkingCalendar, year: int) -> frozenset[date]:
+    """The days of ``year`` that fall Monday to Friday and are not working days in ``cal``."""
+    day, out = date(year, 1, 1), set()
+    while day.year == year:
+        if day.weekday() < 5 and not cal.is_working_day(day):
+            out.add(day)
+        day += timedelta(days=1)
+    return frozenset(out)
 
 
 def calendar_for(name: str | None, day_end: time = DEFAULT_DAY_END) -> WorkingCalendar:

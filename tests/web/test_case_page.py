@@ -250,25 +250,3 @@ def _version(web: Web, ref: str) -> str:
     row = web.database.raw("SELECT i.version FROM cases c JOIN wf_instances i ON i.id = c.instance_id "
                            "WHERE c.reference = :r", r=ref)[0]
     return str(row.version)
-
-
-def test_working_days_left_match_the_calendar_walk() -> None:
-    """The page counts working days arithmetically (a year-old deadline costs nothing extra); the
-    count is the calendar's own, bank holidays of each nation included."""
-    import random
-    from datetime import UTC, datetime
-
-    from web.case_page import working_days_between
-    from workflow.calendars import calendar_for
-
-    rnd = random.Random(7)
-    base = datetime(2024, 1, 1, tzinfo=UTC)
-    for name in ("england", "scotland", "northern_ireland"):
-        cal = calendar_for(name)
-        for _ in range(300):
-            a = base + timedelta(hours=rnd.randrange(0, 24 * 900))
-            b = base + timedelta(hours=rnd.randrange(0, 24 * 900))
-            assert working_days_between(cal, a, b) == cal.working_days_between(a, b), (name, a, b)
-    # Worked example: referred Thu 17 Apr 2025, response due Tue 6 May (18, 21 Apr and 5 May are holidays).
-    cal = calendar_for("england")
-    assert working_days_between(cal, datetime(2025, 4, 17, 12, tzinfo=UTC), datetime(2025, 5, 6, 16, tzinfo=UTC)) == 10

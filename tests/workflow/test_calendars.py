@@ -364,3 +364,33 @@ def test_unknown_calendar_is_raised_with_the_known_names_when_the_name_is_not_a_
 def test_unknown_calendar_is_raised_when_the_calendar_is_built_directly() -> None:
     with pytest.raises(UnknownCalendar, match="no working-day calendar 'ulster'"):
         WorkingCalendar("ulster")
+
+
+def _walked_working_days(cal: WorkingCalendar, start: datetime, end: datetime) -> int:
+    """The definition, one day at a time: working days after start's day up to end's day."""
+    a, b = cal.local_date(start), cal.local_date(end)
+    sign = 1
+    if b < a:
+        a, b, sign = b, a, -1
+    count, day = 0, a
+    while day < b:
+        day += timedelta(days=1)
+        count += cal.is_working_day(day)
+    return sign * count
+
+
+def test_working_days_between_counts_as_the_day_by_day_walk_does_for_each_nation() -> None:
+    import random
+
+    rnd = random.Random(7)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    for name in ("england", "wales", "scotland", "northern_ireland"):
+        cal = calendar_for(name)
+        for _ in range(300):
+            a = base + timedelta(hours=rnd.randrange(0, 24 * 900))
+            b = base + timedelta(hours=rnd.randrange(0, 24 * 900))
+            assert cal.working_days_between(a, b) == _walked_working_days(cal, a, b), (name, a, b)
+    # Worked example: referred Thu 17 Apr 2025, response due Tue 6 May (18, 21 Apr and 5 May are holidays).
+    england = calendar_for("england")
+    assert england.working_days_between(datetime(2025, 4, 17, 12, tzinfo=UTC),
+                                        datetime(2025, 5, 6, 16, tzinfo=UTC)) == 10
