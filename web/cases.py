@@ -238,8 +238,6 @@ def _conditions(viewer: User, values: Mapping[str, str]) -> tuple[list[ColumnEle
 
 
 def _join(stmt: Select[Any], joins: set[str]) -> Select[Any]:
-    if "instance" in joins:
-        stmt = stmt.join(WorkflowInstance, WorkflowInstance.id == Case.instance_id)
     if "establishment" in joins:
         stmt = stmt.join(Establishment, Establishment.id == Case.establishment_id)
     return stmt
