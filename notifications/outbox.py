@@ -1,12 +1,12 @@
 """Enqueue messages inside the caller's transaction; deliver them after commit.
 
 ``enqueue`` is idempotent on its key, so a handler that runs twice (a crash between its effect and
-its bookkeeping) still produces one message. ``deliver_due`` is a boundary: it claims a message
-(``sending``, with a lease) and commits, sends it, and records ``sent`` / retry / ``failed`` in the
-commit that claims the next message (the run's last outcome in a commit of its own). A sender that
-dies between a send and that commit leaves the lease to expire; the message is then sent once more,
-with the same Message-ID. Failures retry with exponential
-backoff and full jitter until ``max_attempts``, then end ``failed`` — never silently dropped.
+its bookkeeping) still produces one message. ``deliver_due`` is a boundary: it claims a batch of due
+messages (``sending``, with a lease) and commits, sends them, and records ``sent`` / retry / ``failed``
+in the commit that claims the next batch (sooner if a send is slow; the run's last outcomes in a commit
+of their own). A sender that dies between a send and that commit leaves the lease to expire; the message
+is then sent once more, with the same Message-ID. Failures retry with exponential backoff and full
+jitter until ``max_attempts``, then end ``failed`` — never silently dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,9 @@ def backoff(attempts: int, base: float = 30.0, cap: float = 3600.0) -> timedelta
     return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1))))
 
 
-CLAIM_BATCH = 200  # due messages looked up at once; each is still claimed on its own
+LOOKUP_BATCH = 200  # due ids read at once, in delivery order
+CLAIM_BATCH = 10  # messages claimed in one commit (with the outcomes recorded since the last one)
+OUTCOME_WINDOW = 0.5  # seconds after a commit: outcomes in hand are then committed before the next send
 _OUTCOME = ("status", "last_error", "claimed_until", "next_attempt_at", "sent_at")  # what a delivery sets
 _TABLE = metadata.tables[OutboxMessage.__tablename__]
 _COLUMNS = _TABLE.c
@@ -113,13 +116,18 @@ def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
 # Prepared once, Core, run on the session's connection: building them per message, and the ORM's execution
 # path (a cache key per statement, the identity map, the unit of work), cost more than running them.
 _CLAIM = (update(_TABLE)
-          .where(_COLUMNS.id == bindparam("claim_id"),
+          .where(_COLUMNS.id.in_(bindparam("claim_ids", expanding=True)),
                  _due(bindparam("claim_now", type_=_COLUMNS.next_attempt_at.type)))
           .values(status=SENDING, claimed_until=bindparam("claim_until", type_=_COLUMNS.claimed_until.type),
                   attempts=_COLUMNS.attempts + 1)
           .returning(*_TABLE.c))
 _RECORD = (update(_TABLE).where(_COLUMNS.id == bindparam("record_id"))
            .values({c: bindparam(f"record_{c}", type_=_COLUMNS[c].type) for c in _OUTCOME}))
+# Gives back claims this run will not send (only while they are still this run's: same lease, still sending).
+_RELEASE = (update(_TABLE)
+            .where(_COLUMNS.id.in_(bindparam("release_ids", expanding=True)), _COLUMNS.status == SENDING,
+                   _COLUMNS.claimed_until == bindparam("release_until", type_=_COLUMNS.claimed_until.type))
+            .values(status=PENDING, claimed_until=None, attempts=_COLUMNS.attempts - 1))
 
 
 # Asks an engine made by ``workflow.db.create_db_engine`` to commit this transaction without waiting for
@@ -135,102 +143,160 @@ def _connection(session: Session) -> Connection:
     return session.connection(execution_options=_RELAXED_COMMIT)
 
 
-def _due_ids(session: Session, now: datetime, limit: int) -> list[int]:
-    """The next due messages' ids, most urgent and oldest first. Reads only (then ends the transaction)."""
+def _due_ids(conn: Connection, now: datetime, limit: int) -> list[int]:
+    """The next due messages' ids, most urgent and oldest first, in the caller's transaction. On PostgreSQL
+    rows another sender is claiming right now are left out, and the ones read stay locked until this
+    transaction ends (a moment later, with their claim)."""
     stmt = (select(_COLUMNS.id).where(_due(now))
             .order_by(_COLUMNS.urgent.desc(), _COLUMNS.next_attempt_at, _COLUMNS.id).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)  # leave out rows another sender is claiming right now
-    ids = list(_connection(session).scalars(stmt))
-    session.rollback()
-    return ids
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.scalars(stmt))
+
+
+@dataclass
+class _Outcome:
+    params: dict[str, Any]  # for _RECORD
+    wrote: bool  # its channel wrote rows in the session (the in-app inbox), which commit with it
 
 
 class _Dispatch:
-    """One delivery run's claims and outcomes: one commit per message, not two.
+    """One delivery run's claims and outcomes, a commit per batch of messages rather than two per message
+    (decision 10).
 
-    The outcome of message N (``sent``, a retry, ``failed``) is written in the transaction that claims
-    message N+1, and both commit together. A crash after N was sent and before that commit leaves N
-    ``sending`` under its lease — exactly as a crash between a send and its own commit did — so it goes
-    once more, with the same Message-ID, when the lease expires; N+1 was not claimed and goes once. The
-    last outcome of a run is committed alone (``finish``), and so is a pending one when anything fails
-    (``rescue``), so no outcome waits for a lease to expire unless the process itself died."""
+    Up to ``batch`` due messages are claimed together — ``sending``, with a lease, one more attempt — in
+    one commit, which also writes the outcomes (``sent``, a retry, ``failed``) of the messages sent since
+    the last one. Nothing is held while a message is sent: claimed messages are detached snapshots and
+    outcomes wait in memory, so no transaction (and on SQLite no write lock) spans a send.
 
-    def __init__(self, session: Session, now: datetime, lease: timedelta) -> None:
-        self.session, self.now, self.lease = session, now, lease
-        # The order (urgent first, then oldest) is read ``CLAIM_BATCH`` ids at a time: that query reads and
-        # sorts every due row, so running it for each message made a run quadratic in the backlog.
+    What a crash costs: messages sent whose outcomes were not yet committed stay ``sending`` under their
+    lease and go once more, with the same Message-ID, when it expires — at most a batch of them, and only
+    those sent since the last commit (once ``OUTCOME_WINDOW`` seconds have passed since it, the outcomes in
+    hand are committed before the next send). Messages claimed but not yet sent go once, after their
+    lease. Without a crash nothing waits for a lease: a failure gives back the unsent claims and records
+    the outcomes in hand (``rescue``), and a claim is only sent while at least half its lease is left —
+    the rest are given back and claimed anew.
+    """
+
+    def __init__(self, session: Session, now: datetime, lease: timedelta, limit: int,
+                 batch: int = CLAIM_BATCH) -> None:
+        if batch < 1:
+            raise ValueError("a delivery claims at least one message at a time")
+        self.session, self.now, self.lease, self.remaining, self.batch = session, now, lease, limit, batch
+        self.started = time.monotonic()
+        # The order (urgent first, then oldest) is read ``LOOKUP_BATCH`` ids at a time: that query reads and
+        # sorts every due row, so running it for each claim made a run quadratic in the backlog.
         self.candidates: deque[int] = deque()
         self.seen: set[int] = set()  # ids tried in this run: one another sender took is not tried again
-        self.outcome: dict[str, Any] | None = None  # the last delivered message's outcome, not yet written
-        self.channel_wrote = False  # and whether its channel wrote in the session, in the same transaction
+        self.claimed: deque[OutboxMessage] = deque()  # claimed, not yet sent
+        self.claimed_until: datetime | None = None  # their lease, as written
+        self.claimed_at = 0.0  # when (monotonic)
+        self.outcomes: list[_Outcome] = []  # of sent messages, not yet written
+        self.committed_at = self.started  # the last commit (monotonic)
 
-    def claim(self) -> OutboxMessage | None:
-        """Write the pending outcome, claim the next due message — ``sending`` with a lease, one more
-        attempt — and commit both. None (the outcome committed) when nothing is due.
-
-        Each candidate is claimed with a compare-and-set ``UPDATE … WHERE id = … AND <still due>
-        RETURNING``: a message another sender took in the meantime matches no row (on PostgreSQL the
-        UPDATE waits for a claim in progress, then re-checks)."""
-        session = self.session
-        conn = self._write_outcome()
-        while True:
-            if not self.candidates:
-                if self.outcome is not None:
-                    self._commit()  # the look-up ends its own transaction: the outcome goes first
-                    conn = None
-                self.candidates.extend(i for i in _due_ids(session, self.now, CLAIM_BATCH) if i not in self.seen)
-                if not self.candidates:
-                    return None
-            message_id = self.candidates.popleft()
-            self.seen.add(message_id)
-            conn = conn or _connection(session)
-            params = {"claim_id": message_id, "claim_now": self.now, "claim_until": self.now + self.lease}
-            claimed = conn.execute(_CLAIM, params).first()
-            if claimed is not None:
-                self._commit()
-                return _snapshot(claimed._asdict())
-            if self.outcome is None:
-                session.rollback()  # nothing written: end the transaction (and SQLite's write lock) now
-                conn = None
+    def next(self) -> OutboxMessage | None:
+        """The next message to send: the next one claimed, or the first of a new batch, claimed with the
+        outcomes so far in one commit. None when nothing is due or the run's limit is reached (the outcomes
+        are then committed too)."""
+        if self.claimed and time.monotonic() - self.claimed_at > self.lease.total_seconds() / 2:
+            self._release()  # sending took long: do not send on a lease that may run out meanwhile
+        elif self.claimed and self.outcomes and time.monotonic() - self.committed_at >= OUTCOME_WINDOW:
+            self._write_outcomes(_connection(self.session))  # slow sends: what was sent is recorded
+            self._commit()
+        if not self.claimed:
+            self._claim(min(self.batch, self.remaining))
+        return self.claimed.popleft() if self.claimed else None
 
     def delivered(self, message: OutboxMessage) -> None:
         """Keep the outcome ``_deliver_one`` set on ``message`` for the next commit, written with a prepared
-        UPDATE (a unit-of-work flush of the object cost as much as the rest of a message's bookkeeping)."""
-        self.outcome = {"record_id": message.id, **{f"record_{c}": getattr(message, c) for c in _OUTCOME}}
-        # Whatever the channel wrote (the in-app inbox's row) belongs in the outcome's commit.
-        self.channel_wrote = self.session.in_transaction()
+        UPDATE: the next claim's, or before the next send once ``OUTCOME_WINDOW`` has passed since the last
+        commit — or now if the channel wrote in the session (the in-app inbox's row: no transaction may
+        stay open across the next send)."""
+        wrote = self.session.in_transaction()  # nothing else opens one between claims
+        self.outcomes.append(_Outcome({"record_id": message.id, **{f"record_{c}": getattr(message, c)
+                                                                  for c in _OUTCOME}}, wrote))
+        if wrote:
+            self._write_outcomes(_connection(self.session))
+            self._commit()
 
     def finish(self) -> None:
-        """Commit the last outcome of the run (with whatever its channel wrote)."""
-        if self.outcome is not None:
-            self._write_outcome()
+        """Commit the outcomes in hand (with whatever their channels wrote) and give back unsent claims."""
+        self._release()
+        if self.outcomes:
+            self._write_outcomes(_connection(self.session))
             self._commit()
 
     def rescue(self) -> None:
-        """After a failure mid-run (a claim's commit failed, say): the pending outcome in a transaction of
-        its own, so the message is not sent again. Not when its channel wrote in that transaction: the
-        outcome must not commit without those rows, and the message goes again once its lease expires (the
+        """After a failure mid-run (a commit failed, say): the outcomes in hand and the return of unsent
+        claims in a transaction of their own, so sent messages are not sent again and unsent ones do not
+        wait for their lease. Not the outcome of a message whose channel wrote in the failed transaction:
+        it must not commit without those rows, so that message goes again once its lease expires (the
         in-app channel is idempotent). Best effort: the failure in hand is what propagates."""
-        if self.outcome is None or self.channel_wrote:
+        self.outcomes = [o for o in self.outcomes if not o.wrote]
+        if not self.outcomes and not self.claimed:
             return
         try:
             self.session.rollback()
             self.finish()
         except Exception:
-            log.exception("the outcome of message %s could not be recorded; it goes again when its lease "
-                          "expires", self.outcome["record_id"])
+            log.exception("the outcomes of messages %s could not be recorded, nor claims of %s given back; "
+                          "they go again when their leases expire",
+                          [o.params["record_id"] for o in self.outcomes], [m.id for m in self.claimed])
 
-    def _write_outcome(self) -> Connection | None:
-        if self.outcome is None:
-            return None
-        conn = _connection(self.session)
-        conn.execute(_RECORD, self.outcome)
-        return conn
+    def _claim(self, count: int) -> None:
+        """Write the outcomes in hand, claim up to ``count`` due messages (each with a compare-and-set on
+        "still due": one another sender took meanwhile matches no row), and commit; or, with nothing to
+        claim, just commit the outcomes."""
+        session = self.session
+        conn = self._write_outcomes(_connection(session)) if self.outcomes else None
+        while count > 0:
+            if not self.candidates:
+                conn = conn or _connection(session)
+                self.candidates.extend(i for i in _due_ids(conn, self.now, LOOKUP_BATCH) if i not in self.seen)
+                if not self.candidates:
+                    break
+            ids = [self.candidates.popleft() for _ in range(min(count, len(self.candidates)))]
+            self.seen.update(ids)
+            conn = conn or _connection(session)
+            # The lease runs from the time of the claim, not from the run's ``now`` (a long run's late claims
+            # would otherwise be expired when made), in whole seconds, so a run's first claims end exactly at
+            # ``now + lease``.
+            until = self.now + timedelta(seconds=int(time.monotonic() - self.started)) + self.lease
+            rows = conn.execute(_CLAIM, {"claim_ids": ids, "claim_now": self.now, "claim_until": until}).all()
+            if rows:
+                order = {message_id: i for i, message_id in enumerate(ids)}
+                claimed = sorted((_snapshot(r._asdict()) for r in rows), key=lambda m: order[m.id])
+                self._commit()
+                self.claimed.extend(claimed)
+                self.claimed_until, self.claimed_at = until, time.monotonic()
+                self.remaining -= len(claimed)
+                return
+        if self.outcomes:
+            self._commit()
+        elif session.in_transaction():
+            session.rollback()  # nothing written: end the transaction (and on SQLite the write lock)
+
+    def _release(self) -> None:
+        """Give back the claims not sent (their attempt undone, due again at once) and commit."""
+        if not self.claimed:
+            return
+        ids = [m.id for m in self.claimed]
+        conn = self._write_outcomes(_connection(self.session)) if self.outcomes else _connection(self.session)
+        conn.execute(_RELEASE, {"release_ids": ids, "release_until": self.claimed_until})
+        self._commit()
+        self.claimed.clear()
+        self.remaining += len(ids)
+        self.seen.difference_update(ids)  # due again: claimed anew, first, if the run goes on
+        self.candidates.extendleft(reversed(ids))
 
     def _commit(self) -> None:
         self.session.commit()
-        self.outcome = None
+        self.outcomes = []
+        self.committed_at = time.monotonic()
+
+    def _write_outcomes(self, conn: Connection) -> Connection:
+        conn.execute(_RECORD, [o.params for o in self.outcomes])
+        return conn
 
 
 def _snapshot(values: dict[str, Any]) -> OutboxMessage:
@@ -246,22 +312,19 @@ def _snapshot(values: dict[str, Any]) -> OutboxMessage:
 
 def _claim(session: Session, now: datetime, lease: timedelta) -> OutboxMessage | None:
     """Claim the next due message and commit (a sender that then dies, in tests)."""
-    return _Dispatch(session, now, lease).claim()
+    return _Dispatch(session, now, lease, limit=1).next()
 
 
 def deliver_due(session: Session, now: datetime, channels: Mapping[str, Channel], templates: Templates, *,
                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, limit: int = 10_000,
-                lease: timedelta = DEFAULT_LEASE) -> DeliveryResult:
-    """Send the messages whose time has come: per message one commit, holding its claim and the previous
-    message's outcome (``_Dispatch``). A message that becomes due (or urgent) during a run may wait for the
-    next ``CLAIM_BATCH`` lookup."""
+                lease: timedelta = DEFAULT_LEASE, batch: int = CLAIM_BATCH) -> DeliveryResult:
+    """Send the messages whose time has come, at most ``limit``: claimed ``batch`` at a time in one commit
+    that also records the outcomes of the messages sent before (``_Dispatch``). A message that becomes due
+    (or urgent) during a run may wait for the next ``LOOKUP_BATCH`` lookup."""
     result = DeliveryResult()
-    run = _Dispatch(session, now, lease)
+    run = _Dispatch(session, now, lease, limit, batch)
     try:
-        for _ in range(limit):
-            message = run.claim()
-            if message is None:
-                break
+        while (message := run.next()) is not None:
             _deliver_one(session, message, now, channels, templates, max_attempts, result)
             run.delivered(message)
         run.finish()

@@ -68,7 +68,7 @@ def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
 
 
 def run_delivery(rt: Runtime, channels: Mapping[str, Channel], now: datetime | None = None) -> DeliveryResult:
-    """Deliver every message due by ``now`` (default: the runtime's clock). Commits per message."""
+    """Deliver every message due by ``now`` (default: the runtime's clock). Commits per batch (decision 10)."""
     with rt.sessions() as session:
         result = deliver_due(session, now or rt.clock.now(), channels, rt.templates,
                              max_attempts=rt.settings.outbox_max_attempts)

@@ -16,8 +16,8 @@ recipient each, all due now.
   a loop building the same ``EmailMessage`` as the channel does (From, To, Subject, Message-ID, Date,
   text and HTML parts) and calling ``send_message``;
 * ``deliver_due``: ``deliver_due(session, now, {"smtp": SmtpChannel(...)}, message_templates())`` on a
-  full outbox: per message one commit (its claim with the previous message's outcome), the rendering,
-  the e-mail, the send;
+  full outbox: a commit per ``CLAIM_BATCH`` messages (their claim with the previous batch's outcomes),
+  and per message the rendering, the e-mail, the send;
 * ``bookkeeping``: the same ``deliver_due`` with a channel that sends nothing — what the outbox itself
   costs per message.
 
@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.channels import SmtpChannel, SmtpSettings, message_id
 from notifications.models import SENT, OutboxMessage, metadata
-from notifications.outbox import deliver_due
+from notifications.outbox import CLAIM_BATCH, deliver_due
 from notifications.templates import Rendered, Templates
 from reprisals.messaging import SAMPLES, message_templates
 from tests.bench.common import Timing, fmt_int, fmt_ratio, table, timed
@@ -276,7 +276,7 @@ def run(messages: int, *, force_profile: bool = False, log: Log = print) -> dict
     directory = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
     templates = message_templates()
     results: dict[str, Any] = {"messages": messages, "aim": AIM, "filesystem": _filesystem(directory),
-                               "variants": {}, "problems": []}
+                               "batch": CLAIM_BATCH, "variants": {}, "problems": []}
     try:
         log(f"  warm-up: {WARM_MESSAGES} messages per variant")
         for variant in VARIANTS:
@@ -313,7 +313,8 @@ def render(results: dict[str, Any]) -> str:
     sending, total, bookkeeping = v["smtplib"]["ms_per_message"], v["deliver_due"]["ms_per_message"], \
         v["bookkeeping"]["ms_per_message"]
     out.append(f"per message: deliver_due {total:.3f} ms = sending {sending:.3f} (the smtplib loop) + outbox "
-               f"bookkeeping {bookkeeping:.3f} (claim with the previous outcome + commit, render, measured alone) + "
+               f"bookkeeping {bookkeeping:.3f} (claims and outcomes, a commit per {results.get('batch', '?')} "
+               "messages, render: measured alone) + "
                f"{total - sending - bookkeeping:.3f} unaccounted (the two run slower interleaved than alone)")
     for problem in results["problems"]:
         out.append(f"PROBLEM: {problem}")

@@ -9,6 +9,7 @@ knows nothing of cases.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import Connection, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications import outbox as outbox_module
 from notifications.channels import InAppChannel, PermanentFailure, TemporaryFailure
 from notifications.models import FAILED, PENDING, SENDING, SENT, InboxItem, OutboxMessage, metadata
 from notifications.outbox import (
@@ -213,56 +215,102 @@ def test_message_is_sent_once_more_after_the_lease_expires_and_not_before_when_i
         assert len(mail.sent) == 1  # once, not again
 
 
-# -- one commit per message ------------------------------------------------------------------------------
+# -- a commit per batch ----------------------------------------------------------------------------------
 
 
-def test_each_outcome_commits_with_the_next_claim_and_the_last_alone_when_a_run_delivers_several(
-        database: Database) -> None:
+@pytest.mark.parametrize(("messages", "batch", "commits"), [
+    (5, 1, 6),  # five claims, four of them with the previous outcome; the last outcome alone
+    (25, 10, 4),  # claim 10; their outcomes + claim 10; outcomes + claim 5; the last 5 outcomes alone
+])
+def test_outcomes_commit_with_the_next_claim_and_the_last_alone_when_a_run_delivers_several(
+        database: Database, messages: int, batch: int, commits: int) -> None:
     with database.session() as s:
-        for i in range(5):
-            put(s, f"k{i}", n=i, now=NOW - timedelta(minutes=10 - i))
-        commits = []
-        event.listen(s, "after_commit", lambda _s: commits.append(1))
+        for i in range(messages):
+            put(s, f"k{i}", n=i, now=NOW - timedelta(minutes=100 - i))
+        seen: list[int] = []
+        event.listen(s, "after_commit", lambda _s: seen.append(1))
         mail = Recording()
 
-        result = deliver(s, NOW, mail)
+        result = deliver_due(s, NOW, {"mail": mail}, TEMPLATES, batch=batch)
 
-        assert result.sent == 5
-        assert len(commits) == 6  # five claims, four of them with the previous outcome; the last outcome
-        for i in range(5):
+        assert result.sent == messages
+        assert len(seen) == commits
+        assert [key for key, _, _ in mail.sent] == [f"k{i}" for i in range(messages)]  # oldest first
+        for i in range(messages):
             m = row(s, f"k{i}")
             assert (m.status, m.attempts, m.sent_at, m.claimed_until) == (SENT, 1, NOW, None)
 
 
-def test_the_last_message_of_a_run_is_recorded_when_the_run_stops_at_its_limit(database: Database) -> None:
-    mail = Recording(fail=lambda m: PermanentFailure("550 no such user") if m.idempotency_key == "b" else None)
+class Observer:
+    """A channel that, while sending each message, reads the outbox from a connection of its own: what
+    another process would see at that moment."""
+
+    name = "mail"
+
+    def __init__(self, database: Database, pause: float = 0.0) -> None:
+        self.database, self.pause = database, pause
+        self.seen: list[tuple[str, datetime | None, dict[str, str]]] = []  # (key, its lease, statuses)
+
+    def send(self, session: Session, message: OutboxMessage, rendered: Rendered) -> None:
+        with self.database.engine.connect() as conn:
+            statuses = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.status)).all())
+        self.seen.append((message.idempotency_key, message.claimed_until, statuses))
+        time.sleep(self.pause)
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_batch_is_claimed_together_and_its_outcomes_wait_for_the_next_commit_when_sends_are_quick(
+        database: Database) -> None:
+    with database.session() as s:
+        for key in "abc":
+            put(s, key)
+        observer = Observer(database)
+
+        deliver_due(s, NOW, {"mail": observer}, TEMPLATES, batch=10)
+
+    # While c is sent, all three are claimed and none is recorded yet (one commit will record them).
+    assert observer.seen[-1][2] == {"a": SENDING, "b": SENDING, "c": SENDING}
+    with database.session() as s:
+        assert [row(s, k).status for k in "abc"] == [SENT] * 3
+
+
+def test_outcomes_are_committed_within_the_window_when_sends_are_slow(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "OUTCOME_WINDOW", 0.05)  # 0.5 s in production
+    with database.session() as s:
+        for key in "abc":
+            put(s, key)
+        observer = Observer(database, pause=0.06)  # each send outlasts the window
+
+        deliver_due(s, NOW, {"mail": observer}, TEMPLATES, batch=10)
+
+    # A crash now would resend only the message in flight: each earlier one is already recorded.
+    assert [statuses for _, _, statuses in observer.seen] == [
+        {"a": SENDING, "b": SENDING, "c": SENDING},
+        {"a": SENT, "b": SENDING, "c": SENDING},
+        {"a": SENT, "b": SENT, "c": SENDING},
+    ]
+
+
+def test_unsent_claims_are_given_back_and_claimed_anew_when_half_their_lease_has_run_out(
+        database: Database) -> None:
+    lease = timedelta(seconds=2)
     with database.session() as s:
         for i, key in enumerate("abc"):
             put(s, key, now=NOW - timedelta(minutes=3 - i))
+        observer = Observer(database, pause=0.6)  # a slow server: after two sends, over half the lease
 
-        result = deliver_due(s, NOW, {"mail": mail}, TEMPLATES, limit=2)
+        result = deliver_due(s, NOW, {"mail": observer}, TEMPLATES, batch=10, lease=lease)
 
-        assert (result.sent, result.failed) == (1, 1)
-        assert (row(s, "a").status, row(s, "a").claimed_until) == (SENT, None)
-        b = row(s, "b")  # the run's last message, and a failure: recorded, not left to its lease
-        assert (b.status, b.attempts, b.claimed_until, b.last_error) == (FAILED, 1, None, "550 no such user")
-        c = row(s, "c")
-        assert (c.status, c.attempts) == (PENDING, 0)  # beyond the limit: not claimed
-
-
-def test_the_last_message_of_a_run_is_put_back_with_backoff_when_its_failure_is_temporary(
-        database: Database) -> None:
-    mail = Recording(fail=lambda m: TemporaryFailure("421 busy") if m.idempotency_key == "last" else None)
-    with database.session() as s:
-        put(s, "first", now=NOW - timedelta(minutes=2))
-        put(s, "last", now=NOW - timedelta(minutes=1))
-
-        result = deliver(s, NOW, mail)
-
-        assert (result.sent, result.retried) == (1, 1)
-        m = row(s, "last")
-        assert (m.status, m.attempts, m.claimed_until) == (PENDING, 1, None)
-        assert NOW < m.next_attempt_at <= NOW + timedelta(seconds=30)
+        assert result.sent == 3
+        # a and b went on the first claim; c's was given back and c claimed again, its lease counted
+        # from then (whole seconds into the run), not from the run's start.
+        assert [(key, until) for key, until, _ in observer.seen] == [
+            ("a", NOW + lease), ("b", NOW + lease), ("c", NOW + timedelta(seconds=1) + lease)]
+        assert observer.seen[2][2] == {"a": SENT, "b": SENT, "c": SENDING}
+        assert [(row(s, k).status, row(s, k).attempts) for k in "abc"] == [(SENT, 1)] * 3  # no attempt lost
 
 
 class CommitFails:
@@ -278,23 +326,54 @@ class CommitFails:
             raise RuntimeError("disk I/O error")
 
 
-def test_a_sent_message_is_recorded_and_the_next_stays_due_when_the_commit_claiming_the_next_fails(
-        database: Database) -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_sent_messages_are_recorded_and_the_next_stays_due_when_the_commit_claiming_the_next_fails(
+        database: Database, batch: int) -> None:
+    sent = ["first", "second"][:batch]  # what the first claim took and the run sent
     with database.session() as s:
-        put(s, "first", now=NOW - timedelta(minutes=2))
-        put(s, "second", now=NOW - timedelta(minutes=1))
+        for i, key in enumerate(["first", "second", "third"]):
+            put(s, key, now=NOW - timedelta(minutes=3 - i))
     mail = Recording()
     with database.session() as s:
-        CommitFails(s, 2)  # the first claim commits; the commit of first's outcome with second's claim fails
+        CommitFails(s, 2)  # the first claim commits; the commit of its outcomes with the next claim fails
         with pytest.raises(RuntimeError, match="disk I/O error"):
-            deliver(s, NOW, mail)
+            deliver_due(s, NOW, {"mail": mail}, TEMPLATES, batch=batch)
 
     with database.session() as s:
-        first, second = row(s, "first"), row(s, "second")
-        assert (first.status, first.claimed_until) == (SENT, None)  # recorded on its own: not sent again
-        assert (second.status, second.attempts) == (PENDING, 0)
-        assert deliver(s, NOW + timedelta(days=1), mail).sent == 1
+        for key in sent:  # recorded on their own: not sent again
+            assert (row(s, key).status, row(s, key).claimed_until) == (SENT, None)
+        for key in ["first", "second", "third"][batch:]:
+            assert (row(s, key).status, row(s, key).attempts) == (PENDING, 0)
+        assert deliver(s, NOW + timedelta(days=1), mail).sent == 3 - batch
+    assert [key for key, _, _ in mail.sent] == ["first", "second", "third"]
+
+
+def test_an_unsent_claim_is_given_back_not_left_to_its_lease_when_a_commit_fails_mid_batch(
+        database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "OUTCOME_WINDOW", 0.0)  # each outcome committed at once
+    with database.session() as s:
+        for i, key in enumerate(["first", "second"]):
+            put(s, key, now=NOW - timedelta(minutes=2 - i))
+    mail = Recording()
+    with database.session() as s:
+        CommitFails(s, 2)  # claim both; the commit of first's outcome fails
+        with pytest.raises(RuntimeError, match="disk I/O error"):
+            deliver_due(s, NOW, {"mail": mail}, TEMPLATES, batch=2)
+
+    with database.session() as s:
+        assert (row(s, "first").status, row(s, "first").attempts) == (SENT, 1)
+        second = row(s, "second")
+        assert (second.status, second.attempts, second.claimed_until) == (PENDING, 0, None)  # due now
+        assert deliver(s, NOW, mail).sent == 1
     assert [key for key, _, _ in mail.sent] == ["first", "second"]
+
+
+def test_a_run_refuses_a_batch_below_one_and_changes_nothing(database: Database) -> None:
+    with database.session() as s:
+        put(s, "k")
+        with pytest.raises(ValueError, match="at least one message"):
+            deliver_due(s, NOW, {"mail": Recording()}, TEMPLATES, batch=0)
+        assert (row(s, "k").status, row(s, "k").attempts) == (PENDING, 0)
 
 
 def test_an_inapp_message_waits_for_its_lease_and_gets_one_item_when_the_commit_after_it_fails(

@@ -267,7 +267,7 @@ def test_only_the_sent_message_goes_again_when_sender_died_at_the_commit_claimin
     with database.session() as s:  # and claims crash:2: that is the one it dies in
         event.listen(s, "before_commit", dying.before_commit)
         with pytest.raises(Died):
-            deliver_due(s, NOW, {"smtp": dying}, TEMPLATES)
+            deliver_due(s, NOW, {"smtp": dying}, TEMPLATES, batch=1)
 
     assert len(server.received) == 1
     assert (row(database, "crash:1").status, row(database, "crash:2").status) == (SENDING, PENDING)
@@ -282,6 +282,31 @@ def test_only_the_sent_message_goes_again_when_sender_died_at_the_commit_claimin
     assert ids == [first, second, first]  # crash:1 twice, the same Message-ID; crash:2 once
     assert [(row(database, k).status, row(database, k).attempts) for k in ("crash:1", "crash:2")] == [
         (SENT, 2), (SENT, 1)]
+
+
+def test_each_sent_message_of_a_batch_goes_again_once_when_sender_died_at_the_commit_recording_them(
+        database: Database, server: SmtpServer) -> None:
+    for key in ("crash:1", "crash:2", "crash:3"):
+        queue(database, key)
+
+    dying = DiesAfterSending(channel_for(server.url()))  # claims 1 and 2, sends both, then dies in the
+    with database.session() as s:  # commit that records them and claims crash:3
+        event.listen(s, "before_commit", dying.before_commit)
+        with pytest.raises(Died):
+            deliver_due(s, NOW, {"smtp": dying}, TEMPLATES, batch=2)
+
+    assert len(server.received) == 2
+    assert [(row(database, k).status, row(database, k).attempts) for k in ("crash:1", "crash:2", "crash:3")] == [
+        (SENDING, 1), (SENDING, 1), (PENDING, 0)]
+    # crash:3 was never claimed: the next run sends it; 1 and 2 wait for their lease, then go once more.
+    assert deliver(database, channel_for(server.url()), NOW + timedelta(seconds=1)) == DeliveryResult(sent=1)
+    assert deliver(database, channel_for(server.url()), NOW + DEFAULT_LEASE) == DeliveryResult(sent=2)
+    assert deliver(database, channel_for(server.url()), NOW + 3 * DEFAULT_LEASE) == DeliveryResult()
+
+    one, two, three = (message_id(f"crash:{i}", "reprisals.example") for i in (1, 2, 3))
+    assert [r.message()["Message-ID"] for r in server.received] == [one, two, three, one, two]
+    assert [(row(database, k).status, row(database, k).attempts) for k in ("crash:1", "crash:2", "crash:3")] == [
+        (SENT, 2), (SENT, 2), (SENT, 1)]
 
 
 # -- AUTH and TLS -----------------------------------------------------------------------------------
