@@ -181,9 +181,10 @@ def _datetime(errors: dict[str, str], data: Mapping[str, Any], name: str, now: d
 
 
 def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now: datetime,
-              data: Mapping[str, Any]) -> Case:
+              data: Mapping[str, Any], *, messenger: Messenger | None = None) -> Case:
     """Record a reported concern: validate everything first (nothing is written on bad input),
-    allocate the reference, start the workflow, store identity encrypted and bound to the case."""
+    allocate the reference, start the workflow, store identity encrypted and bound to the case. A member
+    of staff assigned by someone else is told (in-app, and by e-mail) if a messenger is given."""
     now = ensure_utc(now)
     if not actor.active or actor.role not in (Role.STAFF, Role.LEAD) or actor.body_code is None:
         raise NotAllowed("only staff and leads of a body can report a concern")
@@ -278,6 +279,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
                                   if dob else None),
     ))
     session.flush()
+    if messenger is not None and assignee is not None and assignee.id != actor.id:
+        messenger.case_assigned(session, case, assignee, actor, now)
     return case
 
 

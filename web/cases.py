@@ -919,7 +919,8 @@ def report_check() -> ResponseReturnValue:
     form = SubmitReportForm()
     if request.method == "POST" and form.validate_on_submit():
         try:
-            created = open_case(db(), runtime().engine, runtime().cipher, reporter, now(), _case_data(draft))
+            created = open_case(db(), runtime().engine, runtime().cipher, reporter, now(), _case_data(draft),
+                                messenger=runtime().messenger)
         except InvalidInput as exc:
             db().rollback()
             return _step_with_domain_errors(draft, reporter, exc.errors)

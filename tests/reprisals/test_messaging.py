@@ -18,7 +18,7 @@ from notifications.channels import InAppChannel, LogChannel
 from notifications.models import OutboxMessage
 from notifications.outbox import deliver_due, unread_count
 from reprisals.config import load_settings
-from reprisals.errors import ConfigurationError
+from reprisals.errors import ConfigurationError, InvalidInput
 from reprisals.messaging import SAMPLES, Messenger, Outgoing, message_templates
 from reprisals.models import Case, User
 from reprisals.services import advance_case, assign_case, open_case
@@ -171,6 +171,33 @@ def test_the_assignee_is_told_in_app_and_by_email_when_a_lead_assigns_a_case(
         s.commit()
         assert shape(rows(s)) - shape(messages) == {("case_assigned", "inapp", str(cast.other_staff.id)),
                                                     ("case_assigned", "log", cast.other_staff.email)}
+
+
+def test_the_assignee_is_told_when_a_case_is_opened_assigned_to_them_and_nobody_when_staff_report_their_own(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    now = local("2025-04-16 10:30")
+    with database.session() as s:
+        assigned = open_case(s, wf, cipher(), cast.lead, now,
+                             {**case_data(cast.establishment), "assigned_user_id": cast.staff.id}, messenger=MESSENGER)
+        open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment), messenger=MESSENGER)  # their own
+        s.commit()
+
+        messages = rows(s)
+        assert shape(messages) == {("case_assigned", "inapp", str(cast.staff.id)),
+                                   ("case_assigned", "log", cast.staff.email)}
+        for m in messages:
+            assert m.context == {"reference": assigned.reference, "url": f"{BASE_URL}/cases/{assigned.reference}",
+                                 "assigned_by": "Lead One"}
+
+
+def test_nothing_is_sent_when_opening_an_assigned_case_is_refused(database: Database, wf: Engine, cast: Cast) -> None:
+    with database.session() as s:
+        with pytest.raises(InvalidInput):
+            open_case(s, wf, cipher(), cast.lead, local("2025-04-16 10:30"),
+                      {**case_data(cast.establishment), "assigned_user_id": cast.staff.id, "risk": "dire"},
+                      messenger=MESSENGER)
+        s.rollback()
+        assert rows(s) == []
 
 
 # -- the daily digest ----------------------------------------------------------------------------------

@@ -232,6 +232,22 @@ def test_open_a_case_then_read_it_identity_never_echoed(web: Web) -> None:
     assert count_rows(web.database)["cases"] == before["cases"] + 1
 
 
+def test_the_assignee_is_told_when_a_lead_opens_a_case_assigned_to_them(web: Web) -> None:
+    with web.database.session() as s:
+        staff = s.scalars(sa.select(User).where(User.email == web.world.staff)).one()
+        staff_id, staff_email = staff.id, staff.email
+    response = Api(web, web.world.lead).post("/api/cases", new_case_body(web, assigned_user_id=staff_id))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    reference = response.get_json()["reference"]
+
+    sent = web.database.raw("SELECT template, channel, recipient, context FROM outbox WHERE template = 'case_assigned'")
+    assert {(r.template, r.channel, r.recipient) for r in sent} == {
+        ("case_assigned", "inapp", str(staff_id)), ("case_assigned", "log", staff_email)}
+    for r in sent:
+        context = r.context if isinstance(r.context, dict) else json.loads(r.context)
+        assert context["reference"] == reference and CANARY_NAME not in json.dumps(context)
+
+
 def test_invalid_new_cases_are_422_by_field_and_write_nothing(web: Web) -> None:
     staff = Api(web, web.world.staff)
     before = count_rows(web.database)

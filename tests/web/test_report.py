@@ -11,6 +11,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from notifications.models import OutboxMessage
 from reprisals.models import Case, Establishment, User
 from reprisals.services import read_description, view_identity
 from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER, cipher
@@ -127,6 +128,9 @@ def test_reporting_a_concern_end_to_end(web: Web) -> None:
         assert case.original_contact_date == date(2025, 4, 7)
         assert case.party_codes == {"HMIP"} and case.risk.value == "high"
         assert case.assigned_user_id == staff.id and case.receiving_user_id == lead.id
+        told = s.scalars(select(OutboxMessage).where(OutboxMessage.template == "case_assigned")).all()
+        assert {(m.channel, m.recipient) for m in told} == {("inapp", str(staff.id)), ("log", staff.email)}
+        assert all(m.context["reference"] == case.reference for m in told)
         assert read_description(cipher(), case) == CANARY_DESCRIPTION
         actor = s.get(User, lead.id)
         assert actor is not None

@@ -202,7 +202,7 @@ def create_case() -> Response:
     body = json_body(NewCase)
     data = body.model_dump(exclude_unset=True)
     data["sanction_types"] = [s.value for s in body.sanction_types]
-    case = open_case(session, runtime().engine, runtime().cipher, user, now(), data)
+    case = open_case(session, runtime().engine, runtime().cipher, user, now(), data, messenger=runtime().messenger)
     session.commit()
     detail = _detail(session, user, case)
     return _json(detail, 201, {"Location": url_for("api.show_case", reference=case.reference)})
