@@ -139,3 +139,18 @@ def test_admin_home_links_to_administration(web: Web) -> None:
         assert f'href="{path}"' in html
     assert Role.ADMIN  # the admin has no queue
     assert 'id="queue"' not in html
+
+
+def active_navigation(html: str) -> list[str]:
+    """The text of the service navigation's active items."""
+    return [re.sub(r"<[^>]+>", "", m).strip() for m in re.findall(
+        r'govuk-service-navigation__item--active">\s*<a[^>]*>(.*?)</a>', html, flags=re.S)]
+
+
+def test_the_navigation_marks_the_section_of_the_page(web: Web) -> None:
+    lead = web.sign_in(web.world.lead)
+    assert active_navigation(lead.get("/").get_data(as_text=True)) == ["Home"]
+    assert active_navigation(lead.get("/cases/").get_data(as_text=True)) == ["Cases"]
+    assert active_navigation(lead.get("/cases/new").get_data(as_text=True)) == ["Report a concern"]
+    assert active_navigation(lead.get("/cases/new/establishment").get_data(as_text=True)) == ["Report a concern"]
+    assert active_navigation(lead.get("/account/").get_data(as_text=True)) == ["Your account"]
