@@ -3,6 +3,9 @@ database-level guards that make history tables append-only."""
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -63,7 +66,35 @@ def _make_sqlite_safe(engine: Engine) -> None:
         if info.get(SQLITE_SYNCHRONOUS) != wanted:
             conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
             info[SQLITE_SYNCHRONOUS] = wanted
+        _begin_immediate(conn)
+
+
+# SQLite's own busy handler sleeps ever longer between tries (up to 100 ms each), so a writer waiting for
+# the lock can miss every short gap another writer leaves between its transactions (the sweep leaves 5 ms
+# between batches) and wait for the whole run. BEGIN IMMEDIATE is therefore tried without SQLite's wait
+# and retried here every millisecond or so, up to the same busy timeout; other statements keep SQLite's.
+_POLL_S = (0.0005, 0.0015)
+
+
+def _begin_immediate(conn: Connection) -> None:
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    give_up = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < give_up:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    break
+            time.sleep(random.uniform(*_POLL_S))
+        # Timed out, or another error: once more through SQLAlchemy, which raises it as its own
+        # OperationalError (what callers catch), as SQLite's own wait did.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:

@@ -46,9 +46,9 @@ MAX_RETRY_DELAY = 3600.0
 MAX_ATTEMPTS = 10  # after this many failures a timer ends ``failed`` (visible), not retried for ever
 FAILED = "failed"
 BATCH_SIZE = 100  # timers claimed, fired and committed together by the sweep
-# SQLite's write lock has no queue: a writer waiting for it retries after growing sleeps (up to 100 ms),
-# so a sweep that begins its next batch at once could keep a request waiting for its whole run. Between
-# batches the sweep on SQLite leaves the lock free this long.
+# SQLite's write lock has no queue: a sweep that began its next batch at once could keep a request waiting
+# for its whole run. Between batches the sweep on SQLite leaves the lock free this long; a waiting writer
+# polls for it every millisecond or so (``workflow.db``, decision 4), so it gets in.
 SQLITE_PAUSE_S = 0.005
 
 
