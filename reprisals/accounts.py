@@ -9,6 +9,9 @@
   within ``THROTTLE_WINDOW``, sign-in is refused for that window. The address is stored hashed; an
   unknown address is counted exactly like a known one, so throttling reveals nothing.
 * API tokens are random, shown once, stored as SHA-256, revocable by their owner or an admin.
+* A report being written (its answers include who the person is) is a row of its session
+  (``report_drafts``), encrypted and bound to that session: it ends with the session, and a draft
+  not touched for ``ABSOLUTE`` is deleted whatever became of its session.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, Integer, String, delete, func, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
-from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.crypto import Cipher
+from reprisals.errors import IdentityUnreadable, InvalidInput, NotAllowed
 from reprisals.models import Role, User
 from reprisals.passwords import hash_password, needs_rehash, verify_password
 from workflow.clock import ensure_utc
@@ -56,6 +60,16 @@ class WebSession(Base):
     ended_why: Mapped[str | None] = mapped_column(String(40))
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class ReportDraft(Base):
+    """The answers of a report not yet submitted, as ciphertext bound to its session (one per session)."""
+
+    __tablename__ = "report_drafts"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("web_sessions.id", ondelete="CASCADE"), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SignInFailure(Base):
@@ -174,6 +188,9 @@ def load_session(session: Session, token: str, now: datetime) -> WebSession | No
 
 def _end(row: WebSession, now: datetime, why: str) -> None:
     row.ended_at, row.ended_why = now, why
+    session = object_session(row)
+    if session is not None:
+        session.execute(delete(ReportDraft).where(ReportDraft.session_id == row.id))
 
 
 def end_session(session: Session, token: str, now: datetime) -> None:
@@ -183,9 +200,54 @@ def end_session(session: Session, token: str, now: datetime) -> None:
 
 
 def end_all_sessions(session: Session, user: User, now: datetime, why: str) -> int:
-    """End every live session of a user (deactivation, password change)."""
+    """End every live session of a user (deactivation, password change), and their drafts."""
+    live = select(WebSession.id).where(WebSession.user_id == user.id, WebSession.ended_at.is_(None))
+    session.execute(delete(ReportDraft).where(ReportDraft.session_id.in_(live)))
     result = session.execute(update(WebSession).where(WebSession.user_id == user.id, WebSession.ended_at.is_(None))
                              .values(ended_at=ensure_utc(now), ended_why=why))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- the draft of a report --------------------------------------------------------------------------
+
+
+def _draft_scope(web_session: WebSession) -> str:
+    return f"report-draft:{web_session.id}"
+
+
+def load_draft(session: Session, cipher: Cipher, web_session: WebSession) -> str | None:
+    """The session's draft, decrypted; None if it has none, or one that cannot be read (a key removed
+    since, or ciphertext that belongs to another session): that one is deleted."""
+    row = session.get(ReportDraft, web_session.id)
+    if row is None:
+        return None
+    try:
+        return cipher.decrypt(_draft_scope(web_session), row.ciphertext)
+    except IdentityUnreadable:
+        session.delete(row)
+        return None
+
+
+def save_draft(session: Session, cipher: Cipher, web_session: WebSession, text: str, now: datetime) -> None:
+    """Keep (or replace) the session's draft, and delete drafts nobody has touched for ``ABSOLUTE``."""
+    now = ensure_utc(now)
+    purge_drafts(session, now)
+    sealed = cipher.encrypt(_draft_scope(web_session), text)
+    row = session.get(ReportDraft, web_session.id)
+    if row is None:
+        session.add(ReportDraft(session_id=web_session.id, ciphertext=sealed, updated_at=now))
+    else:
+        row.ciphertext, row.updated_at = sealed, now
+    session.flush()
+
+
+def discard_draft(session: Session, web_session: WebSession) -> None:
+    session.execute(delete(ReportDraft).where(ReportDraft.session_id == web_session.id))
+
+
+def purge_drafts(session: Session, now: datetime) -> int:
+    """Delete drafts older than any session may live (their sessions ended without signing out)."""
+    result = session.execute(delete(ReportDraft).where(ReportDraft.updated_at < ensure_utc(now) - ABSOLUTE))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -61,9 +61,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     @login.user_loader
     def _load(token: str) -> Principal | None:
         row = load_session(db(), token, now())
-        dirty = bool(db().dirty)
-        if dirty:
-            db().commit()  # touched or ended
+        if row is None or db().dirty:
+            db().commit()  # touched, or ended (with its draft: that delete already flushed the end)
         return Principal(row, token) if row is not None else None
 
     for bp in BLUEPRINTS:

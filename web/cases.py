@@ -3,19 +3,17 @@
 The list filters, sorts, counts and pages in SQL and reads only the columns it shows (never the
 detainee row): one count, one page query and one query for the page's deadlines, whatever the size.
 
-Reporting a concern is a question flow. The answers include identity, so the draft lives in the
-Flask session only as ciphertext bound to the server-side session (see :func:`_save_draft`);
-nothing is written to the database until the final Submit.
+Reporting a concern is a question flow. The answers include identity, so the draft is kept on the
+server as ciphertext bound to the signed-in session (``reprisals.accounts.save_draft``), never in the
+cookie; it ends with the session. No case is written until the final Submit, which also deletes the
+draft, in one transaction.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import math
 import re
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -43,7 +41,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from reprisals.access import visible_cases
-from reprisals.errors import IdentityUnreadable, InvalidInput
+from reprisals.accounts import WebSession, discard_draft, load_draft, save_draft
+from reprisals.errors import InvalidInput
 from reprisals.models import (
     AgeGroup,
     Body,
@@ -379,9 +378,8 @@ def index() -> ResponseReturnValue:
 
 # == reporting a concern ===========================================================================
 
-DRAFT_KEY = "report_draft"
 DONE_KEY = "report_done"
-MAX_DRAFT = 3_600  # characters of ciphertext: a browser keeps cookies up to 4,096 bytes
+MAX_DESCRIPTION = 10_000  # as open_case (and the API) accept
 
 
 class DateParts(Field):
@@ -537,8 +535,8 @@ class WhatHappenedStep(StepForm):
         description="Describe the alleged sanction and how it is linked to contact with a body. "
                     "You can add notes to the case once it is open.",
         validators=[_required("Describe what happened"),
-                    _max_length(3000, "Description must be 3,000 characters or fewer: "
-                                      "add the rest as a note once the case is open")])
+                    _max_length(MAX_DESCRIPTION, f"Description must be {MAX_DESCRIPTION:,} characters or fewer: "
+                                                 "add the rest as a note once the case is open")])
 
 
 class OriginalContactStep(StepForm):
@@ -613,7 +611,7 @@ DOMAIN_FIELDS = {
 }
 
 
-# -- the draft: ciphertext in the session, bound to the server-side session -----------------------
+# -- the draft: ciphertext on the server, bound to the signed-in session ---------------------------
 
 
 @dataclass
@@ -632,32 +630,31 @@ class Draft:
         return next((s for s in STEPS if s.slug not in self.done), None)
 
 
-def _scope() -> str:
-    token: str = current_user.token
-    return f"draft:{hashlib.sha256(token.encode('utf-8')).hexdigest()}"
+def _web_session() -> WebSession:
+    web_session: WebSession = current_user.web_session
+    return web_session
 
 
 def _load_draft() -> Draft:
-    sealed = session.get(DRAFT_KEY)
-    if not isinstance(sealed, str):
+    text = load_draft(db(), runtime().cipher, _web_session())
+    if text is None:
         return Draft()
     try:
-        packed = runtime().cipher.decrypt(_scope(), sealed)
-        data = json.loads(zlib.decompress(base64.b64decode(packed)))
+        data = json.loads(text)
         return Draft({k: [str(v) for v in vs] for k, vs in data["a"].items()}, [str(s) for s in data["d"]])
-    except (IdentityUnreadable, ValueError, KeyError, TypeError, zlib.error):
-        session.pop(DRAFT_KEY, None)  # another session's, or damaged: start again
-        return Draft()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return Draft()  # not a draft of this version: start again (the next save replaces it)
 
 
-def _seal(draft: Draft) -> str:
+def _save_draft(draft: Draft) -> None:
     text = json.dumps({"a": draft.answers, "d": draft.done}, separators=(",", ":"))
-    packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
-    return runtime().cipher.encrypt(_scope(), packed)
+    save_draft(db(), runtime().cipher, _web_session(), text, now())
+    db().commit()
 
 
 def _clear_draft() -> None:
-    session.pop(DRAFT_KEY, None)
+    discard_draft(db(), _web_session())
+    db().commit()
 
 
 # -- building open_case's data from the answers ------------------------------------------------------
@@ -890,13 +887,7 @@ def report_step(step: str) -> ResponseReturnValue:
             updated.answers[name] = [str(f.data or "").strip()]
     if current.slug not in updated.done:
         updated.done.append(current.slug)
-    sealed = _seal(updated)
-    if len(sealed) > MAX_DRAFT:
-        target = form["description"] if "description" in current.fields else form[current.fields[0]]
-        target.errors = ["This is too long to keep while you finish the report: shorten it, and add the rest as "
-                         "a note once the case is open"]
-        return _render_step(current, form, change)
-    session[DRAFT_KEY] = sealed
+    _save_draft(updated)
     if change and updated.complete():
         return redirect(url_for("cases.report_check"))
     i = STEPS.index(current)
@@ -925,8 +916,8 @@ def report_check() -> ResponseReturnValue:
             db().rollback()
             return _step_with_domain_errors(draft, reporter, exc.errors)
         reference = created.reference
+        discard_draft(db(), _web_session())  # with the case: one transaction
         db().commit()
-        _clear_draft()
         session[DONE_KEY] = reference
         return redirect(url_for("cases.report_done"))
     return render_template("cases/report_check.html", title="Check your answers before reporting the concern",

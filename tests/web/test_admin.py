@@ -104,6 +104,10 @@ def test_duplicate_email_is_refused(web: Web) -> None:
 def test_change_role_and_deactivate_ends_sessions(web: Web) -> None:
     staff = web.sign_in(web.world.staff)
     assert staff.get("/").status_code == 200
+    step = staff.get("/cases/new/establishment").get_data(as_text=True)
+    assert staff.post("/cases/new/establishment", data={"establishment_id": str(web.world.establishment_id),
+                                                        "csrf_token": csrf_token(step)}).status_code == 302
+    assert count_rows(web.database, ("report_drafts",)) == {"report_drafts": 1}  # a report being written
     admin = web.sign_in(web.world.admin)
     target = _user(web, web.world.staff)
     assert target is not None
@@ -115,6 +119,7 @@ def test_change_role_and_deactivate_ends_sessions(web: Web) -> None:
     assert _user(web, web.world.staff).active is False  # type: ignore[union-attr]
     gone = staff.get("/")
     assert gone.status_code == 302 and "/sign-in" in gone.headers["Location"]
+    assert count_rows(web.database, ("report_drafts",)) == {"report_drafts": 0}  # ended with the session
     web.post(admin, f"/admin/users/{target.id}/active", {}, form_page=f"/admin/users/{target.id}")
     assert _user(web, web.world.staff).active is True  # type: ignore[union-attr]
     web.sign_in(web.world.staff)
