@@ -45,6 +45,7 @@ from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.security import signed_in
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
+from workflow.history import VerificationReport, verify_instance
 from workflow.models import DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
 from workflow.timers import OVERDUE, PAUSED
@@ -327,6 +328,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     actions = [(name, spec.triggers[name].label) for name in allowed_actions(rt.engine, user, case)]
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
+    integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
     return render_template(
         "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
@@ -334,7 +336,17 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
         timeline=_timeline(spec, events, users, may_identify), version=case.instance.version, local=local,
+        integrity=integrity, problems=_problems(integrity, case.instance_id),
     ), status
+
+
+def _problems(report: VerificationReport, instance_id: int) -> list[str]:
+    """The history check's findings as sentences about this case (they name the instance by its id)."""
+    out = []
+    for finding in report.findings:
+        text = finding.message.removeprefix(f"instance {instance_id}: ")
+        out.append(text[:1].upper() + text[1:] + ".")
+    return out
 
 
 # -- the page ---------------------------------------------------------------------------------------

@@ -101,6 +101,79 @@ def _events_by_instance(session: Session) -> Iterator[tuple[int, list[HistoryEve
         yield current, batch
 
 
+def _check_chain(instance_id: int, events: list[HistoryEvent], inst: WorkflowInstance | None,
+                 f: list[Finding]) -> str | None:
+    """Check one instance's events (in seq order) against their hashes, each other and the instance row;
+    append what is wrong to ``f``. Returns the first event's hash (None if it has no first event)."""
+    prev = genesis_hash(instance_id)
+    expected_seq = 1
+    stage: str | None = None
+    first: str | None = None
+    for ev in events:
+        if ev.seq != expected_seq:
+            if ev.seq > expected_seq:
+                f.append(Finding("missing", f"instance {instance_id}: events {expected_seq}..{ev.seq - 1} "
+                                 "are missing (deleted)", instance_id, expected_seq))
+            else:
+                f.append(Finding("duplicate", f"instance {instance_id}: event {ev.seq} appears again "
+                                 "(inserted or reordered)", instance_id, ev.seq))
+        if event_hash(ev) != ev.hash:
+            f.append(Finding("edited", f"instance {instance_id}: event {ev.seq} (id {ev.id}) does not match "
+                             "its hash (edited)", instance_id, ev.seq))
+        if ev.prev_hash != prev:
+            f.append(Finding("broken-link", f"instance {instance_id}: event {ev.seq} (id {ev.id}) does not "
+                             "follow its predecessor (inserted, deleted or reordered)", instance_id, ev.seq))
+        if ev.seq == 1:
+            first = ev.hash
+        prev = ev.hash
+        expected_seq = max(expected_seq, ev.seq) + 1
+        stage = ev.to_stage if ev.to_stage is not None else stage
+    if inst is None:
+        f.append(Finding("orphan", f"instance {instance_id}: history exists but the instance row is gone",
+                         instance_id))
+    elif not events:
+        f.append(Finding("history-deleted", f"instance {instance_id}: its whole history is missing "
+                         f"(the instance records {inst.head_seq} events)", instance_id))
+    elif (inst.head_seq, inst.head_hash) != (events[-1].seq, events[-1].hash):
+        f.append(Finding("head-mismatch", f"instance {instance_id}: the chain ends at event {events[-1].seq} "
+                         f"but the instance records head {inst.head_seq} (events removed or added at the end)",
+                         instance_id))
+    # The stage column is not hashed, and wf_instances is not append-only: check it against
+    # the stage the history last moved to, so a stage set behind the engine's back shows.
+    if inst is not None and stage is not None and inst.stage != stage:
+        f.append(Finding("stage-mismatch", f"instance {instance_id}: is at stage '{inst.stage}' but its history "
+                         f"ends at stage '{stage}' (changed outside the engine)", instance_id))
+    return first
+
+
+def verify_instance(session: Session, instance_id: int) -> VerificationReport:
+    """Check one instance: its chain, its head, and its entry in the ledger (that entry's own hash and
+    the first event it recorded). Not the rest of the ledger's chain: ``verify`` checks everything."""
+    report = VerificationReport(instances=1)
+    f = report.findings
+    events = list(session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == instance_id)
+                                  .order_by(HistoryEvent.seq, HistoryEvent.id)))
+    report.events = len(events)
+    inst = session.get(WorkflowInstance, instance_id)
+    first = None
+    if inst is None and not events:
+        f.append(Finding("instance-deleted", f"instance {instance_id}: its row and history are gone", instance_id))
+    else:
+        first = _check_chain(instance_id, events, inst, f)
+    entry = session.scalars(select(LedgerEntry).where(LedgerEntry.instance_id == instance_id)).one_or_none()
+    if entry is None:
+        f.append(Finding("not-in-ledger", f"instance {instance_id}: not recorded in the ledger (inserted "
+                         "behind the engine's back, or its ledger entry was deleted)", instance_id))
+        return report
+    if ledger_hash(entry) != entry.hash:
+        f.append(Finding("ledger-edited", f"ledger: entry {entry.seq} does not match its hash (edited)",
+                         instance_id, entry.seq))
+    if first is not None and first != entry.genesis_hash:
+        f.append(Finding("genesis-mismatch", f"instance {instance_id}: its first event is not the one "
+                         "the ledger recorded", instance_id, 1))
+    return report
+
+
 def verify(session: Session) -> VerificationReport:
     """Check every chain and the ledger. Reads only; reports every problem it finds."""
     report = VerificationReport()
@@ -112,41 +185,9 @@ def verify(session: Session) -> VerificationReport:
     for instance_id, events in _events_by_instance(session):
         seen.add(instance_id)
         report.events += len(events)
-        prev = genesis_hash(instance_id)
-        expected_seq = 1
-        stage: str | None = None
-        for ev in events:
-            if ev.seq != expected_seq:
-                if ev.seq > expected_seq:
-                    f.append(Finding("missing", f"instance {instance_id}: events {expected_seq}..{ev.seq - 1} "
-                                     "are missing (deleted)", instance_id, expected_seq))
-                else:
-                    f.append(Finding("duplicate", f"instance {instance_id}: event {ev.seq} appears again "
-                                     "(inserted or reordered)", instance_id, ev.seq))
-            if event_hash(ev) != ev.hash:
-                f.append(Finding("edited", f"instance {instance_id}: event {ev.seq} (id {ev.id}) does not match "
-                                 "its hash (edited)", instance_id, ev.seq))
-            if ev.prev_hash != prev:
-                f.append(Finding("broken-link", f"instance {instance_id}: event {ev.seq} (id {ev.id}) does not "
-                                 "follow its predecessor (inserted, deleted or reordered)", instance_id, ev.seq))
-            if ev.seq == 1:
-                first_hash[instance_id] = ev.hash
-            prev = ev.hash
-            expected_seq = max(expected_seq, ev.seq) + 1
-            stage = ev.to_stage if ev.to_stage is not None else stage
-        inst = instances.get(instance_id)
-        if inst is None:
-            f.append(Finding("orphan", f"instance {instance_id}: history exists but the instance row is gone",
-                             instance_id))
-        elif (inst.head_seq, inst.head_hash) != (events[-1].seq, events[-1].hash):
-            f.append(Finding("head-mismatch", f"instance {instance_id}: the chain ends at event {events[-1].seq} "
-                             f"but the instance records head {inst.head_seq} (events removed or added at the end)",
-                             instance_id))
-        # The stage column is not hashed, and wf_instances is not append-only: check it against
-        # the stage the history last moved to, so a stage set behind the engine's back shows.
-        if inst is not None and stage is not None and inst.stage != stage:
-            f.append(Finding("stage-mismatch", f"instance {instance_id}: is at stage '{inst.stage}' but its history "
-                             f"ends at stage '{stage}' (changed outside the engine)", instance_id))
+        first = _check_chain(instance_id, events, instances.get(instance_id), f)
+        if first is not None:
+            first_hash[instance_id] = first
     for instance_id, inst in instances.items():
         if instance_id not in seen:
             f.append(Finding("history-deleted", f"instance {instance_id}: its whole history is missing "

@@ -250,3 +250,26 @@ def _version(web: Web, ref: str) -> str:
     row = web.database.raw("SELECT i.version FROM cases c JOIN wf_instances i ON i.id = c.instance_id "
                            "WHERE c.reference = :r", r=ref)[0]
     return str(row.version)
+
+
+def test_the_history_check_says_verified_and_names_what_was_altered_behind_the_services_back(web: Web) -> None:
+    client = web.sign_in(web.world.auditor)
+    ref = web.world.triaged
+    html = page(client, f"/cases/{ref}")
+    assert "History verified" in html and "has been altered" not in html
+    # A database superuser edits what an event recorded and removes the last one.
+    instance_id = web.world.instance_ids[ref]
+    web.database.disable_append_only()
+    web.database.raw("UPDATE wf_history SET actor_id = 'someone-else' WHERE instance_id = :i AND seq = 1",
+                     i=instance_id)
+    last = web.database.raw("SELECT max(seq) AS seq FROM wf_history WHERE instance_id = :i", i=instance_id)[0].seq
+    web.database.raw("DELETE FROM wf_history WHERE instance_id = :i AND seq = :s", i=instance_id, s=last)
+
+    html = page(client, f"/cases/{ref}")
+    assert "History verified" not in html and "This case's history has been altered outside the service" in html
+    assert "Event 1 (id " in html and "does not match its hash (edited)." in html
+    assert f"The chain ends at event {last - 1} but the instance records head {last}" in html
+    assert "history ends at stage &#39;reported&#39; (changed outside the engine)" in html  # the triage was removed
+    assert f"instance {instance_id}:" not in html  # said of this case, not of an internal id
+    other = page(web.sign_in(web.world.lead), f"/cases/{web.world.reported}")
+    assert "History verified" in other  # the other case is untouched

@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from tests.conftest import Database
 from tests.workflow.errand import MANAGER, NOW, errand_engine, start_errand
 from workflow.engine import Engine
-from workflow.history import event_hash, verify
+from workflow.history import event_hash, verify, verify_instance
 from workflow.models import HistoryEvent, LedgerEntry, WorkflowInstance
 
 HISTORY = HistoryEvent.__table__
@@ -275,6 +275,32 @@ def test_only_the_tampered_instances_named_when_several_are_tampered_with(scene:
 
     assert found == {("edited", scene.ids["B"], 3), ("head-mismatch", scene.ids["C"], None)}
     assert scene.ids["A"] not in {instance_id for _, instance_id, _ in found}
+
+
+WHOLE_LEDGER = {"ledger-gap", "ledger-broken-link", "ledger-head-mismatch"}  # not about one instance
+
+
+def test_one_instance_check_finds_what_the_full_check_finds_for_it_and_nothing_for_the_others(
+        database: Database) -> None:
+    """``verify_instance`` (the case page's check) against ``verify`` for every tampering of B."""
+    engine = errand_engine()
+    database.disable_append_only()
+    failures: list[str] = []
+    for name, tamper, _expected in [*ONE_INSTANCE, LEDGER_TAMPERING[0], LEDGER_TAMPERING[2]]:
+        sc = make_scene(database, engine)
+        tamper(sc)
+        with database.session() as s:
+            full = {(f.what, f.seq) for f in verify(s).findings
+                    if f.instance_id == sc.ids["B"] and f.what not in WHOLE_LEDGER}
+            one = verify_instance(s, sc.ids["B"])
+            untouched = verify_instance(s, sc.ids["A"])
+        found = {(f.what, f.seq) for f in one.findings}
+        if not full or found != full:
+            failures.append(f"{name}: one-instance {sorted(found, key=str)}, full {sorted(full, key=str)}")
+        if not untouched.ok or untouched.events != EVENTS_EACH:
+            failures.append(f"{name}: A, untouched, reported {untouched.findings} over {untouched.events} events")
+
+    assert failures == []
 
 
 def test_findings_read_as_sentences_when_shown_to_people(scene: Scene) -> None:
