@@ -22,7 +22,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from notifications.outbox import list_failed
+from reprisals import accounts
 from reprisals import admin as ops
+from reprisals.accounts import tokens_of
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.messaging import local_text
 from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
@@ -173,7 +175,26 @@ def user(user_id: int) -> ResponseReturnValue:
                 return redirect(url_for("admin.user", user_id=target.id))
         status = 400
     return render_template("admin/user.html", title=f"User: {target.name}", form=form, target=target,
-                           invited=ops.is_invited(target), me=me()), status
+                           invited=ops.is_invited(target), me=me(), tokens=tokens_of(db(), target),
+                           local_text=local_text), status
+
+
+@bp.post("/users/<int:user_id>/tokens/<int:token_id>/revoke")
+@roles(Role.ADMIN)
+def revoke_token(user_id: int, token_id: int) -> ResponseReturnValue:
+    target = _user_or_404(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        row = accounts.revoke_token(db(), token_id, me(), now())
+    except NotAllowed:
+        abort(404)
+    if row.user_id != target.id:  # another user's token under this user's address
+        db().rollback()
+        abort(404)
+    db().commit()
+    flash(f"{target.name}'s token “{row.name}” has been revoked.", "success")
+    return redirect(url_for("admin.user", user_id=target.id) + "#tokens")
 
 
 @bp.post("/users/<int:user_id>/active")

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from notifications.models import FAILED, OutboxMessage
+from reprisals.accounts import create_token, user_for_token
 from reprisals.models import Case, Establishment, User
 from reprisals.protocol import bundled_specs
 from tests.factories import case_data, cipher
@@ -262,3 +263,38 @@ def test_failed_messages_are_listed(web: Web) -> None:
 def test_invitation_page_with_a_bad_token(web: Web) -> None:
     assert web.client().get("/invitation/not-a-token").status_code == 404
     assert PASSWORD
+
+
+def test_an_admin_sees_and_revokes_a_users_api_tokens_and_nobody_else_can(web: Web) -> None:
+    lead = _user(web, web.world.lead)
+    staff = _user(web, web.world.staff)
+    assert lead is not None and staff is not None
+    with web.database.session() as s:
+        owner = s.get(User, lead.id)
+        assert owner is not None
+        row, secret = create_token(s, owner, "weekly figures", web.clock.now())
+        token_id = row.id
+        s.commit()
+    admin = web.sign_in(web.world.admin)
+    page = admin.get(f"/admin/users/{lead.id}").get_data(as_text=True)
+    assert "weekly figures" in page and secret not in page
+    assert f"/admin/users/{lead.id}/tokens/{token_id}/revoke" in page
+    assert "has no API tokens" in admin.get(f"/admin/users/{staff.id}").get_data(as_text=True)
+
+    # Not under another user's address, not by a non-admin, not without CSRF: nothing changes.
+    wrong = web.post(admin, f"/admin/users/{staff.id}/tokens/{token_id}/revoke", {},
+                     form_page=f"/admin/users/{lead.id}")
+    assert wrong.status_code == 404
+    assert admin.post(f"/admin/users/{lead.id}/tokens/{token_id}/revoke", data={}).status_code == 400
+    as_lead = web.sign_in(web.world.lead)
+    assert web.post(as_lead, f"/admin/users/{lead.id}/tokens/{token_id}/revoke", {},
+                    form_page="/account/").status_code == 403
+    with web.database.session() as s:
+        assert user_for_token(s, secret, web.clock.now()) is not None
+
+    done = web.post(admin, f"/admin/users/{lead.id}/tokens/{token_id}/revoke", {}, form_page=f"/admin/users/{lead.id}")
+    assert done.status_code == 302 and done.headers["Location"].endswith(f"/admin/users/{lead.id}#tokens")
+    after = admin.get(f"/admin/users/{lead.id}").get_data(as_text=True)
+    assert "token “weekly figures” has been revoked" in after and "Revoked" in after
+    with web.database.session() as s:
+        assert user_for_token(s, secret, web.clock.now()) is None
