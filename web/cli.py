@@ -622,5 +622,49 @@ def deadlines_resume(ctx: click.Context, reference: str, deadline: str, reason: 
     _deadline_op(ctx, reference, as_email, "resume", name=deadline, reason=reason)
 
 
+# -- reports ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def report() -> None:
+    """Figures for annual reports (counts only, never a case or a person)."""
+
+
+@report.command("figures")
+@click.option("--period", required=True, help="2025 (a year), 2025-26 (a financial year) or 2025-04-01..2025-09-30.")
+@click.option("--body", "body_code", default=None, help="One body's cases (IMB, HMIP, PPO, LO); default all.")
+@click.option("--publish", is_flag=True, help="Suppress counts under 5, as published statistics must.")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True)
+@click.pass_context
+def report_figures(ctx: click.Context, period: str, body_code: str | None, publish: bool, fmt: str) -> None:
+    """Cases received and closed in a period, by kind of sanction, risk, channel, age group, establishment,
+    nation and outcome, and the protocol's deadlines met and missed."""
+    from reprisals.reports import figures, parse_period, to_csv
+
+    rt = runtime(ctx)
+    chosen = parse_period(period)
+    with rt.sessions() as session:
+        result = figures(session, chosen, body_code.upper() if body_code else None)
+    if fmt == "csv":
+        click.echo(to_csv(result, publish=publish), nl=False)
+        return
+    if fmt == "json":
+        click.echo(json.dumps({
+            "period": {"start": chosen.start.isoformat(), "end": chosen.end.isoformat(), "label": chosen.label},
+            "body": result.body.code if result.body else None, "published": publish,
+            "tables": [{"key": t.key, "title": t.title, "total": t.total_shown(publish) or None,
+                        "rows": [{"label": label, "count": shown} for label, _, shown in t.shown(publish)]}
+                       for t in result.tables],
+            "received": result.received, "closed": result.closed}, indent=2))
+        return
+    counts = "for publication: counts under 5 suppressed" if publish else "exact counts: not for publication"
+    click.echo(f"Figures for {chosen.label}, {result.body.name if result.body else 'all bodies'} ({counts})")
+    click.echo(f"  cases received: {result.received:,}; closed: {result.closed:,}")
+    for table in result.tables:
+        click.echo(f"\n{table.title}" + (f" (total {table.total_shown(publish)})" if table.total is not None else ""))
+        for label, _, shown in table.shown(publish):
+            click.echo(f"  {label:<40} {shown:>14}")
+
+
 def main() -> None:
     cli(prog_name="reprisals")

@@ -669,3 +669,34 @@ def test_keys_rotate_refuses_and_changes_nothing_when_a_stored_value_matches_no_
 
     assert_refused(result, "error: IdentityUnreadable: a stored value cannot be decrypted with any configured key")
     assert _identity_tokens(shared_database) == before
+
+
+def test_report_figures_counts_the_demo_cases_in_text_csv_and_json_and_refuses_a_bad_period(
+        run: Cli, database: Database) -> None:
+    assert run("demo").exit_code == 0
+    everything = "2000-01-01..2100-12-31"
+
+    text = run("report", "figures", "--period", everything)
+    assert text.exit_code == 0, text.output
+    assert f"cases received: {len(CASES)}" in text.stdout and "exact counts: not for publication" in text.stdout
+    assert "Kinds of sanction alleged" in text.stdout and "Protocol deadlines that fell due" in text.stdout
+
+    as_json = run("report", "figures", "--period", everything, "--format", "json", "--publish")
+    data = json.loads(as_json.stdout)
+    assert data["received"] == len(CASES) and data["published"] is True
+    risk = next(t for t in data["tables"] if t["key"] == "risk")
+    assert {r["label"] for r in risk["rows"]} == {"Urgent", "High", "Standard"}
+    assert all(r["count"] == "0" or r["count"] == "fewer than 5" or int(r["count"].replace(",", "")) >= 5
+               for t in data["tables"] for r in t["rows"])
+
+    as_csv = run("report", "figures", "--period", everything, "--body", "imb", "--format", "csv", "--publish")
+    lines = as_csv.stdout.splitlines()
+    assert lines[:3] == ["period,1 January 2000 to 31 December 2100", "body,Independent Monitoring Boards",
+                         "counts,for publication: counts under 5 suppressed"]
+    assert "table,row,count" in lines
+    for secret in ("Zebediah", "CANARY"):
+        assert secret not in text.stdout + as_json.stdout + as_csv.stdout
+
+    refused = run("report", "figures", "--period", "last year")
+    assert_refused(refused, "error: period: must be a year (2025), a financial year (2025-26)")
+    assert_refused(run("report", "figures", "--period", "2025", "--body", "XYZ"), "error: body: is not a known body")
