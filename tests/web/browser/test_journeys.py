@@ -316,3 +316,32 @@ def test_an_auditor_reads_but_cannot_act(live: Live, person: Any) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("You cannot do that")
     assert page.locator("main form").count() == 0
     auditor.check("action-refused")
+
+
+def test_an_auditor_reads_the_figures_for_a_year_as_charts_and_tables_and_for_publication(
+        live: Live, person: Any) -> None:
+    world = live.web.world
+    auditor: Pages = person("auditor")
+    auditor.sign_in(world.auditor)
+    page = auditor.page
+    page.get_by_role("link", name="Figures", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Figures for annual reports")
+    page.get_by_label("Period").fill("2025")
+    page.get_by_role("button", name="Show figures").click()
+    expect(page.get_by_role("heading", level=2).first).to_have_text("1 January to 31 December 2025: all bodies")
+    expect(page.get_by_role("img", name="Risk to the person")).to_be_visible()
+    assert page.locator("#risk ~ .app-chart-wrapper svg rect").count() >= 1
+    auditor.check("figures-exact")
+
+    page.get_by_role("radio", name="For publication: counts under 5").check()
+    page.get_by_role("button", name="Show figures").click()
+    expect(page.locator("main")).to_contain_text("fewer than 5 cases received")
+    assert page.locator("svg.app-chart rect").count() == 0  # every non-zero count is under 5: no bars
+    for canary in CANARIES:
+        assert canary not in page.content()
+    auditor.check("figures-for-publication")
+
+    page.get_by_label("Period").fill("2025-27")
+    page.get_by_role("button", name="Show figures").click()
+    expect(page.locator(".govuk-error-summary")).to_contain_text("a financial year is written like 2025-26")
+    auditor.check("figures-error")

@@ -1,0 +1,102 @@
+"""Figures for annual reports: a period, a body, exact counts or counts as they may be published,
+each breakdown as a table and a bar chart, and the same as CSV. Auditors see every body; a lead sees
+their own body's figures only. Counts only, never a case or a person (``reprisals.reports``)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, Response, render_template, request
+from flask.typing import ResponseReturnValue
+from govuk_frontend_wtf.wtforms_widgets import GovRadioInput, GovSelect, GovTextInput
+from markupsafe import Markup
+from sqlalchemy import select
+from wtforms import Form, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+
+from reprisals.errors import InvalidInput
+from reprisals.models import Body, Role, User
+from reprisals.reports import Figures, Period, figures, parse_period, to_csv
+from web.charts import bar_chart, chart_id
+from web.context import db, me, now
+from web.security import roles
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+ALL = "all"
+
+
+class ReportForm(Form):
+    """Read from the query string (GET: nothing changes, so no CSRF)."""
+
+    period = StringField("Period", widget=GovTextInput(),
+                         description="A year (2025), a financial year (2025-26), or two dates "
+                                     "(2025-04-01..2025-09-30)")
+    body = SelectField("Body", widget=GovSelect(), validate_choice=False)
+    counts = RadioField("Counts", widget=GovRadioInput(), default="exact",
+                        choices=[SelectChoice("exact", "Exact (not for publication)"),
+                                 SelectChoice("publish", "For publication: counts under 5 shown as “fewer than 5”")])
+
+
+def _current_financial_year(today: date) -> str:
+    start = today.year if today.month >= 4 else today.year - 1
+    return f"{start}-{(start + 1) % 100:02d}"
+
+
+def _read(user: User) -> tuple[ReportForm, Period | None, str | None, bool]:
+    """The form, and when it is valid the period, the body (None: all) and whether to publish."""
+    form = ReportForm(request.args)
+    bodies = list(db().scalars(select(Body).order_by(Body.code)))
+    if user.role is Role.LEAD:
+        own = next((b.name for b in bodies if b.code == user.body_code), user.body_code or "")
+        form.body.choices = [SelectChoice(user.body_code or "", own)]
+        form.body.data = user.body_code  # a lead's figures are their own body's, whatever was asked
+    else:
+        form.body.choices = [SelectChoice(ALL, "All bodies"), *(SelectChoice(b.code, b.name) for b in bodies)]
+        if form.body.data not in {ALL, *(b.code for b in bodies)}:
+            form.body.data = ALL
+    if not form.period.data:
+        form.period.data = _current_financial_year(now().date())
+    if form.counts.data not in ("exact", "publish"):
+        form.counts.data = "exact"
+    try:
+        period = parse_period(form.period.data)
+    except InvalidInput as exc:
+        form.period.errors = [f"The period {exc.errors['period']}"]
+        return form, None, None, False
+    body = None if form.body.data in (None, "", ALL) else form.body.data
+    return form, period, body, form.counts.data == "publish"
+
+
+def _charts(result: Figures, publish: bool) -> dict[str, Markup]:
+    charts = {}
+    for table in result.tables:
+        rows = [(label, None if shown != f"{n:,}" else n, shown) for label, n, shown in table.shown(publish)]
+        # Markup: bar_chart escapes every text it is given.
+        charts[table.key] = Markup(bar_chart(chart_id(table.key), table.title, rows))  # noqa: S704
+    return charts
+
+
+@bp.get("/")
+@roles(Role.AUDITOR, Role.LEAD)
+def index() -> ResponseReturnValue:
+    form, period, body, publish = _read(me())
+    if period is None:
+        return render_template("reports/index.html", title="Figures", form=form, result=None), 400
+    result = figures(db(), period, body)
+    csv_args = {"period": form.period.data, "body": form.body.data, "counts": form.counts.data}
+    return render_template("reports/index.html", title="Figures", form=form, result=result, publish=publish,
+                           charts=_charts(result, publish), csv_args=csv_args)
+
+
+@bp.get("/figures.csv")
+@roles(Role.AUDITOR, Role.LEAD)
+def download() -> ResponseReturnValue:
+    form, period, body, publish = _read(me())
+    if period is None:
+        return render_template("reports/index.html", title="Figures", form=form, result=None), 400
+    result = figures(db(), period, body)
+    name = f"reprisals-figures-{period.start.isoformat()}-to-{period.end.isoformat()}"
+    name += f"-{body.lower()}" if body else ""
+    name += "-for-publication" if publish else "-exact-not-for-publication"
+    return Response(to_csv(result, publish=publish), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
