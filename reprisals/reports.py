@@ -4,10 +4,11 @@ Counts only, never a case or a person: cases received in the period by kind of s
 channel, age group, type of establishment and nation; cases closed in the period by outcome; and the
 protocol's deadlines that fell due in the period, met on time, met late or still overdue.
 
-Published statistics suppress counts under 5 (PROTOCOL.md, do-no-harm rule 4). ``Figures.shown``
-gives a count as it may be published: a count from 1 to 4 becomes "fewer than 5", and where a table
-with a total would then have only one such cell (which the total would give away), the next smallest
-count is suppressed too.
+Published statistics suppress counts under 5 (PROTOCOL.md, do-no-harm rule 4). ``Table.shown``
+gives the counts as they may be published: a count from 1 to 4 becomes "fewer than 5"; where a table
+has a total from which the hidden counts could still be worked out (one hidden cell; or cells that
+must all be 1, or all 4, or all at their least), the next smallest counts become "suppressed" until
+they cannot, and if that is not enough every count of the table is "suppressed".
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ from reprisals.models import (
 )
 from workflow.clock import ensure_utc
 from workflow.models import DeadlineRow
-from workflow.timers import DONE, OVERDUE
+from workflow.timers import DONE, OPEN, OVERDUE
 
 LONDON = ZoneInfo("Europe/London")
 SUPPRESS_BELOW = 5
+MIN_YEAR, MAX_YEAR = 2000, 2999  # periods outside cannot hold a case (and 9999-12-31 has no day after)
 SUPPRESSED = "fewer than 5"
+HIDDEN = "suppressed"  # hidden so that a count under 5 cannot be worked out from the total
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,22 @@ class Period:
 def parse_period(text: str) -> Period:
     """``2025`` (a calendar year), ``2025-26`` (a financial year, April to March), or
     ``2025-04-01..2025-09-30`` (any whole days). Raises InvalidInput with the reason."""
-    text = text.strip()
+    period = _parse_period(text.strip())
+    if not (period.start.year >= MIN_YEAR and period.end.year <= MAX_YEAR):
+        raise InvalidInput({"period": f"must lie between {MIN_YEAR} and {MAX_YEAR}"})
+    return period
+
+
+def _parse_period(text: str) -> Period:
     if m := re.fullmatch(r"(\d{4})", text):
         year = int(m[1])
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise InvalidInput({"period": f"must lie between {MIN_YEAR} and {MAX_YEAR}"})
         return Period(date(year, 1, 1), date(year, 12, 31), f"1 January to 31 December {year}")
     if m := re.fullmatch(r"(\d{4})-(\d{2})", text):
         year, following = int(m[1]), int(m[2])
+        if not MIN_YEAR <= year < MAX_YEAR:
+            raise InvalidInput({"period": f"must lie between {MIN_YEAR} and {MAX_YEAR}"})
         if following != (year + 1) % 100:
             raise InvalidInput({"period": f"a financial year is written like {year}-{(year + 1) % 100:02d}"})
         return Period(date(year, 4, 1), date(year + 1, 3, 31), f"1 April {year} to 31 March {year + 1}")
@@ -103,19 +116,37 @@ class Table:
     note: str = ""
 
     def shown(self, publish: bool) -> list[tuple[str, int, str]]:
-        """(label, count, the count as it may be shown). Exact unless ``publish``."""
+        """(label, count, the count as it may be shown). Exact unless ``publish``: then 1 to 4 is "fewer
+        than 5"; where the total would still give those away, further counts are "suppressed" until it
+        cannot — and if even that is not enough, every count of the table is "suppressed", zeros too."""
         if not publish:
             return [(label, n, f"{n:,}") for label, n in self.rows]
-        hidden = {i for i, (_, n) in enumerate(self.rows) if 0 < n < SUPPRESS_BELOW}
-        if len(hidden) == 1 and self.total is not None:
-            # One hidden cell and a total: the total gives it away. Hide the next smallest count too.
-            others = sorted((n, i) for i, (_, n) in enumerate(self.rows) if n and i not in hidden)
-            if others:
-                hidden.add(others[0][1])
-        return [(label, n, SUPPRESSED if i in hidden else f"{n:,}") for i, (label, n) in enumerate(self.rows)]
+        small = {i for i, (_, n) in enumerate(self.rows) if 0 < n < SUPPRESS_BELOW}
+        more: set[int] = set()
+        if small and self.total is not None:
+            # Zeros are shown, so each small cell is known to be 1 to 4, and the total (published) tells
+            # the sum of the hidden cells. Hide the next smallest counts until that sum has more than one
+            # reading; if none is left to hide, withhold the whole table.
+            others = sorted((n, i) for i, (_, n) in enumerate(self.rows) if n >= SUPPRESS_BELOW)
+            while others and _determined([self.rows[i][1] for i in small], [self.rows[i][1] for i in more]):
+                more.add(others.pop(0)[1])
+            if _determined([self.rows[i][1] for i in small], [self.rows[i][1] for i in more]):
+                return [(label, n, HIDDEN) for label, n in self.rows]
+        return [(label, n, SUPPRESSED if i in small else HIDDEN if i in more else f"{n:,}")
+                for i, (label, n) in enumerate(self.rows)]
 
     def total_shown(self, publish: bool) -> str:
         return "" if self.total is None else _shown(self.total, publish)
+
+
+def _determined(small: list[int], large: list[int]) -> bool:
+    """Whether hidden cells known to be 1 to 4 (``small``) and at least 5 (``large``) are each given away
+    by their sum: when there is only one cell, or the sum is the least or (with no large cell) the most
+    those cells could add up to, every value is forced."""
+    total, cells = sum(small) + sum(large), len(small) + len(large)
+    least = len(small) + SUPPRESS_BELOW * len(large)
+    most = (SUPPRESS_BELOW - 1) * len(small) if not large else None
+    return cells == 1 or total in (least, most)
 
 
 @dataclass
@@ -141,8 +172,10 @@ def _counted(title: str, key: str, values: Iterable[str], labels: Sequence[str],
     return Table(key, title, rows, sum(n for _, n in rows) if total else None, note)
 
 
-def figures(session: Session, period: Period, body_code: str | None = None) -> Figures:
-    """The figures for ``period``, for one body's cases or (``None``) for all."""
+def figures(session: Session, period: Period, body_code: str | None = None, *,
+            now: datetime | None = None) -> Figures:
+    """The figures for ``period``, for one body's cases or (``None``) for all, as of ``now`` (a deadline
+    past its due time counts as overdue even before the sweep has marked it)."""
     body = None
     if body_code is not None:
         body = session.get(Body, body_code)
@@ -180,14 +213,14 @@ def figures(session: Session, period: Period, body_code: str | None = None) -> F
                  [t.value for t in EstablishmentType]),
         _counted("Nation", "nation", (r.nation.value for r in rows), [n.value for n in Nation]),
         _counted("Outcome of the cases closed", "outcome", outcomes, [o.value for o in Outcome]),
-        _timeliness(deadlines),
+        _timeliness(deadlines, ensure_utc(now) if now is not None else datetime.now(UTC)),
     ]
     return result
 
 
-def _timeliness(deadlines: Sequence[Row[str, datetime, datetime | None, datetime | None]]) -> Table:
+def _timeliness(deadlines: Sequence[Row[str, datetime, datetime | None, datetime | None]], now: datetime) -> Table:
     """Deadlines that fell due in the period: closed (their stage left) by the due time, closed after it,
-    or still overdue. Open ones not yet overdue are left out."""
+    or still overdue. Open ones not yet due, and paused ones, are left out."""
     on_time = late = overdue = 0
     for status, due_at, overdue_at, closed_at in deadlines:
         if status == DONE:
@@ -195,7 +228,7 @@ def _timeliness(deadlines: Sequence[Row[str, datetime, datetime | None, datetime
                 on_time += 1
             else:
                 late += 1
-        elif status == OVERDUE:
+        elif status == OVERDUE or (status == OPEN and ensure_utc(due_at) <= now):
             overdue += 1
     rows = [("Met by the due time", on_time), ("Met late", late), ("Still overdue", overdue)]
     return Table("deadlines", "Protocol deadlines that fell due", rows, on_time + late + overdue,
@@ -222,6 +255,11 @@ def to_csv(f: Figures, *, publish: bool) -> str:
         if table.total is not None:
             writer.writerow([table.title, "Total", table.total_shown(publish)])
     return out.getvalue()
+
+
+def shown_count(n: int, publish: bool) -> str:
+    """A count as it may be shown: 1 to 4 as "fewer than 5" when ``publish``."""
+    return _shown(n, publish)
 
 
 def _shown(n: int, publish: bool) -> str:

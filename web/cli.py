@@ -639,12 +639,13 @@ def report() -> None:
 def report_figures(ctx: click.Context, period: str, body_code: str | None, publish: bool, fmt: str) -> None:
     """Cases received and closed in a period, by kind of sanction, risk, channel, age group, establishment,
     nation and outcome, and the protocol's deadlines met and missed."""
-    from reprisals.reports import figures, parse_period, to_csv
+    from reprisals.reports import figures, parse_period, shown_count, to_csv
 
     rt = runtime(ctx)
     chosen = parse_period(period)
     with rt.sessions() as session:
-        result = figures(session, chosen, body_code.upper() if body_code else None)
+        result = figures(session, chosen, body_code.upper() if body_code else None, now=rt.clock.now())
+    received, closed = shown_count(result.received, publish), shown_count(result.closed, publish)
     if fmt == "csv":
         click.echo(to_csv(result, publish=publish), nl=False)
         return
@@ -655,11 +656,11 @@ def report_figures(ctx: click.Context, period: str, body_code: str | None, publi
             "tables": [{"key": t.key, "title": t.title, "total": t.total_shown(publish) or None,
                         "rows": [{"label": label, "count": shown} for label, _, shown in t.shown(publish)]}
                        for t in result.tables],
-            "received": result.received, "closed": result.closed}, indent=2))
+            "received": received, "closed": closed}, indent=2))
         return
     counts = "for publication: counts under 5 suppressed" if publish else "exact counts: not for publication"
     click.echo(f"Figures for {chosen.label}, {result.body.name if result.body else 'all bodies'} ({counts})")
-    click.echo(f"  cases received: {result.received:,}; closed: {result.closed:,}")
+    click.echo(f"  cases received: {received}; closed: {closed}")
     for table in result.tables:
         click.echo(f"\n{table.title}" + (f" (total {table.total_shown(publish)})" if table.total is not None else ""))
         for label, _, shown in table.shown(publish):

@@ -16,7 +16,7 @@ from wtforms.fields.choices import SelectChoice
 
 from reprisals.errors import InvalidInput
 from reprisals.models import Body, Role, User
-from reprisals.reports import Figures, Period, figures, parse_period, to_csv
+from reprisals.reports import LONDON, Figures, Period, figures, parse_period, to_csv
 from web.charts import bar_chart, chart_id
 from web.context import db, me, now
 from web.security import roles
@@ -55,7 +55,7 @@ def _read(user: User) -> tuple[ReportForm, Period | None, str | None, bool]:
         if form.body.data not in {ALL, *(b.code for b in bodies)}:
             form.body.data = ALL
     if not form.period.data:
-        form.period.data = _current_financial_year(now().date())
+        form.period.data = _current_financial_year(now().astimezone(LONDON).date())
     if form.counts.data not in ("exact", "publish"):
         form.counts.data = "exact"
     try:
@@ -82,7 +82,7 @@ def index() -> ResponseReturnValue:
     form, period, body, publish = _read(me())
     if period is None:
         return render_template("reports/index.html", title="Figures", form=form, result=None), 400
-    result = figures(db(), period, body)
+    result = figures(db(), period, body, now=now())
     csv_args = {"period": form.period.data, "body": form.body.data, "counts": form.counts.data}
     return render_template("reports/index.html", title="Figures", form=form, result=result, publish=publish,
                            charts=_charts(result, publish), csv_args=csv_args)
@@ -94,7 +94,7 @@ def download() -> ResponseReturnValue:
     form, period, body, publish = _read(me())
     if period is None:
         return render_template("reports/index.html", title="Figures", form=form, result=None), 400
-    result = figures(db(), period, body)
+    result = figures(db(), period, body, now=now())
     name = f"reprisals-figures-{period.start.isoformat()}-to-{period.end.isoformat()}"
     name += f"-{body.lower()}" if body else ""
     name += "-for-publication" if publish else "-exact-not-for-publication"

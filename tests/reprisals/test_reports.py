@@ -14,7 +14,7 @@ from reprisals.deadlines import make_timer_handler
 from reprisals.errors import InvalidInput
 from reprisals.messaging import Messenger
 from reprisals.models import Case, EstablishmentType, Nation
-from reprisals.reports import SUPPRESSED, Period, Table, figures, parse_period
+from reprisals.reports import HIDDEN, SUPPRESSED, Period, Table, figures, parse_period
 from reprisals.services import advance_case, open_case
 from tests.conftest import Database
 from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CONSENT, cipher, make_establishment
@@ -46,7 +46,10 @@ def test_periods_are_calendar_years_financial_years_or_days_and_bad_ones_are_ref
     assert financial.starts_at.isoformat() == "2025-03-31T23:00:00+00:00"
     assert financial.ends_before.isoformat() == "2026-03-31T23:00:00+00:00"  # 1 April 2026, 00:00 BST
     for text, message in [("2025-27", "written like 2025-26"), ("2025-02-30..2025-03-01", "does not exist"),
-                          ("2025-05-01..2025-04-01", "ends before it starts"), ("last year", "must be a year")]:
+                          ("2025-05-01..2025-04-01", "ends before it starts"), ("last year", "must be a year"),
+                          ("0000", "between 2000 and 2999"), ("9999-00", "between 2000 and 2999"),
+                          ("2025-01-01..9999-12-31", "between 2000 and 2999"), ("0000-01-01..2025-01-01",
+                                                                                 "does not exist")]:
         with pytest.raises(InvalidInput) as refused:
             parse_period(text)
         assert message in refused.value.errors["period"], text
@@ -117,21 +120,64 @@ def test_deadlines_due_in_the_period_count_as_met_in_time_met_late_or_still_over
         nothing_due = dict(figures(s, parse_period("2025-04-18..2025-04-18")).table("deadlines").rows)
 
     assert deadlines == {"Met by the due time": 1, "Met late": 1, "Still overdue": 1}
+    with database.session() as s:
+        opened(s, wf, cast, "2025-04-23 10:00")  # due Thu 24 Apr 17:00; no sweep has marked it
+        s.commit()
+        before = dict(figures(s, parse_period("2025-04-24..2025-04-24"), now=local("2025-04-24 16:59"))
+                      .table("deadlines").rows)
+        after = dict(figures(s, parse_period("2025-04-24..2025-04-24"), now=local("2025-04-24 17:01"))
+                     .table("deadlines").rows)
+    assert before["Still overdue"] == 0 and after["Still overdue"] == 1  # past due counts, marked or not
     assert nothing_due == {"Met by the due time": 0, "Met late": 0, "Still overdue": 0}
 
 
-def test_counts_under_five_are_suppressed_for_publication_with_a_second_cell_where_a_total_would_tell() -> None:
+def published(rows: list[int], total: int | None) -> list[str]:
+    return [shown for _, _, shown in Table("t", "T", [(str(i), n) for i, n in enumerate(rows)], total).shown(True)]
+
+
+def test_counts_under_five_are_suppressed_for_publication_and_more_until_the_total_gives_nothing_away() -> None:
     table = Table("risk", "Risk", [("Urgent", 2), ("High", 7), ("Standard", 30)], total=39)
     assert [shown for _, _, shown in table.shown(publish=False)] == ["2", "7", "30"]
-    assert [shown for _, _, shown in table.shown(publish=True)] == [SUPPRESSED, SUPPRESSED, "30"]
     assert table.total_shown(True) == "39"
-
-    two_small = Table("t", "T", [("A", 1), ("B", 4), ("C", 0), ("D", 12)], total=17)
-    assert [shown for _, _, shown in two_small.shown(True)] == [SUPPRESSED, SUPPRESSED, "0", "12"]  # zeros stay
-
-    no_total = Table("t", "T", [("A", 3), ("B", 9)], total=None)  # several per case: no total to subtract from
-    assert [shown for _, _, shown in no_total.shown(True)] == [SUPPRESSED, "9"]
+    # One small cell and a total: the next smallest is hidden too (it is not "fewer than 5": it says so).
+    assert published([2, 7, 30], 39) == [SUPPRESSED, HIDDEN, "30"]
+    # Two small cells whose sum could be 1+4, 2+3, ...: nothing more to hide; zeros stay.
+    assert published([1, 4, 0, 12], 17) == [SUPPRESSED, SUPPRESSED, "0", "12"]
+    # Two small cells that must both be 1 (or both 4) given the total: one more hidden.
+    assert published([1, 1, 20], 22) == [SUPPRESSED, SUPPRESSED, HIDDEN]
+    assert published([4, 4, 9], 17) == [SUPPRESSED, SUPPRESSED, HIDDEN]
+    # Hiding every other count still gives 1 and 5 (the least they could be): the whole table is withheld.
+    assert published([1, 5, 0], 6) == [HIDDEN, HIDDEN, HIDDEN]
+    assert published([1, 1, 5, 5], 12) == [HIDDEN] * 4
+    # Several per case (no total to subtract from): only the small cells.
+    assert published([3, 9], None) == [SUPPRESSED, "9"]
+    assert published([0, 6, 9], 15) == ["0", "6", "9"]  # nothing small, nothing hidden
     assert Table("t", "T", [("A", 3)], total=3).total_shown(True) == SUPPRESSED
+
+
+def test_no_published_table_lets_a_small_count_be_worked_out_from_its_total() -> None:
+    """Every table of three cells with counts 0 to 9, and of four with counts 0 to 6: enumerate what a
+    reader who knows the rule could know (shown counts and zeros exactly, "fewer than 5" as 1 to 4,
+    "suppressed" as 5 or more — or as anything when the whole table is withheld —, the total exactly),
+    and check that each small cell has more than one possible value."""
+    from itertools import product
+
+    for rows in [*product(range(10), repeat=3), *product(range(7), repeat=4)]:
+        total = sum(rows)
+        shown = published(list(rows), total)
+        withheld = all(text == HIDDEN for text in shown)
+        options: list[range] = []
+        for i, text in enumerate(shown):
+            if text == SUPPRESSED:
+                options.append(range(1, 5))
+            elif text == HIDDEN:
+                options.append(range(0 if withheld else 5, total + 1))
+            else:
+                options.append(range(rows[i], rows[i] + 1))
+        readings = [c for c in product(*options) if sum(c) == total]
+        for i, n in enumerate(rows):
+            if 0 < n < 5:
+                assert len({c[i] for c in readings}) > 1, (rows, shown)
 
 
 def test_an_empty_period_has_every_row_at_zero(database: Database, cast: Cast) -> None:

@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -683,10 +683,10 @@ def test_report_figures_counts_the_demo_cases_in_text_csv_and_json_and_refuses_a
 
     as_json = run("report", "figures", "--period", everything, "--format", "json", "--publish")
     data = json.loads(as_json.stdout)
-    assert data["received"] == len(CASES) and data["published"] is True
+    assert data["received"] == str(len(CASES)) and data["published"] is True  # 12: not suppressed
     risk = next(t for t in data["tables"] if t["key"] == "risk")
     assert {r["label"] for r in risk["rows"]} == {"Urgent", "High", "Standard"}
-    assert all(r["count"] == "0" or r["count"] == "fewer than 5" or int(r["count"].replace(",", "")) >= 5
+    assert all(r["count"] in ("0", "fewer than 5", "suppressed") or int(r["count"].replace(",", "")) >= 5
                for t in data["tables"] for r in t["rows"])
 
     as_csv = run("report", "figures", "--period", everything, "--body", "imb", "--format", "csv", "--publish")
@@ -697,6 +697,15 @@ def test_report_figures_counts_the_demo_cases_in_text_csv_and_json_and_refuses_a
     for secret in ("Zebediah", "CANARY"):
         assert secret not in text.stdout + as_json.stdout + as_csv.stdout
 
+    # One day's few demo cases: counts under 5 never appear, in the summary either.
+    days_ago = min(c[4] for c in CASES)  # the most recent day (demo cases are received days before now)
+    today = (datetime.now(ZoneInfo("Europe/London")).date() - timedelta(days=days_ago)).isoformat()
+    exact_small = json.loads(run("report", "figures", "--period", f"{today}..{today}", "--format", "json").stdout)
+    assert 0 < int(exact_small["received"]) < 5, exact_small["received"]
+    small = run("report", "figures", "--period", f"{today}..{today}", "--publish", "--format", "json")
+    assert json.loads(small.stdout)["received"] == "fewer than 5"
+    assert "cases received: fewer than 5" in run("report", "figures", "--period", f"{today}..{today}",
+                                                 "--publish").stdout
     refused = run("report", "figures", "--period", "last year")
     assert_refused(refused, "error: period: must be a year (2025), a financial year (2025-26)")
     assert_refused(run("report", "figures", "--period", "2025", "--body", "XYZ"), "error: body: is not a known body")

@@ -46,8 +46,11 @@ def test_counts_under_five_are_suppressed_for_publication_and_have_no_bar(web: W
     assert "For publication" in html and "Exact counts" not in html
     assert re.search(r'<span class="app-count">fewer than 5</span> cases received', html)
     risk = chart(html, "risk")
-    assert "Standard: fewer than 5" in risk and "Standard: 2" not in risk
+    # 2 of 2 cases: with the total published, hiding the 2 alone would hide nothing: the table is withheld.
+    assert "Urgent: suppressed; High: suppressed; Standard: suppressed" in risk and "Standard: 2" not in risk
     assert "<rect" not in risk  # a bar's length would tell what the words hide
+    sanctions = chart(html, "sanction_types")  # no total (several per case): only the small count hidden
+    assert "Loss of job or activity: fewer than 5" in sanctions and "Transfer: 0" in sanctions
     assert not re.search(r"numeric\">[1-4]</td>", html)
 
 
