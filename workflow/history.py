@@ -151,10 +151,15 @@ def verify_instance(session: Session, instance_id: int) -> VerificationReport:
     the first event it recorded). Not the rest of the ledger's chain: ``verify`` checks everything."""
     report = VerificationReport(instances=1)
     f = report.findings
+    # The instance first, fresh (not what the session loaded earlier), and on PostgreSQL share-locked: an
+    # append moves its head under a row lock, so none can commit between this read and the events' read —
+    # a move made meanwhile by someone else must not look like tampering. SQLite's BEGIN IMMEDIATE
+    # already keeps writers out of this transaction.
+    inst = session.scalars(select(WorkflowInstance).where(WorkflowInstance.id == instance_id)
+                           .with_for_update(read=True).execution_options(populate_existing=True)).one_or_none()
     events = list(session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == instance_id)
                                   .order_by(HistoryEvent.seq, HistoryEvent.id)))
     report.events = len(events)
-    inst = session.get(WorkflowInstance, instance_id)
     first = None
     if inst is None and not events:
         f.append(Finding("instance-deleted", f"instance {instance_id}: its row and history are gone", instance_id))

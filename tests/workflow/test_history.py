@@ -374,3 +374,29 @@ def test_history_can_be_changed_when_a_superuser_drops_the_triggers(scene: Scene
 
     assert _counts(scene.database)[1] == 0
     assert ("edited", scene.ids["A"], 3) in findings(scene.database)
+
+
+def test_one_instance_check_reads_the_instance_fresh_so_a_move_made_meanwhile_is_not_tampering(
+        database: Database) -> None:
+    """A page loads a case, someone else then acts on it, and the page checks the history: the check must
+    compare the events with the instance as it is now, not as the page loaded it."""
+    engine = errand_engine()
+    instance_id = start_errand(database, engine, "submitted")
+    page = sa.orm.sessionmaker(database.engine, expire_on_commit=False)()
+    try:
+        loaded = page.get(WorkflowInstance, instance_id)
+        assert loaded is not None
+        page.commit()  # the request goes on with what it loaded (SQLite: other writers may now commit)
+        with database.session() as other:
+            inst = other.get(WorkflowInstance, instance_id)
+            assert inst is not None
+            engine.append_event(other, inst, "note", MANAGER.id, NOW + timedelta(days=1), {"n": 99})
+            other.commit()
+
+        report = verify_instance(page, instance_id)
+
+        assert report.ok, report.findings
+        assert report.events == EVENTS_EACH - 1  # created, submit and the new note
+    finally:
+        page.close()
+
