@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from reprisals.crypto import Cipher
@@ -241,13 +241,22 @@ def save_draft(session: Session, cipher: Cipher, web_session: WebSession, text: 
     session.flush()
 
 
-def discard_draft(session: Session, web_session: WebSession) -> None:
-    session.execute(delete(ReportDraft).where(ReportDraft.session_id == web_session.id))
+def discard_draft(session: Session, web_session: WebSession) -> bool:
+    """Delete the session's draft; False if it had none (already submitted, in another tab say)."""
+    result = session.execute(delete(ReportDraft).where(ReportDraft.session_id == web_session.id))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def purge_drafts(session: Session, now: datetime) -> int:
-    """Delete drafts older than any session may live (their sessions ended without signing out)."""
-    result = session.execute(delete(ReportDraft).where(ReportDraft.updated_at < ensure_utc(now) - ABSOLUTE))
+    """Delete the drafts of sessions that are over — ended, idle for ``IDLE`` or older than ``ABSOLUTE``
+    (a closed browser ends nothing itself) — and any draft untouched for ``ABSOLUTE``. Run by the
+    scheduler with each sweep and whenever a draft is saved."""
+    now = ensure_utc(now)
+    over = (select(WebSession.id).join(ReportDraft, ReportDraft.session_id == WebSession.id)
+            .where(or_(WebSession.ended_at.is_not(None), WebSession.last_seen_at < now - IDLE,
+                       WebSession.created_at < now - ABSOLUTE)))
+    result = session.execute(delete(ReportDraft).where(
+        or_(ReportDraft.updated_at < now - ABSOLUTE, ReportDraft.session_id.in_(over.scalar_subquery()))))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

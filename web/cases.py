@@ -916,7 +916,10 @@ def report_check() -> ResponseReturnValue:
             db().rollback()
             return _step_with_domain_errors(draft, reporter, exc.errors)
         reference = created.reference
-        discard_draft(db(), _web_session())  # with the case: one transaction
+        if not discard_draft(db(), _web_session()):  # with the case, in one transaction
+            # Submitted meanwhile (a double click, another tab): that submission made the case.
+            db().rollback()
+            return redirect(url_for("cases.index"))
         db().commit()
         session[DONE_KEY] = reference
         return redirect(url_for("cases.report_done"))

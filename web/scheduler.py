@@ -25,7 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from notifications.channels import Channel, InAppChannel, LogChannel, NotifyChannel, SmtpChannel, SmtpSettings
 from notifications.outbox import DeliveryResult, deliver_due
-from reprisals.accounts import beat
+from reprisals.accounts import beat, purge_drafts
 from reprisals.config import Settings
 from reprisals.deadlines import make_timer_handler
 from reprisals.runtime import Runtime
@@ -62,6 +62,7 @@ def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
             result = rt.timers.sweep_due(session, now, handler)
     with rt.transaction() as session:
         beat(session, "scheduler", rt.clock.now())  # /healthz reports its age
+        purge_drafts(session, rt.clock.now())  # reports abandoned with their sessions hold identity
     if result.fired or result.failed:
         log.info("sweep: %s fired, %s failed, %s skipped", result.fired, result.failed, result.skipped)
     return result

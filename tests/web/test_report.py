@@ -196,6 +196,25 @@ def test_a_long_description_is_kept_through_the_flow_and_stored_whole(web: Web) 
     assert drafts(web) == []
 
 
+def test_the_scheduler_deletes_the_draft_of_a_session_left_idle_whose_browser_never_comes_back(web: Web) -> None:
+    from web.scheduler import run_sweep
+
+    left = Flow(web, web.world.staff)
+    assert left.post("/cases/new/establishment", answers(web)["establishment"]).status_code == 302
+    working = Flow(web, web.world.lead)
+    assert working.post("/cases/new/establishment", answers(web)["establishment"]).status_code == 302
+    web.clock.advance(timedelta(minutes=20))
+    assert working.get("/cases/new/person").status_code == 200  # still in use: touched
+    run_sweep(web.rt)
+    assert len(drafts(web)) == 2  # nobody idle yet
+    web.clock.advance(timedelta(minutes=11))  # the first idle for 31 min, the second for 11
+    run_sweep(web.rt)
+    [(kept, _)] = drafts(web)  # the idle one is gone without its browser ever coming back
+    owner = web.database.raw("SELECT u.email FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.id = :i",
+                             i=kept)
+    assert [r.email for r in owner] == [web.world.lead]
+
+
 def test_drafts_end_with_their_session_when_it_times_out_and_are_purged_after_twelve_hours(web: Web) -> None:
     idle = Flow(web, web.world.staff)
     assert idle.post("/cases/new/establishment", answers(web)["establishment"]).status_code == 302
