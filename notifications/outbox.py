@@ -328,7 +328,7 @@ def deliver_due(session: Session, now: datetime, channels: Mapping[str, Channel]
             _deliver_one(session, message, now, channels, templates, max_attempts, result)
             run.delivered(message)
         run.finish()
-    except Exception:
+    except BaseException:  # an interrupt too: what was sent is recorded, what was claimed is given back
         run.rescue()
         raise
     finally:

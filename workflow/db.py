@@ -3,6 +3,7 @@ database-level guards that make history tables append-only."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import time
@@ -80,21 +81,25 @@ def _begin_immediate(conn: Connection) -> None:
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     give_up = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    dbapi_conn.execute("PRAGMA busy_timeout=0")
     try:
-        while time.monotonic() < give_up:
-            try:
-                dbapi_conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    break
-            time.sleep(random.uniform(*_POLL_S))
-        # Timed out, or another error: once more through SQLAlchemy, which raises it as its own
-        # OperationalError (what callers catch), as SQLite's own wait did.
+        try:
+            dbapi_conn.execute("PRAGMA busy_timeout=0")
+            while time.monotonic() < give_up:
+                try:
+                    dbapi_conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        break
+                time.sleep(random.uniform(*_POLL_S))
+        except sqlite3.Error:
+            pass  # a damaged file, a closed connection: raised just below, by SQLAlchemy
+        # Timed out, or another error: once more through SQLAlchemy (still without SQLite's wait), which
+        # raises it as its own exception — what callers catch, as before.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
-        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        with contextlib.suppress(sqlite3.Error):
+            dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:
