@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from notifications.models import OutboxMessage
 from reprisals.models import Case, Establishment, User
@@ -365,3 +365,25 @@ def test_staff_reporting_are_assigned_by_default(web: Web) -> None:
     with web.database.session() as s:
         case = s.scalars(select(Case).order_by(Case.id.desc())).first()
         assert case is not None and case.assigned_user_id == staff.id
+
+
+def test_a_second_submit_of_the_same_draft_opens_no_second_case(web: Web, monkeypatch: Any) -> None:
+    """Two submits of one draft (a double click on PostgreSQL, another tab): the one that finds the draft
+    already deleted by the other rolls its case back. The other submit's delete is played inside this
+    one's transaction, just before its own."""
+    import web.cases as cases_module
+
+    real_open_case = cases_module.open_case
+
+    def open_case_while_the_other_submit_commits(session: Any, *args: Any, **kwargs: Any) -> Any:
+        case = real_open_case(session, *args, **kwargs)
+        session.execute(text("DELETE FROM report_drafts"))
+        return case
+
+    flow = Flow(web, web.world.lead)
+    flow.answer_all(answers(web))
+    before = count_rows(web.database, TABLES)
+    monkeypatch.setattr(cases_module, "open_case", open_case_while_the_other_submit_commits)
+    response = flow.post("/cases/new/check", {})
+    assert response.status_code == 302 and response.headers["Location"] == "/cases/"
+    assert count_rows(web.database, TABLES) == before  # no second case
