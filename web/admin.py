@@ -193,7 +193,7 @@ def revoke_token(user_id: int, token_id: int) -> ResponseReturnValue:
         db().rollback()
         abort(404)
     db().commit()
-    flash(f"{target.name}'s token “{row.name}” has been revoked.", "success")
+    flash(f"{target.name}’s token “{row.name}” has been revoked.", "success")  # noqa: RUF001
     return redirect(url_for("admin.user", user_id=target.id) + "#tokens")
 
 

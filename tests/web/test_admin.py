@@ -295,6 +295,6 @@ def test_an_admin_sees_and_revokes_a_users_api_tokens_and_nobody_else_can(web: W
     done = web.post(admin, f"/admin/users/{lead.id}/tokens/{token_id}/revoke", {}, form_page=f"/admin/users/{lead.id}")
     assert done.status_code == 302 and done.headers["Location"].endswith(f"/admin/users/{lead.id}#tokens")
     after = admin.get(f"/admin/users/{lead.id}").get_data(as_text=True)
-    assert "token “weekly figures” has been revoked" in after and "Revoked" in after
+    assert "’s token “weekly figures” has been revoked" in after and "Revoked" in after  # noqa: RUF001
     with web.database.session() as s:
         assert user_for_token(s, secret, web.clock.now()) is None

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
 from notifications.models import FAILED, InboxItem, OutboxMessage
+from reprisals.accounts import create_token
 from reprisals.models import User
 from tests.web.browser.conftest import Live, Pages
 from tests.web.conftest import count_rows
@@ -81,6 +82,23 @@ def test_the_administrators_pages(live: Live, person: Any) -> None:
     page.locator("#users").get_by_role("link").first.click()
     expect(page.get_by_role("button", name="Save role and body")).to_be_visible()
     admin.check("user")
+
+    # A user with an API token: the admin sees it and revokes it.
+    with live.web.database.session() as s:
+        lead = s.scalars(sa.select(User).where(User.email == world.lead)).one()
+        create_token(s, lead, "weekly figures", live.web.clock.now())
+        s.commit()
+        lead_id = lead.id
+    admin.go(f"/admin/users/{lead_id}")
+    tokens = page.locator("table", has_text="weekly figures")
+    expect(tokens).to_be_visible()
+    admin.check("user-with-a-token")
+    tokens.get_by_role("button", name="Revoke token weekly figures").click()
+    page.wait_for_load_state()
+    expect(page.locator(".govuk-notification-banner, .govuk-panel, main").first).to_contain_text(
+        "token “weekly figures” has been revoked")
+    expect(tokens).to_contain_text("Revoked")
+    admin.check("user-token-revoked")
 
     admin.go("/admin/")
     page.get_by_role("link", name="Establishments", exact=True).click()
