@@ -491,3 +491,17 @@ def test_openapi_document_loads_in_schemathesis(web: Web) -> None:
     labels = {op.label for op in operations}
     assert "DELETE /api/tokens/{token_id}" in labels and "POST /api/cases/{reference}/actions/{trigger}" in labels
     assert len(operations) >= 10, labels
+
+
+def test_a_case_says_whether_its_history_checks_out(web: Web) -> None:
+    lead = Api(web, web.world.lead)
+    ref = web.world.triaged
+    intact = lead.get(f"/api/cases/{ref}").get_json()
+    assert (intact["history_verified"], intact["history_problems"]) == (True, [])
+    web.database.disable_append_only()
+    web.database.raw("UPDATE wf_history SET actor_id = 'someone-else' WHERE instance_id = :i AND seq = 1",
+                     i=web.world.instance_ids[ref])
+    altered = lead.get(f"/api/cases/{ref}").get_json()
+    assert altered["history_verified"] is False
+    assert any("does not match its hash (edited)" in p for p in altered["history_problems"])
+    assert lead.get(f"/api/cases/{web.world.reported}").get_json()["history_verified"] is True

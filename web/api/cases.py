@@ -43,6 +43,7 @@ from web.api.models import (
 from web.api.spec import document
 from web.context import db, now, runtime
 from web.security import api_token
+from workflow.history import verify_instance
 from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
 from workflow.spec import FieldType
 from workflow.timers import LIVE, OVERDUE
@@ -132,6 +133,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
                             if f.required_when else None)
             for fname, f in trig.fields.items()}))
     field_types = {t.name: {n: f.type for n, f in t.fields.items()} for t in spec.triggers.values()}
+    integrity = verify_instance(session, case.instance_id)
     return CaseDetail(
         **_summary_fields(user, case, live),
         channel=case.channel, age_group=case.age_group, sanction_types=list(case.sanction_types),
@@ -140,6 +142,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         closed_at=case.closed_at, allowed_actions=actions,
         live_deadlines=[_deadline(case.reference, d) for d in live],
         history=[_event(e, field_types) for e in get_case_history(session, engine, case)],
+        history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
     )
 
 

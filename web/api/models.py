@@ -169,6 +169,9 @@ class CaseDetail(CaseSummary):
     allowed_actions: list[ActionOut]
     live_deadlines: list[DeadlineOut]
     history: list[EventOut]
+    history_verified: bool = Field(description="The case's history chain, its head and its ledger entry check "
+                                               "out: nothing was changed, removed or inserted outside the service.")
+    history_problems: list[str] = Field(description="What the check found, when history_verified is false.")
 
 
 class NewCase(_In):
