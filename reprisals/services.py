@@ -8,13 +8,13 @@ why, notes are stored as ciphertext and history records only that one was added.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -439,23 +439,36 @@ def read_description(cipher: Cipher, case: Case) -> str:
     return cipher.decrypt(f"case:{case.id}:description", case.description_ciphertext)
 
 
-def rotate_keys(session: Session, cipher: Cipher) -> int:
-    """Re-encrypt every ciphertext with the primary key. Returns how many values changed."""
-    changed = 0
+def rotate_keys(session: Session, cipher: Cipher,
+                progress: Callable[[int, int], None] | None = None) -> int:
+    """Re-encrypt every ciphertext with the primary key. Returns how many values changed. ``progress`` is
+    told how many rows (cases, detainees, notes) have been looked at, of how many, as it goes."""
+    total = sum(session.scalar(select(func.count()).select_from(m)) or 0 for m in (Case, Detainee, CaseNote))
+    changed = done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     for case in session.scalars(select(Case)):
         if cipher.needs_rotation(case.description_ciphertext):
             case.description_ciphertext = cipher.rotate(case.description_ciphertext)
             changed += 1
+        step()
     for d in session.scalars(select(Detainee)):
         for attr in ("name_ciphertext", "number_ciphertext", "date_of_birth_ciphertext"):
             token = getattr(d, attr)
             if token and cipher.needs_rotation(token):
                 setattr(d, attr, cipher.rotate(token))
                 changed += 1
+        step()
     for n in session.scalars(select(CaseNote)):
         if cipher.needs_rotation(n.text_ciphertext):
             n.text_ciphertext = cipher.rotate(n.text_ciphertext)
             changed += 1
+        step()
     session.flush()
     return changed
 

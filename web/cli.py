@@ -3,10 +3,11 @@ with one clear line on stderr and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -55,6 +56,32 @@ class Group(click.Group):
         except OperationalError as exc:
             fail(f"the database cannot be used: {str(exc.orig).splitlines()[0] if exc.orig else exc}"
                  " (is it running, and has `reprisals db upgrade` been run?)", 3)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback drawing a progress bar on standard error while it runs — only when
+    that is a terminal, so piped and captured output stays exactly the command's result."""
+    if not sys.stderr.isatty():
+        yield lambda _done, _total: None
+        return
+    bar: Any = None
+    shown = 0
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar, shown
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True)
+            bar.__enter__()
+        if done - shown >= max(1, total // 200) or done == total:  # at most ~200 redraws
+            bar.update(done - shown)
+            shown = done
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def runtime(ctx: click.Context, *, warn: bool = False) -> Runtime:
@@ -439,8 +466,8 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
     from workflow.history import verify
 
     rt = runtime(ctx)
-    with rt.sessions() as session:
-        report = verify(session)
+    with rt.sessions() as session, progress_bar("checking history") as progress:
+        report = verify(session, progress)
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "instances": report.instances, "events": report.events,
                                "findings": [{"what": f.what, "instance": f.instance_id, "seq": f.seq,
@@ -477,8 +504,8 @@ def keys_rotate(ctx: click.Context) -> None:
     from reprisals.services import rotate_keys
 
     rt = runtime(ctx)
-    with rt.transaction() as session:
-        changed = rotate_keys(session, rt.cipher)
+    with rt.transaction() as session, progress_bar("re-encrypting") as progress:
+        changed = rotate_keys(session, rt.cipher, progress)
     click.echo(f"re-encrypted {changed} value(s) with the first key")
 
 

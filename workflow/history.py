@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -179,8 +179,12 @@ def verify_instance(session: Session, instance_id: int) -> VerificationReport:
     return report
 
 
-def verify(session: Session) -> VerificationReport:
-    """Check every chain and the ledger. Reads only; reports every problem it finds."""
+Progress = Callable[[int, int], None]  # (instances checked so far, instances in all)
+
+
+def verify(session: Session, progress: Progress | None = None) -> VerificationReport:
+    """Check every chain and the ledger. Reads only; reports every problem it finds. ``progress`` is told
+    how many instances' chains have been checked, of how many, as it goes."""
     report = VerificationReport()
     f = report.findings
     instances = {i.id: i for i in session.scalars(select(WorkflowInstance))}
@@ -189,6 +193,8 @@ def verify(session: Session) -> VerificationReport:
     seen: set[int] = set()
     for instance_id, events in _events_by_instance(session):
         seen.add(instance_id)
+        if progress is not None:
+            progress(len(seen), len(instances))
         report.events += len(events)
         first = _check_chain(instance_id, events, instances.get(instance_id), f)
         if first is not None:

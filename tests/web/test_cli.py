@@ -709,3 +709,38 @@ def test_report_figures_counts_the_demo_cases_in_text_csv_and_json_and_refuses_a
     refused = run("report", "figures", "--period", "last year")
     assert_refused(refused, "error: period: must be a year (2025), a financial year (2025-26)")
     assert_refused(run("report", "figures", "--period", "2025", "--body", "XYZ"), "error: body: is not a known body")
+
+
+def test_long_commands_draw_progress_on_a_terminal_and_nothing_extra_when_captured(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    env = {**clean_environ(), "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"), "REPRISALS_LOG_LEVEL": "WARNING"}
+    for args in (("db", "upgrade"), ("demo",)):
+        assert subprocess.run([str(REPRISALS_BIN), *args], capture_output=True, env=env, cwd=tmp_path,
+                              timeout=60, check=False).returncode == 0
+
+    for args, label, result in [(("audit", "verify"), "checking history", "history verified: 12 cases"),
+                                (("keys", "rotate"), "re-encrypting", "re-encrypted 0 value(s)")]:
+        leader, follower = pty.openpty()  # standard error is a terminal; standard output is captured
+        proc = subprocess.Popen([str(REPRISALS_BIN), *args], stdout=subprocess.PIPE, stderr=follower, env=env,
+                                cwd=tmp_path, text=True)
+        os.close(follower)
+        out, _ = proc.communicate(timeout=60)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(leader)
+        assert proc.returncode == 0 and result in out, (args, out)
+        screen = drawn.decode(errors="replace")
+        assert label in screen and re.search(r"\b(\d+)/\1\b", screen), (args, screen)  # drawn to the end, n/n
+
+        captured = subprocess.run([str(REPRISALS_BIN), *args], capture_output=True, text=True, env=env,
+                                  cwd=tmp_path, timeout=60, check=False)
+        assert label not in captured.stderr and result in captured.stdout  # piped: no bar
