@@ -134,13 +134,18 @@ _RELEASE = (update(_TABLE)
 # the disk on SQLite (``synchronous=NORMAL`` under WAL; other databases ignore the option). The name is
 # repeated here because this package imports nothing of ``workflow``. Why it is safe: decision 10.
 _RELAXED_COMMIT = {"sqlite_synchronous": "NORMAL"}
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")  # PostgreSQL's equivalent, for one transaction
 
 
 def _connection(session: Session) -> Connection:
-    """The session's connection; a new transaction of the delivery's starts with relaxed commits."""
+    """The session's connection; a new transaction of the delivery's starts with relaxed commits (on
+    SQLite ``synchronous=NORMAL``, on PostgreSQL ``synchronous_commit = off`` for this transaction)."""
     if session.in_transaction():
         return session.connection()
-    return session.connection(execution_options=_RELAXED_COMMIT)
+    conn = session.connection(execution_options=_RELAXED_COMMIT)
+    if conn.dialect.name == "postgresql":
+        conn.execute(_ASYNC_COMMIT)
+    return conn
 
 
 def _due_ids(conn: Connection, now: datetime, limit: int) -> list[int]:

@@ -417,6 +417,30 @@ def test_delivery_commits_do_not_wait_for_the_disk_and_other_transactions_still_
     engine.dispose()
 
 
+@pytest.mark.postgresql_only
+def test_delivery_commits_do_not_wait_for_the_wal_flush_and_other_transactions_still_do_on_postgresql(
+        database: Database) -> None:
+    levels: list[str] = []  # synchronous_commit at each commit
+
+    @event.listens_for(database.engine, "commit")
+    def _level(conn: Connection) -> None:
+        levels.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar_one())
+
+    try:
+        with database.session() as s:
+            put(s, "k")  # an ordinary transaction
+            put(s, "k2")
+            assert levels == ["on", "on"]
+            levels.clear()
+            assert deliver_due(s, NOW, {"mail": Recording()}, TEMPLATES, batch=1).sent == 2
+            assert levels == ["off", "off", "off"]  # claim, outcome with the next claim, the last outcome
+            levels.clear()
+            put(s, "k3")  # SET LOCAL ended with its transaction
+            assert levels == ["on"]
+    finally:
+        event.remove(database.engine, "commit", _level)
+
+
 # -- the in-app inbox -----------------------------------------------------------------------------------
 
 
