@@ -76,13 +76,22 @@ def _charts(result: Figures, publish: bool) -> dict[str, Markup]:
     return charts
 
 
+def _asked() -> tuple[ReportForm, Figures | None, bool]:
+    """The form from the query string, and the figures it asks for (None if it is refused)."""
+    form, period, body, publish = _read(me())
+    return form, (figures(db(), period, body, now=now()) if period is not None else None), publish
+
+
+def _refused(form: ReportForm) -> ResponseReturnValue:
+    return render_template("reports/index.html", title="Figures", form=form, result=None), 400
+
+
 @bp.get("/")
 @roles(Role.AUDITOR, Role.LEAD)
 def index() -> ResponseReturnValue:
-    form, period, body, publish = _read(me())
-    if period is None:
-        return render_template("reports/index.html", title="Figures", form=form, result=None), 400
-    result = figures(db(), period, body, now=now())
+    form, result, publish = _asked()
+    if result is None:
+        return _refused(form)
     csv_args = {"period": form.period.data, "body": form.body.data, "counts": form.counts.data}
     return render_template("reports/index.html", title="Figures", form=form, result=result, publish=publish,
                            charts=_charts(result, publish), csv_args=csv_args)
@@ -91,12 +100,12 @@ def index() -> ResponseReturnValue:
 @bp.get("/figures.csv")
 @roles(Role.AUDITOR, Role.LEAD)
 def download() -> ResponseReturnValue:
-    form, period, body, publish = _read(me())
-    if period is None:
-        return render_template("reports/index.html", title="Figures", form=form, result=None), 400
-    result = figures(db(), period, body, now=now())
+    form, result, publish = _asked()
+    if result is None:
+        return _refused(form)
+    period, body = result.period, result.body.code.lower() if result.body else None
     name = f"reprisals-figures-{period.start.isoformat()}-to-{period.end.isoformat()}"
-    name += f"-{body.lower()}" if body else ""
+    name += f"-{body}" if body else ""
     name += "-for-publication" if publish else "-exact-not-for-publication"
     return Response(to_csv(result, publish=publish), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
