@@ -47,7 +47,7 @@ def test_a_waiting_writer_gets_the_lock_in_the_first_short_gap_another_writer_le
     try:
         time.sleep(0.05)  # the busy writer holds the lock now
         waits = []
-        for i in range(6):
+        for i in range(8):
             started = time.monotonic()
             with engine.begin() as conn:
                 conn.exec_driver_sql("INSERT INTO t (who) VALUES ('waiting')")
@@ -57,9 +57,10 @@ def test_a_waiting_writer_gets_the_lock_in_the_first_short_gap_another_writer_le
         stop.set()
         writer.join(timeout=5)
         engine.dispose()
-    # Each gets the next gap: under 0.32 s (a cycle), with room for a loaded machine. SQLite's own busy
-    # handler, sleeping 100 ms between late tries, measured up to 1.5 s here (missing gap after gap).
-    assert max(waits) < 0.5, waits
+    # Each gets the next gap, within 0.32 s (a cycle); the bound leaves a loaded machine (CI runs two test
+    # workers and a browser) a missed gap. SQLite's own busy handler, sleeping 100 ms between late tries,
+    # waited 0.93 s or more in about half of such waits here, up to 1.5 s (missing gap after gap).
+    assert max(waits) < 0.9, waits
 
 
 def test_a_writer_that_cannot_get_the_lock_in_time_fails_with_sqlalchemys_operational_error(
