@@ -172,8 +172,7 @@ def _counted(title: str, key: str, values: Iterable[str], labels: Sequence[str],
     return Table(key, title, rows, sum(n for _, n in rows) if total else None, note)
 
 
-def figures(session: Session, period: Period, body_code: str | None = None, *,
-            now: datetime | None = None) -> Figures:
+def figures(session: Session, period: Period, body_code: str | None = None, *, now: datetime) -> Figures:
     """The figures for ``period``, for one body's cases or (``None``) for all, as of ``now`` (a deadline
     past its due time counts as overdue even before the sweep has marked it)."""
     body = None
@@ -213,7 +212,7 @@ def figures(session: Session, period: Period, body_code: str | None = None, *,
                  [t.value for t in EstablishmentType]),
         _counted("Nation", "nation", (r.nation.value for r in rows), [n.value for n in Nation]),
         _counted("Outcome of the cases closed", "outcome", outcomes, [o.value for o in Outcome]),
-        _timeliness(deadlines, ensure_utc(now) if now is not None else datetime.now(UTC)),
+        _timeliness(deadlines, ensure_utc(now)),
     ]
     return result
 
