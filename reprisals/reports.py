@@ -136,7 +136,7 @@ class Table:
                 for i, (label, n) in enumerate(self.rows)]
 
     def total_shown(self, publish: bool) -> str:
-        return "" if self.total is None else _shown(self.total, publish)
+        return "" if self.total is None else shown_count(self.total, publish)
 
 
 def _determined(small: list[int], large: list[int]) -> bool:
@@ -246,8 +246,8 @@ def to_csv(f: Figures, *, publish: bool) -> str:
                      "exact: NOT FOR PUBLICATION (counts under 5 are not suppressed)"])
     writer.writerow([])
     writer.writerow(["table", "row", "count"])
-    writer.writerow(["Cases", "Received in the period", _shown(f.received, publish)])
-    writer.writerow(["Cases", "Closed in the period", _shown(f.closed, publish)])
+    writer.writerow(["Cases", "Received in the period", shown_count(f.received, publish)])
+    writer.writerow(["Cases", "Closed in the period", shown_count(f.closed, publish)])
     for table in f.tables:
         for label, _n, shown in table.shown(publish):
             writer.writerow([table.title, label, shown])
@@ -258,8 +258,4 @@ def to_csv(f: Figures, *, publish: bool) -> str:
 
 def shown_count(n: int, publish: bool) -> str:
     """A count as it may be shown: 1 to 4 as "fewer than 5" when ``publish``."""
-    return _shown(n, publish)
-
-
-def _shown(n: int, publish: bool) -> str:
     return SUPPRESSED if publish and 0 < n < SUPPRESS_BELOW else f"{n:,}"
