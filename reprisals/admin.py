@@ -21,8 +21,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from reprisals.accounts import end_all_sessions
 from reprisals.emails import email_problem, normalise_email
 from reprisals.errors import InvalidInput, NotAllowed
-from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.models import Body, Establishment, Role, User
 from reprisals.passwords import hash_password, password_problem
+from reprisals.reference import establishment_fields
 from workflow.clock import ensure_utc
 from workflow.models import Base
 
@@ -179,31 +180,9 @@ def is_invited(user: User) -> bool:
 
 def _establishment_fields(session: Session, data: Mapping[str, Any], current: Establishment | None) -> dict[
         str, Any]:
-    errors: dict[str, str] = {}
-    name = str(data.get("name") or "").strip()
-    operator = str(data.get("operator") or "").strip()
-    if not name:
-        errors["name"] = "Enter the establishment's name"
-    elif len(name) > 200:
-        errors["name"] = "Name must be 200 characters or fewer"
-    else:
-        clash = session.scalars(select(Establishment.id).where(func.lower(Establishment.name) == name.lower())).first()
-        if clash is not None and (current is None or clash != current.id):
-            errors["name"] = "An establishment with this name already exists"
-    if not operator:
-        errors["operator"] = "Enter who runs the establishment"
-    elif len(operator) > 200:
-        errors["operator"] = "Operator must be 200 characters or fewer"
-    out: dict[str, Any] = {"name": name, "operator": operator, "active": bool(data.get("active"))}
-    for field, enum, message in (("type", EstablishmentType, "Select the type of establishment"),
-                                 ("nation", Nation, "Select the nation")):
-        try:
-            out[field] = enum(str(data.get(field) or ""))
-        except ValueError:
-            errors[field] = message
-    if errors:
-        raise InvalidInput(errors)
-    return out
+    """The form's values (see :func:`reprisals.reference.establishment_fields`) and whether it is active."""
+    values = establishment_fields(session, data, current, from_form=True)
+    return {**values, "active": bool(data.get("active"))}
 
 
 def create_establishment(session: Session, admin: User, data: Mapping[str, Any]) -> Establishment:

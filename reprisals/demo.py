@@ -11,19 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reprisals.crypto import Cipher
-from reprisals.models import Body, Case, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.models import Case, Establishment, EstablishmentType, Nation, Role, User
 from reprisals.passwords import hash_password
+from reprisals.reference import seed_protocol_bodies
 from reprisals.services import advance_case, open_case
 from workflow.engine import Engine
 
 DEMO_PASSWORD = "reprisals-demo-2026"  # noqa: S105 - printed for the demo on purpose
-
-BODIES = [
-    ("HMIP", "HM Inspectorate of Prisons"),
-    ("IMB", "Independent Monitoring Boards"),
-    ("PPO", "Prisons and Probation Ombudsman"),
-    ("LO", "Lay Observers"),
-]
 
 ESTABLISHMENTS = [
     ("HMP Thornbury Fen", EstablishmentType.PRISON, Nation.ENGLAND, "HMPPS"),
@@ -86,13 +80,16 @@ class DemoUser:
 
 
 def has_data(session: Session) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(User)))
+    """Users or establishments exist (an install being set up has no users yet but may have imported its
+    establishments). The protocol's bodies, which every upgraded database holds, are not data."""
+    return bool(session.scalar(select(func.count()).select_from(User))
+                or session.scalar(select(func.count()).select_from(Establishment)))
 
 
 def load_demo(session: Session, engine: Engine, cipher: Cipher, now: datetime) -> list[DemoUser]:
-    """Load the demo set into an empty database (the caller commits)."""
-    for code, name in BODIES:
-        session.add(Body(code=code, name=name))
+    """Load the demo set into an empty database (the caller commits). The protocol's bodies are
+    added only if missing (`reprisals db upgrade` has inserted them)."""
+    seed_protocol_bodies(session)
     establishments = [Establishment(name=n, type=t, nation=na, operator=o) for n, t, na, o in ESTABLISHMENTS]
     session.add_all(establishments)
     hashed = hash_password(DEMO_PASSWORD)

@@ -132,6 +132,13 @@ class Establishment(Base):
     nation: Mapped[Nation] = mapped_column(_enum(Nation, "nation"))
     operator: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where letters to the head of establishment go, and how they are addressed ("Governor").
+    address_line_1: Mapped[str | None] = mapped_column(String(200))
+    address_line_2: Mapped[str | None] = mapped_column(String(200))
+    address_line_3: Mapped[str | None] = mapped_column(String(200))
+    town: Mapped[str | None] = mapped_column(String(100))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    head_of_establishment_title: Mapped[str | None] = mapped_column(String(100))
 
 
 class User(Base):

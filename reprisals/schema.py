@@ -16,10 +16,18 @@ METADATA: tuple[sa.MetaData, ...] = (workflow.models.metadata, notifications.mod
 
 
 def create_all(engine: sa.Engine) -> None:
-    """Create everything directly (tests and tools); production uses Alembic (`reprisals db upgrade`)."""
+    """Create everything directly (tests and tools); production uses Alembic (`reprisals db upgrade`).
+    Like the migrations, it inserts the four bodies of the sanctions protocol."""
+    from sqlalchemy.orm import Session
+
+    from reprisals.reference import seed_protocol_bodies
+
     workflow.db.create_all(engine)
     with engine.begin() as conn:
         notifications.models.metadata.create_all(conn)
+    with Session(engine) as session:
+        seed_protocol_bodies(session)
+        session.commit()
 
 
 def combined_metadata() -> sa.MetaData:

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from reprisals.crypto import Cipher
 from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.reference import PROTOCOL_BODIES
 from reprisals.services import advance_case, open_case
 from workflow.engine import Engine
 
-BODIES = {"HMIP": "HM Inspectorate of Prisons", "IMB": "Independent Monitoring Boards",
-          "PPO": "Prisons and Probation Ombudsman", "LO": "Lay Observers"}
+BODIES = dict(PROTOCOL_BODIES)  # in every database already (create_all and the migrations insert them)
 # Canary values: tests assert these never appear where identity must not be.
 CANARY_NAME = "Zebediah Canarywhistle"
 CANARY_NUMBER = "A9999ZZ"
