@@ -323,6 +323,11 @@ def tokens_of(session: Session, user: User) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
 
 
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every user's tokens (the operator's view), oldest first; never their secrets."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
 # -- heartbeats ------------------------------------------------------------------------------------
 
 

@@ -204,7 +204,7 @@ def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | 
         errors["body"] = "is required for this role"
     with rt.transaction() as session:
         if body and session.get(Body, body.upper()) is None:
-            errors["body"] = f"'{body}' is not a body (load them with `reprisals demo` or seed them)"
+            errors["body"] = f"'{body}' is not a body (see `reprisals bodies list`)"
         if session.scalars(select(User).where(User.email == email)).first() is not None:
             errors["email"] = "is already in use"
         if errors:
@@ -692,6 +692,9 @@ def report_figures(ctx: click.Context, period: str, body_code: str | None, publi
         click.echo(f"\n{table.title}" + (f" (total {table.total_shown(publish)})" if table.total is not None else ""))
         for label, _, shown in table.shown(publish):
             click.echo(f"  {label:<40} {shown:>14}")
+
+
+from web import cli_reference  # noqa: E402,F401  (bodies, establishments, tokens: their own module)
 
 
 def main() -> None:

@@ -250,4 +250,4 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-from web.api import cases, spec, tokens  # noqa: E402,F401  (the routes)
+from web.api import cases, establishments, spec, tokens  # noqa: E402,F401  (the routes)

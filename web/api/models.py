@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from reprisals.models import AgeGroup, Channel, Consent, Nation, Outcome, Risk, SanctionType
+from reprisals.models import AgeGroup, Channel, Consent, EstablishmentType, Nation, Outcome, Risk, SanctionType
 
 MAX_ID = 2**31 - 1
 MAX_PAGE = 100_000
@@ -80,6 +80,22 @@ class EstablishmentOut(_Out):
     name: str
     type: str
     nation: Nation
+
+
+class EstablishmentDetail(EstablishmentOut):
+    type: EstablishmentType
+    operator: str
+    active: bool = Field(description="Cases can be reported against it.")
+    address_line_1: str | None
+    address_line_2: str | None
+    address_line_3: str | None
+    town: str | None
+    postcode: str | None
+    head_of_establishment_title: str | None = Field(description="How letters address the head, such as Governor.")
+
+
+class EstablishmentList(_Out):
+    items: list[EstablishmentDetail]
 
 
 class DeadlineOut(_Out):
