@@ -22,14 +22,15 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from notifications.outbox import list_failed
-from reprisals import accounts
+from reprisals import accounts, reference
 from reprisals import admin as ops
 from reprisals.accounts import tokens_of
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.messaging import local_text
-from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.models import Body, Establishment, Role, User
 from reprisals.passwords import MIN_LENGTH
 from reprisals.protocol_store import activate_protocol, known_versions, protocol_keys, upload_protocol
+from reprisals.reference import NATION_LABELS, OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
 from web.context import db, me, now, runtime
 from web.security import public, roles
 from workflow.errors import SpecError
@@ -81,15 +82,40 @@ class EstablishmentForm(FlaskForm):
                                                                    Length(max=200)])
     type = SelectField("Type", widget=GovSelect(),
                        choices=_options([("", "Select a type")]
-                                        + [(t.value, _label(t.value)) for t in EstablishmentType]),
+                                        + [(t.value, label) for t, label in TYPE_LABELS.items()]),
                        validators=[InputRequired("Select the type of establishment")])
     nation = SelectField("Nation", widget=GovSelect(),
-                         choices=_options([("", "Select a nation")] + [(n.value, _label(n.value)) for n in Nation]),
+                         choices=_options([("", "Select a nation")]
+                                          + [(n.value, label) for n, label in NATION_LABELS.items()]),
                          validators=[InputRequired("Select the nation")])
     operator = StringField("Operator", widget=GovTextInput(),
                            validators=[InputRequired("Enter who runs the establishment"), Length(max=200)])
+    address_line_1 = StringField("Address line 1 (optional)", widget=GovTextInput(), validators=[Length(max=200)])
+    address_line_2 = StringField("Address line 2 (optional)", widget=GovTextInput(), validators=[Length(max=200)])
+    address_line_3 = StringField("Address line 3 (optional)", widget=GovTextInput(), validators=[Length(max=200)])
+    town = StringField("Town or city (optional)", widget=GovTextInput(), validators=[Length(max=100)])
+    postcode = StringField("Postcode (optional)", widget=GovTextInput(), validators=[Length(max=16)])
+    head_of_establishment_title = StringField("Title of the head of establishment (optional)", widget=GovTextInput(),
+                                              validators=[Length(max=100)])
     active = BooleanField("Active (cases can be reported against it)", widget=GovCheckboxInput(), default=True)
     submit = SubmitField("Save establishment", widget=GovSubmitInput())
+
+
+ESTABLISHMENT_TEXT = ("name", "operator", *OPTIONAL_COLUMNS)
+
+
+class EstablishmentImportForm(FlaskForm):
+    file = FileField("Upload a CSV file", widget=GovFileInput())
+    update = BooleanField("Update establishments that already exist (matched by name)", widget=GovCheckboxInput())
+    submit = SubmitField("Import establishments", widget=GovSubmitInput())
+
+
+class BodyForm(FlaskForm):
+    code = StringField("Code", widget=GovTextInput(), validators=[InputRequired("Enter the body's code, such as IMB"),
+                                                                  Length(max=8)])
+    name = StringField("Full name", widget=GovTextInput(), validators=[InputRequired("Enter the body's name"),
+                                                                        Length(max=200)])
+    submit = SubmitField("Add body", widget=GovSubmitInput())
 
 
 class UploadForm(FlaskForm):
@@ -274,9 +300,44 @@ def establishments() -> ResponseReturnValue:
                 flash(f"{row.name} has been added.", "success")
                 return redirect(url_for("admin.establishments"))
         status = 400
-    rows = list(db().scalars(select(Establishment).order_by(Establishment.name)))
-    return render_template("admin/establishments.html", title="Establishments", form=form, rows=rows,
-                           label=_label), status
+    return render_template("admin/establishments.html", title="Establishments", form=form,
+                           rows=reference.list_establishments(db()), types=TYPE_LABELS, nations=NATION_LABELS), status
+
+
+@bp.route("/establishments/import", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def import_establishments() -> ResponseReturnValue:
+    """All or nothing: every problem of the file is in the error summary, with its line; govuk-frontend-wtf's
+    summary shows one error per field, so this page builds its own (as the protocols page does)."""
+    form = EstablishmentImportForm()
+    errors: list[dict[str, str]] = []
+    if form.is_submitted():
+        upload = form.file.data
+        if not form.validate():
+            errors = [{"text": m, "href": f"#{name}"} for name, ms in form.errors.items() for m in ms]
+        elif upload is None or not getattr(upload, "filename", None):
+            errors = [{"text": "Select a CSV file", "href": "#file"}]
+        else:
+            try:
+                result = reference.import_establishments(db(), me(), upload.read(), update=bool(form.update.data))
+            except ImportRefused as exc:
+                db().rollback()
+                errors = [{"text": _import_problem(p), "href": "#file"} for p in exc.problems]
+            else:
+                db().commit()
+                flash(f"Establishments imported: {result.added} added, {result.updated} updated, "
+                      f"{result.unchanged} unchanged.", "success")
+                return redirect(url_for("admin.establishments"))
+    title = ("Error: " if errors else "") + "Import establishments from a CSV file"
+    return render_template("admin/establishments_import.html", title=title, import_form=form, errors=errors,
+                           columns=reference.COLUMNS, types=TYPE_LABELS, nations=NATION_LABELS), 400 if errors else 200
+
+
+def _import_problem(problem: reference.RowProblem) -> str:
+    where = f"Line {problem.line}: " if problem.line is not None else ""
+    message = problem.message[0].upper() + problem.message[1:] if not where else problem.message
+    hint = " (select “Update establishments that already exist” to change it)" if problem.exists else ""
+    return where + message + hint
 
 
 @bp.route("/establishments/<int:establishment_id>", methods=["GET", "POST"])
@@ -285,8 +346,8 @@ def establishment(establishment_id: int) -> ResponseReturnValue:
     row = db().get(Establishment, establishment_id)
     if row is None:
         abort(404)
-    form = EstablishmentForm(data={"name": row.name, "type": row.type.value, "nation": row.nation.value,
-                                   "operator": row.operator, "active": row.active})
+    form = EstablishmentForm(data={"type": row.type.value, "nation": row.nation.value, "active": row.active,
+                                   **{name: getattr(row, name) or "" for name in ESTABLISHMENT_TEXT}})
     status = 200
     if form.is_submitted():
         if form.validate():
@@ -302,6 +363,29 @@ def establishment(establishment_id: int) -> ResponseReturnValue:
         status = 400
     return render_template("admin/establishment.html", title=f"Edit establishment: {row.name}", form=form,
                            row=row), status
+
+
+# -- bodies -------------------------------------------------------------------------------------------
+
+
+@bp.route("/bodies", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def bodies() -> ResponseReturnValue:
+    form = BodyForm()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                body = reference.add_body(db(), me(), form.data)
+            except InvalidInput as exc:
+                db().rollback()
+                _map_errors(form, exc)
+            else:
+                db().commit()
+                flash(f"{body.name} ({body.code}) has been added. Users can now belong to it.", "success")
+                return redirect(url_for("admin.bodies"))
+        status = 400
+    return render_template("admin/bodies.html", title="Bodies", form=form, rows=reference.list_bodies(db())), status
 
 
 # -- protocol versions --------------------------------------------------------------------------------
