@@ -114,7 +114,7 @@ def test_a_body_goes_from_an_empty_database_to_its_first_case_with_the_command_a
     engine = create_db_engine(empty_db.url)
     try:
         with engine.connect() as conn:
-            count = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608
+            count = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
                      for t in ("bodies", "users", "establishments", "cases", "api_tokens")}
     finally:
         engine.dispose()
