@@ -259,10 +259,18 @@ def _decode(data: bytes) -> str:
 def parse_establishments_csv(data: bytes) -> list[CsvRow]:
     """Every row of the file as establishment values, or :class:`ImportRefused` with every problem
     (no database reads: names already taken are the import's check)."""
+    rows, problems = _parse(data)
+    if problems:
+        raise ImportRefused(problems)
+    return rows
+
+
+def _parse(data: bytes) -> tuple[list[CsvRow], list[RowProblem]]:
+    """The good rows and every problem. Rows with problems are left out."""
     text = _decode(data)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise ImportRefused([RowProblem(line, None, "the file contains a NUL character: it is not a CSV text file")])
+        return [], [RowProblem(line, None, "the file contains a NUL character: it is not a CSV text file")]
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     problems: list[RowProblem] = []
     rows: list[CsvRow] = []
@@ -292,7 +300,9 @@ def parse_establishments_csv(data: bytes) -> list[CsvRow]:
                 earlier = first_of.setdefault(name.casefold(), line)
                 if earlier != line:
                     problems.append(RowProblem(line, "name", f"{name} is also on line {earlier}"))
-            rows.append(CsvRow(line, values))
+                    continue
+            if not errors:
+                rows.append(CsvRow(line, values))
     except csv.Error as exc:
         problems.append(RowProblem(reader.line_num or next_line, None, f"the CSV is malformed here ({exc}); check "
                                                                        "its quotes"))
@@ -301,9 +311,7 @@ def parse_establishments_csv(data: bytes) -> list[CsvRow]:
                                                "operator…) and a row for each establishment"))
     elif not rows and not problems:
         problems.append(RowProblem(None, None, "the file has a header row but no establishments"))
-    if problems:
-        raise ImportRefused(problems)
-    return rows
+    return rows, problems
 
 
 def _header_problems(header: list[str], line: int) -> list[RowProblem]:
@@ -329,11 +337,11 @@ def import_establishments(session: Session, actor: User | None, data: bytes, *, 
     active; without, such a row is a problem. :class:`ImportRefused` lists every problem, and then
     nothing has been written. ``progress(done, total)`` is called as rows are written."""
     _require_admin(actor)
-    rows = parse_establishments_csv(data)
+    rows, problems = _parse(data)
     existing = {e.name.casefold(): e for e in session.scalars(select(Establishment))}
-    problems = [RowProblem(r.line, "name", f"an establishment called {r.values['name']} already exists",
-                           exists=True)
-                for r in rows if not update and r.values["name"].casefold() in existing]
+    problems += [RowProblem(r.line, "name", f"an establishment called {r.values['name']} already exists",
+                            exists=True)
+                 for r in rows if not update and r.values["name"].casefold() in existing]
     if problems:
         raise ImportRefused(problems)
     result = ImportResult()

@@ -111,10 +111,10 @@ class EstablishmentImportForm(FlaskForm):
 
 
 class BodyForm(FlaskForm):
-    code = StringField("Code", widget=GovTextInput(), validators=[InputRequired("Enter the body's code, such as IMB"),
-                                                                  Length(max=8)])
-    name = StringField("Full name", widget=GovTextInput(), validators=[InputRequired("Enter the body's name"),
-                                                                        Length(max=200)])
+    """Checked by :func:`reprisals.reference.add_body` alone, so every problem is shown at once."""
+
+    code = StringField("Code", widget=GovTextInput())
+    name = StringField("Full name", widget=GovTextInput())
     submit = SubmitField("Add body", widget=GovSubmitInput())
 
 

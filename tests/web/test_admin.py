@@ -17,10 +17,10 @@ from tests.factories import case_data, cipher
 from tests.web.conftest import PASSWORD, Web, count_rows, csrf_token
 
 ADMIN_PATHS = ["/admin/", "/admin/users", "/admin/users/1", "/admin/establishments", "/admin/establishments/1",
-               "/admin/protocols", "/admin/failed-messages"]
+               "/admin/establishments/import", "/admin/bodies", "/admin/protocols", "/admin/failed-messages"]
 ADMIN_POSTS = ["/admin/users", "/admin/users/1", "/admin/users/1/active", "/admin/users/1/invitation",
-               "/admin/establishments", "/admin/establishments/1", "/admin/protocols",
-               "/admin/protocols/sanctions/1/activate"]
+               "/admin/establishments", "/admin/establishments/1", "/admin/establishments/import", "/admin/bodies",
+               "/admin/protocols", "/admin/protocols/sanctions/1/activate"]
 
 
 def _user(web: Web, email: str) -> User | None:
