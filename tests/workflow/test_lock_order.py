@@ -169,6 +169,5 @@ def test_deadline_change_is_refused_and_nothing_written_when_the_case_changed_si
 def test_deadline_error_not_conflict_when_the_case_is_current_and_the_change_does_not_fit(
         database: Database) -> None:
     instance_id = committed_instance(database)
-    with database.session() as s:
-        with pytest.raises(DeadlineError, match="not paused"):
-            lead_op("resume", instance_id)(s)
+    with database.session() as s, pytest.raises(DeadlineError, match="not paused"):
+        lead_op("resume", instance_id)(s)
