@@ -97,7 +97,8 @@ class Interleaving:
             thread.start()
             threads.append(thread)
             if name == first:
-                wait_for(lambda outcome=outcome: any(h.startswith(f"{first} ") for h in self.held) or outcome.done.is_set(),
+                wait_for(lambda outcome=outcome: any(h.startswith(f"{first} ") for h in self.held)
+                         or outcome.done.is_set(),
                          f"{first} to reach the point where it is held", timeout=20)
         for thread in threads:
             thread.join(60)
