@@ -279,6 +279,7 @@ class Engine:
         """
         now = ensure_utc(now)
         trig, clean = self.check(instance, trigger, actor, fields, now, expected_version=expected_version)
+        self.lock(session, instance)
         compiled = self._compiled(instance.spec_key, instance.spec_version)
         source = instance.stage
         model = _Model(source)
@@ -322,10 +323,28 @@ class Engine:
             raise StaleInstance(instance.id, expected_version, instance.version)
         if corrects_seq is not None and not 1 <= corrects_seq <= instance.head_seq:
             raise ValueError(f"event {corrects_seq} does not exist in this history")
+        self.lock(session, instance)
         event = self._append(session, instance, kind=kind, actor_id=actor_id, now=now,
                              data=dict(data or {}), corrects_seq=corrects_seq)
         self._flush(session, instance)
         return event
+
+    def lock(self, session: Session, instance: WorkflowInstance) -> None:
+        """Take the instance's row lock before any other row of it is locked or written (decision 7: the
+        instance, then its timers, then its deadlines), and refuse if it changed since it was read.
+
+        On PostgreSQL ``SELECT … FOR UPDATE`` waits for a concurrent writer of the case to finish; SQLite
+        ignores it (its ``BEGIN IMMEDIATE`` already serialises writers). Either way the row's version is
+        compared with the one read: ``StaleInstance`` if another transaction moved it, before anything is
+        written. ``fire`` and ``append_event`` call it before they write: their history row would otherwise
+        take its ``(instance_id, seq)`` index entry before the instance's lock, and a lead holding that lock
+        would then wait for the entry while this waits for the lock."""
+        instance_id = instance.id
+        with session.no_autoflush:  # pending changes to other rows must not be written (locked) before it
+            locked = session.scalar(select(WorkflowInstance.version).where(WorkflowInstance.id == instance_id)
+                                    .with_for_update())
+        if locked != instance.version:
+            raise StaleInstance(instance_id, instance.version, locked)
 
     def history(self, session: Session, instance: WorkflowInstance) -> list[HistoryEvent]:
         stmt = select(HistoryEvent).where(HistoryEvent.instance_id == instance.id).order_by(HistoryEvent.seq)

@@ -189,7 +189,7 @@ class Timers:
         """Move a deadline later, with a reason; reminders move with it. A history event records it."""
         new_due = ensure_utc(new_due)
         now = ensure_utc(now)
-        self._lock(session, deadline)
+        self._lock(session, engine, instance, deadline)
         self._check_live(instance, deadline)
         if not reason or not reason.strip():
             raise DeadlineError("an extension needs a reason")
@@ -216,7 +216,7 @@ class Timers:
     def pause(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
               reason: str, actor_id: str, now: datetime) -> DeadlineRow:
         now = ensure_utc(now)
-        self._lock(session, deadline)
+        self._lock(session, engine, instance, deadline)
         self._check_live(instance, deadline)
         if deadline.status == PAUSED:
             raise DeadlineError(f"the clock of '{deadline.label}' is already paused")
@@ -237,7 +237,7 @@ class Timers:
         deadline, by the working days that ended while it was paused; in hours for a clock-hour one).
         A clock that had time left when it was paused is never overdue when it resumes."""
         now = ensure_utc(now)
-        self._lock(session, deadline)
+        self._lock(session, engine, instance, deadline)
         self._check_live(instance, deadline)
         if deadline.status != PAUSED or deadline.paused_at is None:
             raise DeadlineError(f"the clock of '{deadline.label}' is not paused")
@@ -263,9 +263,13 @@ class Timers:
         return deadline
 
     @staticmethod
-    def _lock(session: Session, deadline: DeadlineRow) -> None:
-        """Lock in the sweep's order (timers, then the deadline) and re-read: if the due timer is firing
-        right now we wait for it, then see its ``overdue`` instead of overwriting it."""
+    def _lock(session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow) -> None:
+        """Lock in the one order every writer of a case uses (decision 7): the instance row (``StaleInstance``
+        if it moved on since it was read), then the deadline's pending timers, then the deadline, and re-read
+        it. ``Engine.fire`` locks the instance first too, so the two wait for each other instead of
+        deadlocking; the sweep locks timers then deadlines and never an instance, so a due timer firing
+        right now is waited for and its ``overdue`` seen, not overwritten."""
+        engine.lock(session, instance)
         session.execute(select(TimerRow.id).where(TimerRow.deadline_id == deadline.id, TimerRow.status == PENDING)
                         .with_for_update())
         session.refresh(deadline, with_for_update=True)
