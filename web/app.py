@@ -88,20 +88,42 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         return {"serviceName": SERVICE_NAME, "cspNonce": csp_nonce(), "assetPath": "/static/govuk/assets",
                 "unread_count": unread, "Role": Role}
 
+    def _heartbeat() -> tuple[float | None, float]:
+        """The scheduler heartbeat's age (``None``: never) and the age past which it counts as stopped:
+        three sweep intervals. Raises if the database cannot be read."""
+        db().execute(text("SELECT 1"))
+        return heartbeat_age(db(), "scheduler", now()), 3.0 * rt.settings.scheduler_interval
+
     @app.get("/healthz")
     @public
     def healthz() -> tuple[dict[str, Any], int]:
+        """503 only when the database is unreachable; a stale scheduler is reported, not failed
+        (``/healthz/scheduler`` fails on it), so a load balancer keeps the pages up without it."""
         try:
-            db().execute(text("SELECT 1"))
-            age = heartbeat_age(db(), "scheduler", now())
+            age, limit = _heartbeat()
         except Exception:  # any database failure means unhealthy; the message stays generic
             log.exception("health check: database unreachable")
             return {"status": "error", "database": "unreachable"}, 503
         body: dict[str, Any] = {"status": "ok", "database": "ok",
                                 "scheduler_heartbeat_age_seconds": None if age is None else round(age, 1)}
-        if age is None or age > max(120.0, 4 * rt.settings.scheduler_interval):
+        if age is None or age > limit:
             body["scheduler"] = "no recent heartbeat"
         return body, 200
+
+    @app.get("/healthz/scheduler")
+    @public
+    def healthz_scheduler() -> tuple[dict[str, Any], int]:
+        """503 when no scheduler has swept within three intervals (or the database is unreachable)."""
+        try:
+            age, limit = _heartbeat()
+        except Exception:
+            log.exception("health check: database unreachable")
+            return {"status": "error", "database": "unreachable"}, 503
+        body: dict[str, Any] = {"scheduler_heartbeat_age_seconds": None if age is None else round(age, 1),
+                                "limit_seconds": limit}
+        if age is None or age > limit:
+            return {"status": "error", "scheduler": "no recent heartbeat", **body}, 503
+        return {"status": "ok", "scheduler": "ok", **body}, 200
 
     def _page(status: int, title: str, message: str) -> tuple[str, int]:
         if request.path.startswith("/api/"):

@@ -51,9 +51,10 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
-def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
+def run_sweep(rt: Runtime, now: datetime | None = None, *, heartbeat: bool = False) -> SweepResult:
     """One sweep as of ``now`` (default: the runtime's clock, which then also times each firing).
-    Commits per batch of timers (decision 7)."""
+    Commits per batch of timers (decision 7). Only the scheduler's own job passes ``heartbeat``: a
+    manual ``reprisals deadlines dispatch`` must not make a stopped scheduler look alive."""
     handler = make_timer_handler(rt.messenger)
     with rt.sessions() as session:
         if now is None:
@@ -61,11 +62,19 @@ def run_sweep(rt: Runtime, now: datetime | None = None) -> SweepResult:
         else:
             result = rt.timers.sweep_due(session, now, handler)
     with rt.transaction() as session:
-        beat(session, "scheduler", rt.clock.now())  # /healthz reports its age
+        if heartbeat:
+            beat(session, "scheduler", rt.clock.now())  # /healthz and /healthz/scheduler report its age
         purge_drafts(session, rt.clock.now())  # reports abandoned with their sessions hold identity
     if result.fired or result.failed:
         log.info("sweep: %s fired, %s failed, %s skipped", result.fired, result.failed, result.skipped)
     return result
+
+
+def _scheduled_sweep(rt: Runtime) -> SweepResult:
+    return run_sweep(rt, heartbeat=True)
+
+
+_scheduled_sweep.__name__ = _scheduled_sweep.__qualname__ = "run_sweep"  # the job's name in log lines
 
 
 def run_delivery(rt: Runtime, channels: Mapping[str, Channel], now: datetime | None = None) -> DeliveryResult:
@@ -90,7 +99,7 @@ def build_scheduler(rt: Runtime, *, blocking: bool, channels: Mapping[str, Chann
     scheduler = cls(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
     interval = rt.settings.scheduler_interval
     start = datetime.now(UTC)
-    scheduler.add_job(_guarded(run_sweep, rt), "interval", seconds=interval, id=SWEEP_JOB_ID,
+    scheduler.add_job(_guarded(_scheduled_sweep, rt), "interval", seconds=interval, id=SWEEP_JOB_ID,
                       replace_existing=True, next_run_time=start)
     scheduler.add_job(_guarded(run_delivery, rt, chans), "interval", seconds=interval, id=DELIVERY_JOB_ID,
                       replace_existing=True, next_run_time=start)
