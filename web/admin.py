@@ -33,6 +33,7 @@ from reprisals.protocol_store import activate_protocol, known_versions, protocol
 from web.context import db, me, now, runtime
 from web.security import public, roles
 from workflow.errors import SpecError
+from workflow.spec import MAX_SPEC_BYTES, decode_spec
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 invitation_bp = Blueprint("invitation", __name__)
@@ -94,7 +95,8 @@ class EstablishmentForm(FlaskForm):
 
 class UploadForm(FlaskForm):
     file = FileField("Upload a YAML file", widget=GovFileInput())
-    text = TextAreaField("Or paste the YAML", widget=GovTextArea(), validators=[Length(max=200_000)])
+    # The size limit is the spec loader's (MAX_SPEC_BYTES), reported like every other problem of the file.
+    text = TextAreaField("Or paste the YAML", widget=GovTextArea())
     submit = SubmitField("Check and store", widget=GovSubmitInput())
 
 
@@ -324,9 +326,10 @@ def protocols() -> ResponseReturnValue:
             upload = form.file.data
             if upload is not None and bool(getattr(upload, "filename", None)):
                 try:
-                    text = upload.read().decode("utf-8")
-                except UnicodeDecodeError:
-                    errors = [{"text": "The file must be UTF-8 text (YAML)", "href": "#file"}]
+                    text = decode_spec(upload.read(MAX_SPEC_BYTES + 1), "<upload>")
+                except SpecError as exc:
+                    errors = [{"text": exc.problems[0].message[:1].upper() + exc.problems[0].message[1:],
+                               "href": "#file"}]
             else:
                 text = form.text.data or ""
             if not errors and not text.strip():
@@ -336,8 +339,8 @@ def protocols() -> ResponseReturnValue:
                 row = upload_protocol(db(), runtime().engine, me(), text, now())
             except SpecError as exc:
                 db().rollback()
-                errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message, "href": "#text"}
-                          for p in exc.problems]
+                errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message[:1].upper() + p.message[1:],
+                           "href": "#text"} for p in exc.problems]
             else:
                 db().commit()
                 flash(f"{row.key} version {row.version} is valid and has been stored. It is not active "
