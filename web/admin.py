@@ -34,6 +34,7 @@ from reprisals.reference import NATION_LABELS, OPTIONAL_COLUMNS, TYPE_LABELS, Im
 from web.context import db, me, now, runtime
 from web.security import public, roles
 from workflow.errors import SpecError
+from workflow.spec import MAX_SPEC_BYTES, decode_spec
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 invitation_bp = Blueprint("invitation", __name__)
@@ -120,7 +121,8 @@ class BodyForm(FlaskForm):
 
 class UploadForm(FlaskForm):
     file = FileField("Upload a YAML file", widget=GovFileInput())
-    text = TextAreaField("Or paste the YAML", widget=GovTextArea(), validators=[Length(max=200_000)])
+    # The size limit is the spec loader's (MAX_SPEC_BYTES), reported like every other problem of the file.
+    text = TextAreaField("Or paste the YAML", widget=GovTextArea())
     submit = SubmitField("Check and store", widget=GovSubmitInput())
 
 
@@ -408,9 +410,10 @@ def protocols() -> ResponseReturnValue:
             upload = form.file.data
             if upload is not None and bool(getattr(upload, "filename", None)):
                 try:
-                    text = upload.read().decode("utf-8")
-                except UnicodeDecodeError:
-                    errors = [{"text": "The file must be UTF-8 text (YAML)", "href": "#file"}]
+                    text = decode_spec(upload.read(MAX_SPEC_BYTES + 1), "<upload>")
+                except SpecError as exc:
+                    errors = [{"text": exc.problems[0].message[:1].upper() + exc.problems[0].message[1:],
+                               "href": "#file"}]
             else:
                 text = form.text.data or ""
             if not errors and not text.strip():
@@ -420,8 +423,8 @@ def protocols() -> ResponseReturnValue:
                 row = upload_protocol(db(), runtime().engine, me(), text, now())
             except SpecError as exc:
                 db().rollback()
-                errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message, "href": "#text"}
-                          for p in exc.problems]
+                errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message[:1].upper() + p.message[1:],
+                           "href": "#text"} for p in exc.problems]
             else:
                 db().commit()
                 flash(f"{row.key} version {row.version} is valid and has been stored. It is not active "

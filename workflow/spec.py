@@ -3,6 +3,12 @@
 A spec is parsed with pydantic for its shape, then checked for references (stages, roles,
 variables) and reachability. Every problem is reported with its path inside the file, for example
 ``stages.referred.deadlines[0].due: unknown unit 'weeks'``. Nothing here touches a database.
+
+A spec may come from anyone allowed to upload one, so the loader has limits that keep a hostile or
+mistaken file from breaking anything: its size (``MAX_SPEC_BYTES``), how deeply it nests (checked while
+PyYAML composes it, before its recursion can hit Python's limit), how many aliases it uses and how many
+values it holds once aliases are expanded (a "billion laughs" file is small but expands without end),
+the version number and every duration (a deadline 99999999999 working days away cannot be computed).
 """
 
 from __future__ import annotations
@@ -21,6 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from workflow.errors import Problem, SpecError
 
 NAME = r"^[a-z][a-z0-9_]*$"
+MAX_SPEC_BYTES = 256 * 1024
+MAX_DEPTH = 20  # mappings and lists inside each other; the bundled spec needs 7
+MAX_ALIASES = 200
+MAX_VALUES = 100_000  # every mapping, list, key and value, aliases expanded; the bundled spec has ~800
+MAX_VERSION = 9999
+MAX_WORKING_DAYS = 260  # about a year
+MAX_HOURS = 8760  # a year of clock hours
+MAX_FIELD_LENGTH = 1_000_000
 ANY_OPEN_STAGE = "*"
 STAGE_ENTRY = "stage_entry"
 
@@ -71,7 +85,13 @@ def parse_duration(text: object) -> Duration:
     unit = _UNIT_WORDS.get(m["unit"].strip())
     if unit is None:
         raise ValueError(f"unknown unit '{m['unit'].strip()}' in '{text}'; use 'wd' (working days) or 'h' (hours)")
-    return Duration(int(m["n"]), unit)
+    # Compare the digits before int(): Python refuses to convert more than 4,300 of them.
+    limit = MAX_WORKING_DAYS if unit is Unit.WORKING_DAYS else MAX_HOURS
+    digits = m["n"].lstrip("0") or "0"
+    if len(digits) > len(str(limit)) or int(digits) > limit:
+        what = "working days" if unit is Unit.WORKING_DAYS else "hours"
+        raise ValueError(f"'{text.strip()}' is too long; a duration can be at most {limit} {what} (about a year)")
+    return Duration(int(digits), unit)
 
 
 class _Strict(BaseModel):
@@ -94,7 +114,7 @@ class FieldSpec(_Strict):
     label: str | None = None
     required: bool = True
     choices: tuple[str, ...] | None = None
-    max_length: int | None = Field(default=None, gt=0)
+    max_length: int | None = Field(default=None, gt=0, le=MAX_FIELD_LENGTH)
     # When true, the value is copied into the instance's variables (e.g. risk, consent).
     variable: bool = False
     # Only required when another field has one of these values, e.g. {consent: [none]}.
@@ -148,7 +168,7 @@ class TriggerSpec(_Strict):
 
 class SpecDocument(_Strict):
     key: str = Field(pattern=NAME)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION, strict=True)  # strict: not true, 1.0 or "1"
     title: str
     initial: str
     roles: tuple[str, ...]
@@ -250,30 +270,114 @@ def _pydantic_problems(err: ValidationError) -> list[Problem]:
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
+        elif loc == ["version"]:
+            msg = f"must be a whole number from 1 to {MAX_VERSION}"
         problems.append(Problem(_loc_to_path(loc), msg))
     return problems
+
+
+def _too_large() -> Problem:
+    return Problem("", f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a protocol spec is a few KiB")
+
+
+def decode_spec(data: bytes, source: str = "<spec>") -> str:
+    """The text of a spec file's bytes, or SpecError: too large, or not UTF-8."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(source, [_too_large()])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(source, [Problem("", f"the file is not UTF-8 text (byte {exc.start + 1} cannot be read); "
+                                             "save it as UTF-8")]) from None
 
 
 def load_spec_file(path: str | Path) -> WorkflowSpec:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)  # never more: the path may be /dev/zero
     except FileNotFoundError:
         raise SpecError(str(p), [Problem("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(p), [Problem("", f"cannot read the file: {exc}")]) from None
-    return load_spec(text, source=str(p))
+    except IsADirectoryError:
+        raise SpecError(str(p), [Problem("", "this is a folder, not a file")]) from None
+    except OSError as exc:
+        raise SpecError(str(p), [Problem("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    return load_spec(decode_spec(data, str(p)), source=str(p))
 
 
-def load_spec(text: str, source: str = "<spec>") -> WorkflowSpec:
-    """Parse and validate a spec. Raises SpecError listing every problem found."""
+class _Refused(yaml.YAMLError):
+    def __init__(self, mark: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.problem_mark = mark
+        self.problem = problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing deep nesting and many aliases while it composes the document
+    (its composer recurses once per level: 10,000 nested lists would exceed Python's recursion limit)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(mark, f"more than {MAX_ALIASES} aliases (*name)")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(mark, f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expands_too_far(value: Any) -> bool:
+    """More than MAX_VALUES keys and values once aliases are expanded. Stops counting at the limit,
+    so a document that expands to billions costs no more than one at the limit."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    if len(text) > MAX_SPEC_BYTES or len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+        raise SpecError(source, [_too_large()])
+    loader = _BoundedLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(source, [Problem(where, f"not valid YAML: {reason}")]) from None
+        what = reason if isinstance(exc, _Refused) else f"not valid YAML: {reason}"
+        raise SpecError(source, [Problem(where, what)]) from None
+    finally:
+        loader.dispose()
+    if _expands_too_far(raw):
+        raise SpecError(source, [Problem("", f"the document holds more than {MAX_VALUES:,} values once its "
+                                             "aliases are expanded")])
+    return raw
+
+
+def load_spec(text: str, source: str = "<spec>") -> WorkflowSpec:
+    """Parse and validate a spec. Raises SpecError listing every problem found."""
+    raw = _parse_yaml(text, source)
     if not isinstance(raw, dict):
         raise SpecError(source, [Problem("", "a spec must be a mapping with key, version, stages and triggers")])
     try:

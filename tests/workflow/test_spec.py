@@ -191,7 +191,7 @@ BROKEN: list[tuple[str, Mutation, str, str]] = [
      "triggers.close.set.outcome", "unknown variable 'outcome'"),
     ("set-value-not-a-choice", _set("triggers.close.set", {"priority": "urgent"}),
      "triggers.close.set.priority", "'urgent' is not one of low, high"),
-    ("version-zero", _set("version", 0), "version", "Input should be greater than or equal to 1"),
+    ("version-zero", _set("version", 0), "version", "must be a whole number from 1 to 9999"),
     ("stage-name-not-snake-case", _set("stages.Archived", {}), "stages.Archived", "stage names are lower_snake_case"),
     ("trigger-name-not-snake-case", _set("triggers.Close-All", {"from": "*", "to": "closed", "roles": ["manager"]}),
      "triggers.Close-All", "trigger names are lower_snake_case verbs"),
@@ -277,8 +277,7 @@ def test_cannot_read_reported_when_file_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_spec_file(path)
 
-    (problem,) = err.value.problems
-    assert problem.path == "" and problem.message.startswith("cannot read the file:")
+    assert err.value.problems == [Problem("", "the file is not UTF-8 text (byte 11 cannot be read); save it as UTF-8")]
 
 
 def test_problem_paths_refer_to_file_when_file_is_broken(tmp_path: Path) -> None:
@@ -382,3 +381,123 @@ def test_both_versions_kept_when_a_new_version_is_registered() -> None:
     assert engine.versions("errand") == [1, 2]
     assert engine.spec("errand").title == "Errand II"
     assert engine.spec("errand", 1).title == "Errand"
+
+
+# -- limits: a file anyone may upload cannot break anything -----------------------------------------
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("260wd", None),
+    ("8760h", None),
+    ("0260 working days", None),
+    ("261wd", "'261wd' is too long; a duration can be at most 260 working days (about a year)"),
+    ("99999999999wd", "'99999999999wd' is too long; a duration can be at most 260 working days (about a year)"),
+    ("8761h", "'8761h' is too long; a duration can be at most 8760 hours (about a year)"),
+    # more digits than Python converts to an int (4,300): refused before int() is tried
+    ("9" * 5000 + "h", f"'{'9' * 5000}h' is too long; a duration can be at most 8760 hours (about a year)"),
+])
+def test_duration_refused_when_longer_than_a_year(text: str, message: str | None) -> None:
+    if message is None:
+        assert parse_duration(text).amount in (260, 8760)
+        return
+    with pytest.raises(ValueError) as err:
+        parse_duration(text)
+
+    assert str(err.value) == message
+
+
+def test_longest_durations_still_give_a_due_time_when_a_stage_is_entered() -> None:
+    from datetime import UTC, datetime
+
+    from workflow.calendars import calendar_for
+
+    cal = calendar_for("england")
+    start = datetime(2025, 4, 16, 10, tzinfo=UTC)
+
+    assert cal.due(start, parse_duration("260wd")).year == 2026
+    assert cal.due(start, parse_duration("8760h")) == datetime(2026, 4, 16, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    pytest.param(_set("version", 2**63), [("version", "must be a whole number from 1 to 9999")], id="huge"),
+    pytest.param(_set("version", 10_000), [("version", "must be a whole number from 1 to 9999")], id="10000"),
+    pytest.param(_set("version", 0), [("version", "must be a whole number from 1 to 9999")], id="zero"),
+    pytest.param(_set("version", True), [("version", "must be a whole number from 1 to 9999")], id="bool"),
+    pytest.param(_set("version", 1.0), [("version", "must be a whole number from 1 to 9999")], id="float"),
+    pytest.param(_set("version", "2"), [("version", "must be a whole number from 1 to 9999")], id="text"),
+    pytest.param(_set("stages.drafted.deadlines.0.due", "99999999999wd"),
+                 [("stages.drafted.deadlines[0].due",
+                   "'99999999999wd' is too long; a duration can be at most 260 working days (about a year)")],
+                 id="due"),
+    pytest.param(_set("stages.submitted.deadlines.0.reminders", ["300wd"]),
+                 [("stages.submitted.deadlines[0].reminders[0]",
+                   "'300wd' is too long; a duration can be at most 260 working days (about a year)")],
+                 id="reminder"),
+    pytest.param(_set("stages.submitted.deadlines.0.due.values.high", "9000h"),
+                 [("stages.submitted.deadlines[0].due.values.high",
+                   "'9000h' is too long; a duration can be at most 8760 hours (about a year)")], id="by-variable"),
+    pytest.param(_set("triggers.submit.fields.summary.max_length", 10**30),
+                 [("triggers.submit.fields.summary.max_length", "Input should be less than or equal to 1000000")],
+                 id="max-length"),
+])
+def test_refused_at_its_path_when_a_number_is_beyond_the_sane_range(mutate: Mutation,
+                                                                    expected: list[tuple[str, str]]) -> None:
+    doc = errand_doc()
+    mutate(doc)
+
+    assert problems_of(doc) == expected
+
+
+def _nested(depth: int) -> str:
+    return "key: " + "[" * depth + "]" * depth + "\n"
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": each level lists the previous one nine times (9**9 values, a few hundred bytes)."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(_nested(10_000), Problem("line 1, column 25", "nested more than 20 levels deep"), id="deep-lists"),
+    pytest.param("a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 40)),
+                 Problem("line 20, column 20", "nested more than 20 levels deep"), id="deep-mappings"),
+    pytest.param(_alias_bomb(), Problem("", "the document holds more than 100,000 values once its aliases are "
+                                            "expanded"), id="billion-laughs"),
+    pytest.param("a: &a x\nb: [" + ", ".join(["*a"] * 201) + "]\n",
+                 Problem("line 2, column 805", "more than 200 aliases (*name)"), id="many-aliases"),
+    pytest.param("# " + "x" * (256 * 1024) + "\n",
+                 Problem("", "the file is larger than 256 KiB; a protocol spec is a few KiB"), id="oversize"),
+    pytest.param("title: " + "é" * (130 * 1024) + "\n",  # fewer characters than the limit, more bytes
+                 Problem("", "the file is larger than 256 KiB; a protocol spec is a few KiB"), id="oversize-bytes"),
+])
+def test_refused_with_one_problem_when_yaml_would_exhaust_the_loader(text: str, expected: Problem) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(text, source="hostile.yaml")
+
+    assert err.value.problems == [expected]
+
+
+def test_spec_with_anchors_and_aliases_loads_when_within_the_limits() -> None:
+    doc = errand_doc()
+    doc["triggers"]["annotate"]["roles"] = doc["roles"]  # PyYAML writes the shared list as &id001 / *id001
+    text = dump(doc)
+    assert "&id001" in text and "*id001" in text
+
+    assert load_spec(text).triggers["annotate"].roles == {"clerk", "manager"}
+
+
+def test_file_refused_without_reading_it_all_when_larger_than_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# " + b"x" * (300 * 1024))
+
+    with pytest.raises(SpecError) as err:
+        load_spec_file(path)
+    with pytest.raises(SpecError) as endless:
+        load_spec_file("/dev/zero")  # a file that never ends is read only up to the limit
+
+    assert err.value.problems == [Problem("", "the file is larger than 256 KiB; a protocol spec is a few KiB")]
+    assert endless.value.problems == err.value.problems
