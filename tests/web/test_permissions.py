@@ -34,7 +34,8 @@ def test_a_route_added_without_a_rule_is_not_reachable_even_signed_in(web: Web) 
 def test_only_sign_in_health_static_and_the_api_are_open_without_a_session(web: Web) -> None:
     open_rules = {rule for endpoint, rule in _routes(web.app)
                   if (r := rule_for(web.app, endpoint)) is not None and (r.public or r.api)}
-    allowed = {"/sign-in", "/healthz", "/healthz/scheduler", "/static/<path:filename>", "/invitation/<token>"}  # the token is the key
+    allowed = {"/sign-in", "/healthz", "/healthz/scheduler", "/static/<path:filename>",
+               "/invitation/<token>"}  # the token is the key
     assert {r for r in open_rules if not r.startswith("/api/")} <= allowed
 
 
