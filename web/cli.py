@@ -23,6 +23,7 @@ from reprisals.errors import ConfigurationError, InvalidInput, ReprisalsError
 from reprisals.models import Body, Role, User
 from reprisals.passwords import hash_password, password_problem
 from reprisals.runtime import Runtime
+from reprisals.wording import explain
 from workflow.errors import MissingFields, SpecError, WorkflowError
 
 log = logging.getLogger("reprisals.cli")
@@ -37,6 +38,7 @@ class Group(click.Group):
     """Turns the project's errors into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        ctx.ensure_object(dict)  # one dict shared with the subcommands (runtime, case_context)
         try:
             return super().invoke(ctx)
         except ConfigurationError as exc:
@@ -52,7 +54,9 @@ class Group(click.Group):
                 click.echo(f"error: {name}: {message}", err=True)
             sys.exit(1)
         except (WorkflowError, ReprisalsError) as exc:
-            fail(f"{type(exc).__name__}: {exc}")
+            # The command that acted on a case left its reference, protocol and next actions here.
+            context = ctx.obj.get("case_context", {})
+            fail(explain(exc, **context))
         except OperationalError as exc:
             fail(f"the database cannot be used: {str(exc.orig).splitlines()[0] if exc.orig else exc}"
                  " (is it running, and has `reprisals db upgrade` been run?)", 3)
@@ -106,6 +110,15 @@ def _user(session: Any, email: str) -> User:
     if user is None or not user.active:
         fail(f"no active user with e-mail {email}")
     return user  # type: ignore[no-any-return]
+
+
+def _about_case(rt: Runtime, user: User, c: Any) -> None:
+    """Let a refusal on this case name it, in its protocol's words, with what the user can do next."""
+    from reprisals.services import allowed_actions
+
+    click.get_current_context().ensure_object(dict)["case_context"] = {
+        "reference": c.reference, "spec": rt.engine.spec(c.instance.spec_key, c.instance.spec_version),
+        "next_actions": allowed_actions(rt.engine, user, c)}
 
 
 def _json_default(value: Any) -> Any:
@@ -282,9 +295,13 @@ def case() -> None:
 
 
 def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
+    from reprisals.deadlines import list_deadlines
     from reprisals.services import allowed_actions
 
+    running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
+                "status": d.deadline.status} for d in list_deadlines(session, case=c)]
     return {
+        "deadlines": running,
         "reference": c.reference, "stage": c.stage, "risk": c.risk.value,
         "consent": c.consent.value if c.consent else None, "owning_body": c.owning_body_code,
         "parties": sorted(c.party_codes), "establishment": c.establishment.name,
@@ -301,6 +318,12 @@ def _print_case(d: dict[str, Any]) -> None:
     click.echo(f"  establishment: {d['establishment']} ({d['nation']})  received: {d['received_at']:%d %b %Y %H:%M}")
     click.echo(f"  consent: {d['consent'] or '-'}  assigned to: {d['assigned_to'] or '-'}  "
                f"outcome: {d['outcome'] or '-'}")
+    from reprisals.deadlines import local_text
+
+    for dl in d["deadlines"]:
+        click.echo(f"  deadline: {dl['label']} — due {local_text(dl['due_at'])} ({dl['status']})")
+    if not d["deadlines"]:
+        click.echo("  deadlines: none running")
     click.echo(f"  next: {', '.join(d['allowed_actions']) or 'nothing you can do'}")
 
 
@@ -346,15 +369,27 @@ def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, 
         c = get_case(session, user, reference.strip().upper())
         out = _case_dict(rt, session, user, c)
         if history:
+            from reprisals.access import can_view_identity
+
+            events = get_case_history(session, rt.engine, c)
+            ids = {int(e.actor_id) for e in events if e.actor_id and str(e.actor_id).isdigit()}
+            names = {str(u.id): f"{u.name} <{u.email}>"
+                     for u in session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+            # Free text an action recorded (summaries, assessments) may identify the person: only those
+            # who may see identity get it, as on the case page; others see which fields were given.
+            full = can_view_identity(user, c)
             out["history"] = [{"seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage,
-                               "to": e.to_stage, "actor": e.actor_id, "at": e.at, "data": e.data}
-                              for e in get_case_history(session, rt.engine, c)]
+                               "to": e.to_stage, "at": e.at,
+                               "actor": names.get(str(e.actor_id), "unknown user") if e.actor_id else "the system",
+                               "data": e.data if full else sorted(e.data or {})}
+                              for e in events]
 
     def human(d: dict[str, Any]) -> None:
         _print_case(d)
         for e in d.get("history", []):
             move = f"{e['from']} → {e['to']}" if e["from"] else (e["to"] or "")
-            click.echo(f"  {e['seq']:>3} {e['at']:%Y-%m-%d %H:%M} {e['kind']:<16} {e['trigger'] or '':<24} {move}")
+            click.echo(f"  {e['seq']:>3} {e['at']:%Y-%m-%d %H:%M} {e['kind']:<16} {e['trigger'] or '':<24} {move}"
+                       f"  by {e['actor']}")
 
     _emit(out, as_json, human)
 
@@ -393,6 +428,7 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
     with rt.transaction() as session:
         user = _user(session, as_email)
         c = get_case(session, user, reference.strip().upper())
+        _about_case(rt, user, c)
         before = c.stage
         advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), expected_version=expected_version)
         out = _case_dict(rt, session, user, c)
@@ -571,9 +607,11 @@ def deadlines_dispatch(ctx: click.Context, now_text: str | None) -> None:
 @deadlines.command("list")
 @click.option("--due-before", help="Only deadlines due before this ISO-8601 time.")
 @click.option("--overdue", is_flag=True, help="Only deadlines that have passed.")
+@click.option("--case", "reference", help="Only this case's deadlines (its reference, RPR-…).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def deadlines_list(ctx: click.Context, due_before: str | None, overdue: bool, as_json: bool) -> None:
+def deadlines_list(ctx: click.Context, due_before: str | None, overdue: bool, reference: str | None,
+                   as_json: bool) -> None:
     """Running deadlines, soonest first."""
     from reprisals.deadlines import list_deadlines, local_text
     from workflow.timers import parse_iso_time
@@ -581,9 +619,16 @@ def deadlines_list(ctx: click.Context, due_before: str | None, overdue: bool, as
     before = parse_iso_time(due_before) if due_before else None
     rt = runtime(ctx)
     with rt.sessions() as session:
+        only = None
+        if reference is not None:
+            from reprisals.models import Case
+
+            only = session.scalars(select(Case).where(Case.reference == reference.strip().upper())).one_or_none()
+            if only is None:
+                fail(f"there is no case {reference.strip().upper()}")
         rows = [{"reference": d.reference, "deadline": d.deadline.name, "label": d.deadline.label,
                  "stage": d.deadline.stage, "due_at": d.deadline.due_at, "status": d.deadline.status}
-                for d in list_deadlines(session, due_before=before, overdue=overdue)]
+                for d in list_deadlines(session, due_before=before, overdue=overdue, case=only)]
 
     def human(items: list[dict[str, Any]]) -> None:
         if not items:
@@ -602,6 +647,7 @@ def _deadline_op(ctx: click.Context, reference: str, as_email: str, op: str, **k
     with rt.transaction() as session:
         user = _user(session, as_email)
         c = get_case(session, user, reference.strip().upper())
+        _about_case(rt, user, c)
         now = rt.clock.now()
         if op == "extend":
             row = dl.extend_deadline(session, rt.engine, rt.timers, user, c, now=now, **kwargs)

@@ -57,9 +57,8 @@ class NotPermitted(WorkflowError):
         self.trigger = trigger
         self.roles = list(roles)
         self.allowed = list(allowed)
-        have = ", ".join(sorted(roles)) or "no role"
-        need = ", ".join(sorted(allowed)) or "nobody"
-        super().__init__(f"'{trigger}' needs one of the roles {need}; you act as {have}")
+        need = " or ".join(sorted(allowed)) or "nobody"
+        super().__init__(f"'{trigger}' can be done only by a {need} of the case")
 
 
 class MissingFields(WorkflowError):
@@ -86,5 +85,5 @@ class StaleInstance(WorkflowError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"workflow instance {instance_id} was changed by someone else meanwhile; reload and try again"
+            "the case was changed by someone else meanwhile; reload it and try again"
         )

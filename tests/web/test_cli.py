@@ -248,7 +248,7 @@ def test_case_open_refuses_when_user_is_unknown_or_may_not_report(
     assert_refused(shared_run("case", "open", "--as", "nobody@example.test", input=payload),
                    "error: no active user with e-mail nobody@example.test")
     assert_refused(shared_run("case", "open", "--as", shared_world.admin, input=payload),
-                   "error: NotAllowed: only staff and leads of a body can report a concern")
+                   "error: only staff and leads of a body can report a concern")
     assert count_rows(shared_database) == before
 
 
@@ -282,8 +282,8 @@ def test_case_show_says_no_case_like_for_a_missing_one_when_user_may_not_see_it(
     hidden = shared_run("case", "show", shared_world.reported, "--as", getattr(shared_world, who), "--json")
     missing = shared_run("case", "show", "RPR-1999-0042", "--as", getattr(shared_world, who), "--json")
 
-    assert assert_refused(hidden) == [f"error: CaseNotFound: no case {shared_world.reported}"]
-    assert assert_refused(missing) == ["error: CaseNotFound: no case RPR-1999-0042"]
+    assert assert_refused(hidden) == [f"error: there is no case {shared_world.reported} that you can see"]
+    assert assert_refused(missing) == ["error: there is no case RPR-1999-0042 that you can see"]
 
 
 def test_case_show_refuses_when_acting_user_is_unknown(shared_run: Cli, shared_world: World) -> None:
@@ -337,18 +337,20 @@ def test_case_advance_collects_repeated_field_into_a_list_when_given_twice(run: 
 
 REFUSALS = [
     pytest.param("triaged", "escalate_to_the_moon", "lead", [],
-                 ["error: UnknownTrigger: 'escalate_to_the_moon' is not an action of the sanctions workflow"],
+                 ["error: 'escalate_to_the_moon' is not an action of the protocol. Next you can: "],
                  id="unknown-trigger"),
     # transitions adds to_<stage>() to every model; it must not be reachable from the command line.
     pytest.param("triaged", "to_closed", "lead", [],
-                 ["error: UnknownTrigger: 'to_closed' is not an action"], id="auto-transition"),
+                 ["error: 'to_closed' is not an action of the protocol."], id="auto-transition"),
     pytest.param("reported", "refer", "lead", ["-f", "recipients=head_of_establishment", "-f", "sent_on=2025-04-17"],
-                 ["error: TransitionNotAllowed: 'refer' cannot be done while the case is at stage 'reported'"],
+                 ["is at stage 'Reported': 'Refer to the establishment' cannot be done"
+                  " from there. Next you can: Record consent and risk"],
                  id="wrong-stage"),
     pytest.param("triaged", "refer", "staff", ["-f", "recipients=head_of_establishment", "-f", "sent_on=2025-04-17"],
-                 ["error: NotPermitted: 'refer' needs one of the roles lead; you act as staff"], id="wrong-role"),
+                 ["error: you cannot 'Refer to the establishment' on RPR-"], id="wrong-role"),
     pytest.param("triaged", "refer", "lead", ["-f", "recipients=youth_custody_service", "-f", "sent_on=2025-04-17"],
-                 ["error: GuardFailed: the referral must go to the head of the establishment"], id="guard"),
+                 [": 'Refer to the establishment' cannot be done: the referral"
+                  " must go to the head of the establishment"], id="guard"),
     pytest.param("reported", "record_consent_and_risk", "lead",
                  ["-f", "consent=maybe", "-f", "consent_date=2025-02-30", "-f", "risk=standard"],
                  ["error: consent: must be one of", "error: consent_date: must be a real date"],
@@ -363,8 +365,9 @@ REFUSALS = [
                  ["error: --field 'consent' must be name=value"], id="field-without-value"),
     pytest.param("reported", "record_consent_and_risk", "lead",
                  ["--expected-version", "1", "-f", "consent=full", "-f", "consent_date=2025-04-16", "-f", "risk=high"],
-                 ["error: StaleInstance: "], id="stale-version"),
-    pytest.param("reported", "withdraw", "outside_lead", [], ["error: CaseNotFound: no case "], id="not-visible"),
+                 [" was changed by someone else meanwhile (it is now at"
+                  " version 2). Show it again and retry."], id="stale-version"),
+    pytest.param("reported", "withdraw", "outside_lead", [], ["that you can see"], id="not-visible"),
 ]
 
 
@@ -555,7 +558,7 @@ def test_protocol_show_includes_configured_spec_files_when_protocol_files_set(
 
 def test_protocol_show_refuses_when_version_is_unknown(run_without_database: Cli) -> None:
     assert_refused(run_without_database("protocol", "show", "--version", "99"),
-                   "error: UnknownSpec: no workflow spec sanctions version 99 is registered")
+                   "error: no workflow spec sanctions version 99 is registered")
 
 
 # -- users add ------------------------------------------------------------------------------------
@@ -667,7 +670,7 @@ def test_keys_rotate_refuses_and_changes_nothing_when_a_stored_value_matches_no_
 
     result = shared_run("keys", "rotate", env={"REPRISALS_ENCRYPTION_KEYS": stranger})
 
-    assert_refused(result, "error: IdentityUnreadable: a stored value cannot be decrypted with any configured key")
+    assert_refused(result, "error: a stored value cannot be decrypted with any configured key")
     assert _identity_tokens(shared_database) == before
 
 
@@ -744,3 +747,46 @@ def test_long_commands_draw_progress_on_a_terminal_and_nothing_extra_when_captur
         captured = subprocess.run([str(REPRISALS_BIN), *args], capture_output=True, text=True, env=env,
                                   cwd=tmp_path, timeout=60, check=False)
         assert label not in captured.stderr and result in captured.stdout  # piped: no bar
+
+
+# -- case show: deadlines and actors; deadlines list --case -----------------------------------------
+
+
+def test_case_show_lists_running_deadlines_and_names_actors_in_text_and_json(shared_run: Cli,
+                                                                              shared_world: World) -> None:
+    as_json = shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert [(d["name"], d["label"], d["status"]) for d in data["deadlines"]] == [
+        ("triage_decision", "Triage decision", "open")]
+    actors = {e["actor"] for e in data["history"]}
+    assert len(actors) == 1 and actors.pop().endswith(f"<{shared_world.lead}>")  # a name and e-mail, not an id
+    assert all(not str(e["actor"]).isdigit() for e in data["history"])
+
+    text = shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history")
+    assert text.exit_code == 0, text.output
+    assert "deadline: Triage decision — due " in text.stdout and "(open)" in text.stdout
+    assert f"by {data['history'][0]['actor']}" in text.stdout
+
+
+def test_case_show_history_gives_auditors_field_names_not_free_text(shared_run: Cli, shared_world: World) -> None:
+    lead = json.loads(shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history",
+                                 "--json").stdout)
+    auditor = shared_run("case", "show", shared_world.triaged, "--as", shared_world.auditor, "--history", "--json")
+    assert auditor.exit_code == 0, auditor.output
+    seen = json.loads(auditor.stdout)["history"]
+    moved = next(e for e in seen if e["kind"] == "transition")
+    full = next(e for e in lead["history"] if e["kind"] == "transition")
+    assert isinstance(full["data"], dict) and moved["data"] == sorted(full["data"])
+
+
+def test_deadlines_list_filters_by_case_and_refuses_an_unknown_reference(shared_run: Cli,
+                                                                          shared_world: World) -> None:
+    result = shared_run("deadlines", "list", "--case", shared_world.triaged.lower(), "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows and {r["reference"] for r in rows} == {shared_world.triaged}
+    everything = json.loads(shared_run("deadlines", "list", "--json").stdout)
+    assert {r["reference"] for r in everything} >= {shared_world.triaged, shared_world.reported}
+
+    assert_refused(shared_run("deadlines", "list", "--case", "RPR-1999-0042"), "error: there is no case RPR-1999-0042")
