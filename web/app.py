@@ -3,14 +3,17 @@ database, starts a scheduler or does network I/O (those are commands)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
-from flask import Flask, g, render_template, request, session
-from flask_login import LoginManager
+from flask import Flask, g, make_response, render_template, request, session
+from flask.typing import ResponseReturnValue
+from flask_login import AnonymousUserMixin, LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from govuk_frontend_wtf.main import WTFormsHelpers
 from jinja2 import ChoiceLoader, PackageLoader, PrefixLoader
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from notifications.outbox import unread_count
@@ -24,6 +27,7 @@ from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 30
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
               admin.invitation_bp, api.bp)
@@ -155,6 +159,26 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         return _page(400, "Your form could not be sent",
                      "The page was out of date or was not sent from this service. Go back, reload the page and try "
                      "again. Nothing was saved.")
+
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)  # no connection free in the pool
+    def _database_unavailable(exc: Exception) -> ResponseReturnValue:
+        """The database cannot be reached (down, restarting, the connection cut): 503 with Retry-After,
+        never 500. The transaction was not committed (a view commits last and builds its answer
+        first), so nothing was saved. The error page itself must not touch the database."""
+        log.error("database unavailable during %s %s: %s", request.method, request.path, type(exc).__name__)
+        stale = g.pop("db", None)
+        if stale is not None:
+            with contextlib.suppress(Exception):
+                stale.close()
+        g.unread_count = 0
+        if not hasattr(g, "_login_user"):
+            g._login_user = AnonymousUserMixin()  # the page shows no account links rather than asking the database
+        response = make_response(_page(503, "Sorry, there is a problem with the service",
+                                       "Nothing was saved. Try again in a few minutes."))
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     @app.errorhandler(500)
     def _error(_e: Exception) -> tuple[str, int]:

@@ -206,8 +206,8 @@ def create_case() -> Response:
     data = body.model_dump(exclude_unset=True)
     data["sanction_types"] = [s.value for s in body.sanction_types]
     case = open_case(session, runtime().engine, runtime().cipher, user, now(), data, messenger=runtime().messenger)
+    detail = _detail(session, user, case)  # built before the commit: a committed case is never answered 5xx
     session.commit()
-    detail = _detail(session, user, case)
     return _json(detail, 201, {"Location": url_for("api.show_case", reference=case.reference)})
 
 
@@ -228,8 +228,9 @@ def act(reference: str, trigger: str) -> Response:
         raise ApiProblem(404, "Not found", "There is no such action.")
     advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
                  expected_version=body.expected_version)
+    detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"
     session.commit()
-    return _json(_detail(session, user, case))
+    return _json(detail)
 
 
 # -- deadlines -------------------------------------------------------------------------------------
@@ -287,7 +288,8 @@ def read_notification(notification_id: int) -> Response:
     me, session = str(api_user().id), db()
     if not mark_read(session, me, notification_id, now()):
         raise ApiProblem(404, "Not found", "You have no such notification.")
-    session.commit()
     item = session.get(InboxItem, notification_id)
     assert item is not None
-    return _json(NotificationRead(id=item.id, read_at=item.read_at, unread_count=unread_count(session, me)))
+    answer = NotificationRead(id=item.id, read_at=item.read_at, unread_count=unread_count(session, me))
+    session.commit()
+    return _json(answer)
