@@ -8,6 +8,7 @@ why, notes are stored as ciphertext and history records only that one was added.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -45,6 +46,7 @@ from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.models import HistoryEvent, WorkflowInstance
+from workflow.text import clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
 
 LONDON = ZoneInfo("Europe/London")
 MAX_TEXT = 10_000
@@ -95,38 +97,57 @@ def _choice(errors: dict[str, str], data: Mapping[str, Any], name: str, enum: ty
 
 
 def _text(errors: dict[str, str], data: Mapping[str, Any], name: str, required: bool = True,
-          max_length: int = MAX_TEXT) -> str | None:
+          max_length: int = MAX_TEXT, multiline: bool = True) -> str | None:
+    """Text as stored (``workflow.text.clean_text``): refused if it cannot be stored or holds control
+    characters (or, when ``multiline`` is false, a line break); text that shows nothing is no text."""
     value = data.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         if required:
             errors[name] = "is required"
         return None
     if not isinstance(value, str):
         errors[name] = "must be text"
         return None
-    if len(value) > max_length:
+    try:
+        clean = clean_text(value, multiline=multiline)
+    except ValueError as exc:
+        errors[name] = str(exc)
+        return None
+    if is_blank(clean):
+        if required:
+            errors[name] = "is required"
+        return None
+    if len(clean) > max_length:
         errors[name] = f"must be {max_length} characters or fewer"
         return None
-    return value.strip()
+    return clean
+
+
+DATE_FORM = "must be a real date in the form YYYY-MM-DD"
+DATETIME_FORM = "must be a date and time, like 2025-04-16T09:30 (UK time unless it has an offset)"
 
 
 def _date(errors: dict[str, str], data: Mapping[str, Any], name: str, required: bool = True,
           not_after: date | None = None) -> date | None:
+    """A date given as ``YYYY-MM-DD`` text (or a date): never a number, which ``fromisoformat`` would
+    read (20250416); between 1900 and 2100, and not after ``not_after`` (today, for things that happened)."""
     value = data.get(name)
     if value in (None, ""):
         if required:
             errors[name] = "is required"
         return None
+    parsed: date | None = None
     if isinstance(value, date) and not isinstance(value, datetime):
         parsed = value
-    else:
-        try:
-            parsed = date.fromisoformat(str(value))
-        except ValueError:
-            errors[name] = "must be a real date in the form YYYY-MM-DD"
-            return None
-    if not_after is not None and parsed > not_after:
-        errors[name] = "cannot be in the future"
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = date.fromisoformat(value.strip())
+    if parsed is None:
+        errors[name] = DATE_FORM
+        return None
+    problem = date_problem(parsed, not_after=not_after)
+    if problem:
+        errors[name] = problem
         return None
     return parsed
 
@@ -145,34 +166,35 @@ def _list(errors: dict[str, str], data: Mapping[str, Any], name: str) -> list[An
 
 
 def _row_id(value: Any) -> int | None:
-    """A row id given as a number or digits, or None when it cannot be one. Out-of-range numbers
-    are None too: the database would refuse them with an error instead of "not found"."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and 1 <= value <= MAX_ROW_ID:
+    """A row id given as a whole number, or None when it is not one. Never coerced: ``true`` (which
+    Python takes for 1), ``"1"``, ``1.0`` are not ids. Out-of-range numbers are None too: the
+    database would refuse them with an error instead of "not found"."""
+    if type(value) is int and 1 <= value <= MAX_ROW_ID:
         return value
     return None
 
 
 def _datetime(errors: dict[str, str], data: Mapping[str, Any], name: str, now: datetime) -> datetime | None:
+    """A moment given as ISO text (or a datetime): UK local time without an offset; never a number
+    (seconds since 1970 are not how a person gives a time); 1900 to now."""
     value = data.get(name)
     if value in (None, ""):
         errors[name] = "is required"
         return None
+    parsed: datetime | None = None
     if isinstance(value, datetime):
         parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            errors[name] = "must be a date and time such as 2025-04-16T10:30:00+01:00"
-            return None
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value.strip())
+    if parsed is None:
+        errors[name] = DATETIME_FORM
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=LONDON)  # people give UK local times
-    if parsed > now:
-        errors[name] = "cannot be in the future"
+    problem = datetime_problem(parsed, not_after=now)  # before any conversion: year 1 would overflow
+    if problem:
+        errors[name] = problem
         return None
     return ensure_utc(parsed)
 
@@ -194,15 +216,16 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
              "detainee_number", "detainee_date_of_birth", "assigned_user_id"}
     for name in data:
         if name not in known:
-            errors[name] = "is not a field of a new case"
+            errors[shown(name)] = "is not a field of a new case"
     today = now.astimezone(LONDON).date()
     establishment = None
     est_id = data.get("establishment_id")
     if est_id in (None, ""):
         errors["establishment_id"] = "is required"
+    elif (row_id := _row_id(est_id)) is None:
+        errors["establishment_id"] = "must be the id of an establishment: a whole number, such as 12"
     else:
-        row_id = _row_id(est_id)
-        establishment = session.get(Establishment, row_id) if row_id is not None else None
+        establishment = session.get(Establishment, row_id)
         if establishment is None or not establishment.active:
             errors["establishment_id"] = "is not a known establishment"
     received_at = _datetime(errors, data, "received_at", now)
@@ -211,8 +234,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     age_group = _choice(errors, data, "age_group", AgeGroup)
     risk = _choice(errors, data, "risk", Risk)
     description = _text(errors, data, "description")
-    person_name = _text(errors, data, "detainee_name", max_length=200)
-    number = _text(errors, data, "detainee_number", required=False, max_length=40)
+    person_name = _text(errors, data, "detainee_name", max_length=200, multiline=False)
+    number = _text(errors, data, "detainee_number", required=False, max_length=40, multiline=False)
     dob = _date(errors, data, "detainee_date_of_birth", required=False, not_after=today)
     sanctions_raw = _list(errors, data, "sanction_types")
     sanctions: list[str] = []
@@ -222,8 +245,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
         for s in sanctions_raw:
             try:
                 sanctions.append(SanctionType(s).value)
-            except ValueError:
-                errors["sanction_types"] = f"'{s}' is not a sanction type"
+            except (ValueError, TypeError):
+                errors["sanction_types"] = f"'{shown(s)}' is not a sanction type"
     detriment: list[str] = []
     for i, d in enumerate(_list(errors, data, "detriment_dates")):
         parsed = _date(errors, {f"detriment_dates[{i}]": d}, f"detriment_dates[{i}]", not_after=today)
@@ -231,15 +254,18 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
             detriment.append(parsed.isoformat())
     parties: list[str] = []
     for code in _list(errors, data, "party_bodies"):
-        if not isinstance(code, str) or session.get(Body, code) is None:
-            errors["party_bodies"] = f"'{code}' is not a body"
+        # Text that cannot be stored is not looked up: the database driver would fail on it.
+        if not isinstance(code, str) or storage_problem(code) or len(code) > 16 or session.get(Body, code) is None:
+            errors["party_bodies"] = f"'{shown(code)}' is not a body"
         elif code != actor.body_code:
             parties.append(code)
     assignee = None
     if data.get("assigned_user_id") not in (None, ""):
         user_id = _row_id(data["assigned_user_id"])
         assignee = session.get(User, user_id) if user_id is not None else None
-        if assignee is None or not _may_be_assigned(assignee, actor.body_code, parties):
+        if user_id is None:
+            errors["assigned_user_id"] = "must be the id of a user: a whole number, such as 12"
+        elif assignee is None or not _may_be_assigned(assignee, actor.body_code, parties):
             errors["assigned_user_id"] = "is not an active member of staff of a body on this case"
     if contact_date and received_at and contact_date > received_at.astimezone(LONDON).date():
         errors["original_contact_date"] = "cannot be after the concern was received"
@@ -382,10 +408,14 @@ def assign_case(session: Session, engine: Engine, actor: User, case: Case, assig
         raise NotAllowed("a closed case cannot be assigned; reopen it first")
     if assignee is not None and not _may_be_assigned(assignee, case.owning_body_code, case.party_codes):
         raise InvalidInput({"assignee": "is not an active member of staff of a body on this case"})
+    errors: dict[str, str] = {}
+    clean_reason = _text(errors, {"reason": reason}, "reason", required=False, max_length=2000)
+    if errors:
+        raise InvalidInput(errors)
     previous = case.assigned_user_id
     case.assigned_user_id = assignee.id if assignee else None
     event = engine.append_event(session, case.instance, "assigned", str(actor.id), now,
-                                {"from": previous, "to": case.assigned_user_id, "reason": reason},
+                                {"from": previous, "to": case.assigned_user_id, "reason": clean_reason},
                                 expected_version=expected_version)
     if messenger is not None and assignee is not None and assignee.id != previous:
         messenger.case_assigned(session, case, assignee, actor, now)

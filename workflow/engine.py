@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -37,7 +37,7 @@ from workflow.errors import (
     UnknownSpec,
     UnknownTrigger,
 )
-from workflow.fields import check_fields
+from workflow.fields import LONDON, check_fields
 from workflow.history import LEDGER, LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
 from workflow.models import ChainHead, HistoryEvent, LedgerEntry, WorkflowInstance
 from workflow.spec import Trigger, WorkflowSpec
@@ -115,6 +115,8 @@ class Engine:
     # Finds a spec version this process has not registered (e.g. uploaded to the database by another
     # process): called with the instance's session, key and version; returns the spec or None.
     loader: Callable[[Session, str, int], WorkflowSpec | None] | None = None
+    # Where "today" is for a not_future date field (a date typed by a person is a local date).
+    zone: tzinfo = LONDON
     _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
 
     # -- specs ---------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ class Engine:
             raise TransitionNotAllowed(trig.name, instance.stage)
         if not trig.roles & actor.roles:
             raise NotPermitted(trig.name, sorted(actor.roles), sorted(trig.roles))
-        clean, errors = check_fields(trig.fields, fields or {})
+        clean, errors = check_fields(trig.fields, fields or {}, now=ensure_utc(now), zone=self.zone)
         if errors:
             raise MissingFields(trig.name, errors)
         variables = self._next_variables(instance, trig, clean, None)

@@ -119,6 +119,8 @@ class FieldSpec(_Strict):
     variable: bool = False
     # Only required when another field has one of these values, e.g. {consent: [none]}.
     required_when: dict[str, tuple[str, ...]] | None = None
+    # A date or datetime of something that has happened: not after today (the engine's zone) or now.
+    not_future: bool = False
 
 
 class VariableSpec(_Strict):
@@ -471,6 +473,8 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
             fpath = f"{tpath}.fields.{fname}"
             if f.type in (FieldType.CHOICE, FieldType.MULTICHOICE) and not f.choices:
                 problems.append(Problem(f"{fpath}.choices", "a choice field needs choices"))
+            if f.not_future and f.type not in (FieldType.DATE, FieldType.DATETIME):
+                problems.append(Problem(f"{fpath}.not_future", "only a date or datetime field can be not_future"))
             if f.variable and fname not in doc.variables:
                 problems.append(Problem(f"{fpath}.variable", f"'{fname}' is not a declared variable"))
             for other in (f.required_when or {}):

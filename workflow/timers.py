@@ -35,6 +35,7 @@ from workflow.engine import Engine, StageChange
 from workflow.errors import WorkflowError
 from workflow.models import DeadlineRow, TimerRow, WorkflowInstance
 from workflow.spec import STAGE_ENTRY, Duration, Unit, parse_duration
+from workflow.text import clean_text, is_blank
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,27 @@ SQLITE_PAUSE_S = 0.005
 
 class DeadlineError(WorkflowError):
     """A deadline operation that cannot be done (bad extension, pausing a paused clock…)."""
+
+
+MAX_REASON = 2000
+
+
+def _reason(reason: str, *, missing: str | None) -> str:
+    """The reason as recorded (``workflow.text.clean_text``); DeadlineError when it cannot be, or when
+    it is blank and ``missing`` says one is needed."""
+    if not isinstance(reason, str):
+        raise DeadlineError("the reason must be text")
+    try:
+        clean = clean_text(reason, multiline=True)
+    except ValueError as exc:
+        raise DeadlineError(f"the reason {exc}") from None
+    if is_blank(clean):
+        if missing:
+            raise DeadlineError(missing)
+        return ""
+    if len(clean) > MAX_REASON:
+        raise DeadlineError(f"the reason must be {MAX_REASON} characters or fewer")
+    return clean
 
 
 @dataclass(frozen=True)
@@ -191,8 +213,7 @@ class Timers:
         now = ensure_utc(now)
         self._lock(session, engine, instance, deadline)
         self._check_live(instance, deadline)
-        if not reason or not reason.strip():
-            raise DeadlineError("an extension needs a reason")
+        reason = _reason(reason, missing="an extension needs a reason")
         if new_due <= now:
             raise DeadlineError(f"the new due time {new_due.isoformat()} is in the past; an extension must be later "
                                 "than now")
@@ -201,7 +222,7 @@ class Timers:
         previous = deadline.due_at
         engine.append_event(session, instance, "deadline_extended", actor_id, now,
                             {"deadline": deadline.name, "from": previous.isoformat(), "to": new_due.isoformat(),
-                             "reason": reason.strip()})
+                             "reason": reason})
         self._cancel_pending(session, deadline)
         deadline.due_at = new_due
         deadline.generation += 1
@@ -222,10 +243,9 @@ class Timers:
             raise DeadlineError(f"the clock of '{deadline.label}' is already paused")
         if deadline.status == OVERDUE:
             raise DeadlineError(f"'{deadline.label}' is already overdue; extend it instead of pausing")
-        if not reason or not reason.strip():
-            raise DeadlineError("pausing a clock needs a reason")
+        reason = _reason(reason, missing="pausing a clock needs a reason")
         engine.append_event(session, instance, "deadline_paused", actor_id, now,
-                            {"deadline": deadline.name, "reason": reason.strip()})
+                            {"deadline": deadline.name, "reason": reason})
         self._cancel_pending(session, deadline)
         deadline.status, deadline.paused_at = PAUSED, now
         session.flush()
@@ -241,6 +261,7 @@ class Timers:
         self._check_live(instance, deadline)
         if deadline.status != PAUSED or deadline.paused_at is None:
             raise DeadlineError(f"the clock of '{deadline.label}' is not paused")
+        reason = _reason(reason or "", missing=None)
         cal = self.calendar(instance.calendar)
         if deadline.unit == Unit.WORKING_DAYS.value:
             # Count the working days whose end passed during the pause, not calendar dates: a clock
@@ -253,7 +274,7 @@ class Timers:
         else:
             new_due = deadline.due_at + (now - deadline.paused_at)
         engine.append_event(session, instance, "deadline_resumed", actor_id, now,
-                            {"deadline": deadline.name, "reason": (reason or "").strip(),
+                            {"deadline": deadline.name, "reason": reason,
                              "from": deadline.due_at.isoformat(), "to": new_due.isoformat()})
         deadline.due_at, deadline.status, deadline.paused_at = new_due, OPEN, None
         deadline.generation += 1

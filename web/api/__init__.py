@@ -34,6 +34,7 @@ from workflow.errors import (
     TransitionNotAllowed,
     UnknownTrigger,
 )
+from workflow.text import shown, storage_problem
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -126,16 +127,25 @@ def validation_errors(err: ValidationError) -> dict[str, str]:
     return errors
 
 
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    return storage_problem(text)
+
+
 def _nul_errors(value: Any, path: str, errors: dict[str, str]) -> None:
-    """Text with NUL characters cannot be stored (PostgreSQL refuses it): a field error, not a crash."""
+    """Text that cannot be stored anywhere — NUL characters (PostgreSQL refuses them), lone surrogates
+    (``"\\ud800"`` in JSON), non-characters — is a field error, not a crash; per field, the service
+    checks the rest (control characters, blanks)."""
     if isinstance(value, str):
-        if "\x00" in value:
-            errors[path or "body"] = "must not contain NUL characters"
+        if problem := _text_problem(value):
+            errors[path or "body"] = problem
     elif isinstance(value, dict):
         for k, v in value.items():
-            name = f"{path}.{k}" if path else str(k)
-            if "\x00" in k:
-                errors[path or "body"] = "must not contain NUL characters"
+            name = f"{path}.{shown(k)}" if path else shown(k)
+            if problem := _text_problem(k):
+                errors[path or "body"] = f"field names {problem}"
+                continue
             _nul_errors(v, name, errors)
     elif isinstance(value, list):
         for i, v in enumerate(value):
@@ -151,7 +161,11 @@ def json_body(model: type[M]) -> M:
     if request.mimetype != "application/json":
         raise ApiProblem(415, "Unsupported media type", "Send the body as application/json.")
     try:
-        data = json.loads(request.get_data(as_text=True), parse_constant=_no_constants)
+        text = request.get_data().decode("utf-8")  # strictly: Werkzeug's as_text would put U+FFFD in
+    except UnicodeDecodeError:
+        raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text. Nothing was saved.") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ApiProblem(400, "Malformed JSON", "The body is not valid JSON. Nothing was saved.") from None
     errors: dict[str, str] = {}

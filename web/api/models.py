@@ -7,16 +7,47 @@ Nothing here carries detainee identity or the description: a new case accepts th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from reprisals.models import AgeGroup, Channel, Consent, EstablishmentType, Nation, Outcome, Risk, SanctionType
+from reprisals.services import DATE_FORM, DATETIME_FORM
 
 MAX_ID = 2**31 - 1
 MAX_PAGE = 100_000
+
+
+# -- strict request types ---------------------------------------------------------------------------
+# pydantic's lax mode would take true or "1" for the id 1 and 1713259800 for a datetime; a request
+# that says either means something else than it appears to, so it is refused, never coerced. The
+# service checks the same again (the command line hands it raw JSON): the messages are its own.
+
+
+def _whole_number(what: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if type(value) is not int:  # not bool (True == 1), str, float
+            raise PydanticCustomError("id_type", f"must be the id of {what}: a whole number, such as 12")
+        return value
+    return check
+
+
+def _iso_text(message: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise PydanticCustomError("iso_text", message)
+        return value
+    return check
+
+
+EstablishmentId = Annotated[int, BeforeValidator(_whole_number("an establishment")), Field(ge=1, le=MAX_ID)]
+UserId = Annotated[int, BeforeValidator(_whole_number("a user")), Field(ge=1, le=MAX_ID)]
+IsoDate = Annotated[date, BeforeValidator(_iso_text(DATE_FORM))]
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text(DATETIME_FORM))]
 
 
 class _In(BaseModel):
@@ -194,20 +225,20 @@ class NewCase(_In):
     """The fields of ``open_case``. Identity and the description are accepted, stored encrypted and never
     returned."""
 
-    establishment_id: int = Field(ge=1, le=MAX_ID)
-    received_at: datetime = Field(description="When the concern was received; UK local time if no offset.")
+    establishment_id: EstablishmentId
+    received_at: IsoDateTime = Field(description="When the concern was received; UK local time if no offset.")
     channel: Channel
-    original_contact_date: date | None = None
+    original_contact_date: IsoDate | None = None
     age_group: AgeGroup
     sanction_types: list[SanctionType] = Field(min_length=1, max_length=len(SanctionType))
-    detriment_dates: list[date] = Field(default_factory=list, max_length=50)
+    detriment_dates: list[IsoDate] = Field(default_factory=list, max_length=50)
     description: str = Field(min_length=1, max_length=10_000)
     risk: Risk
     party_bodies: list[str] = Field(default_factory=list, max_length=10)
     detainee_name: str = Field(min_length=1, max_length=200)
     detainee_number: str | None = Field(default=None, max_length=40)
-    detainee_date_of_birth: date | None = None
-    assigned_user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    detainee_date_of_birth: IsoDate | None = None
+    assigned_user_id: UserId | None = None
 
 
 class ActionRequest(_In):
