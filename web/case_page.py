@@ -409,9 +409,10 @@ def note(reference: str) -> ResponseReturnValue:
         rt = runtime()
         try:
             add_note(db(), rt.engine, rt.cipher, me(), case, form.note.data or "", now())
-        except InvalidInput:
+        except InvalidInput as exc:
             db().rollback()
-            form.note.errors = ["Enter the note"]
+            problem = exc.errors.get("text", "is required")
+            form.note.errors = ["Enter the note" if problem == "is required" else f"The note {problem}"]
         except NotAllowed:
             db().rollback()
             abort(403)

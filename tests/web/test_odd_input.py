@@ -1,0 +1,109 @@
+"""Odd input on every surface — the API, the pages and the command: a lone surrogate, dates before
+1900 or in absurd years, a number for a date, an identity made of invisible characters, ids given as
+``true`` or ``"1"``, a consent date in the future. Each is refused with its field's message and
+nothing is written (row counts compared)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import COUNTED, Cli, Web, World, assert_refused, count_rows, csrf_token
+from tests.web.test_api import Api, assert_problem, consent_fields, new_case_body
+from tests.web.test_cli import case_data_for
+
+TABLES = (*COUNTED, "outbox", "case_notes")
+
+NEW_CASE_ODDITIES = [
+    pytest.param({"description": "lost his job \ud800 after"}, "description",
+                 "must not contain characters that cannot be stored (U+D800)", id="lone-surrogate"),
+    pytest.param({"detainee_name": "\u200b\u200b \ufeff\u2060\u00a0"}, "detainee_name", "is required",
+                 id="invisible-identity"),
+    pytest.param({"detainee_name": "\u0301\u0301"}, "detainee_name", "is required", id="combining-marks-alone"),
+    pytest.param({"received_at": 1744794000}, "received_at", "must be a date and time", id="received-at-number"),
+    pytest.param({"received_at": "1899-12-31T10:00:00+00:00"}, "received_at", "on or after 1 January 1900",
+                 id="received-before-1900"),
+    pytest.param({"original_contact_date": "0001-01-01"}, "original_contact_date", "on or after 1 January 1900",
+                 id="year-one"),
+    pytest.param({"detriment_dates": ["9999-12-31"]}, "detriment_dates[0]", "", id="absurd-year"),
+    pytest.param({"establishment_id": True}, "establishment_id", "", id="establishment-true"),
+    pytest.param({"establishment_id": "1"}, "establishment_id", "", id="establishment-string"),
+    pytest.param({"establishment_id": 1.0}, "establishment_id", "", id="establishment-float"),
+]
+
+
+@pytest.mark.parametrize(("override", "field", "message"), NEW_CASE_ODDITIES)
+def test_api_refuses_odd_new_case_input_by_field_and_writes_nothing(web: Web, override: dict[str, Any], field: str,
+                                                                    message: str) -> None:
+    lead = Api(web, web.world.lead)
+    before = count_rows(web.database, TABLES)
+    body = new_case_body(web, **override)
+    raw = json.dumps(body, ensure_ascii=True)  # "\ud800" travels as JSON's own escape, as a client sends it
+
+    problem = assert_problem(lead.post("/api/cases", data=raw, content_type="application/json"), 422)
+
+    assert field in problem["errors"], problem
+    assert message in problem["errors"][field]
+    assert "\ud800" not in json.dumps(problem) and "Error" not in json.dumps(problem)
+    assert count_rows(web.database, TABLES) == before
+
+
+def test_api_refuses_a_future_consent_date_and_changes_nothing(web: Web) -> None:
+    lead = Api(web, web.world.lead)
+    version = lead.get(f"/api/cases/{web.world.reported}").get_json()["version"]
+    before = count_rows(web.database, TABLES)
+    tomorrow = (web.clock.now() + timedelta(days=2)).date().isoformat()
+
+    problem = assert_problem(lead.post(f"/api/cases/{web.world.reported}/actions/record_consent_and_risk", {
+        "expected_version": version, "fields": {**consent_fields(web), "consent_date": tomorrow}}), 422)
+
+    assert problem["errors"] == {"consent_date": "must be today or in the past"}
+    assert count_rows(web.database, TABLES) == before
+
+
+@pytest.mark.parametrize(("override", "field", "message"), [
+    pytest.param({"detainee_name": "\u200b\ufeff"}, "detainee_name", "is required", id="invisible-identity"),
+    pytest.param({"received_at": 1744794000}, "received_at", "must be a date and time", id="received-at-number"),
+    pytest.param({"received_at": "1066-10-14T10:00"}, "received_at", "on or after 1 January 1900", id="1066"),
+    pytest.param({"establishment_id": True}, "establishment_id", "", id="establishment-true"),
+    pytest.param({"establishment_id": "1"}, "establishment_id", "", id="establishment-string"),
+])
+def test_case_open_command_refuses_odd_input_with_one_error_line_and_writes_nothing(
+        run: Cli, world: World, tmp_path: Path, database: Any, override: dict[str, Any], field: str,
+        message: str) -> None:
+    before = count_rows(database, TABLES)
+    data = {**json.loads(json.dumps(case_data_for(world), default=str)), **override}
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    result = run("case", "open", "--as", world.lead, "--file", str(path))
+
+    lines = assert_refused(result, f"error: {field}: ", message)
+    assert not any("\u200b" in line for line in lines)
+    assert count_rows(database, TABLES) == before
+
+
+def test_case_advance_command_refuses_a_future_consent_date(run: Cli, world: World, database: Any) -> None:
+    before = count_rows(database, TABLES)
+    result = run("case", "advance", world.reported, "record_consent_and_risk", "--as", world.lead,
+                 "-f", "consent=full", "-f", "risk=standard", "-f", "consent_date=2999-01-01")
+    assert_refused(result, "error: consent_date: ")
+    assert count_rows(database, TABLES) == before
+
+
+def test_note_with_a_lone_surrogate_from_the_page_is_refused_with_a_govuk_error(web: Web) -> None:
+    client = web.sign_in(web.world.lead)
+    before = count_rows(web.database, TABLES)
+    page = f"/cases/{web.world.reported}"
+    form = client.get(page).get_data(as_text=True)
+    body = f"note=seen+on+the+wing+%FF%FE+today&csrf_token={csrf_token(form)}"  # bytes that are not UTF-8
+    response = client.post(f"{page}/notes", data=body, content_type="application/x-www-form-urlencoded")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code not in (302, 500), (response.status_code, html[:500])
+    assert "govuk-error-summary" in html and "cannot be stored" in html
+    assert count_rows(web.database, TABLES) == before
