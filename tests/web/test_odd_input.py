@@ -95,15 +95,16 @@ def test_case_advance_command_refuses_a_future_consent_date(run: Cli, world: Wor
     assert count_rows(database, TABLES) == before
 
 
-def test_note_with_a_lone_surrogate_from_the_page_is_refused_with_a_govuk_error(web: Web) -> None:
+def test_note_with_a_control_character_from_the_page_is_refused_with_a_govuk_error(web: Web) -> None:
     client = web.sign_in(web.world.lead)
     before = count_rows(web.database, TABLES)
     page = f"/cases/{web.world.reported}"
     form = client.get(page).get_data(as_text=True)
-    body = f"note=seen+on+the+wing+%FF%FE+today&csrf_token={csrf_token(form)}"  # bytes that are not UTF-8
+    # (Bytes that are not UTF-8 reach a form as their %XX escapes, which is harmless text.)
+    body = f"note=seen+on+the+wing+%01+today&csrf_token={csrf_token(form)}"
     response = client.post(f"{page}/notes", data=body, content_type="application/x-www-form-urlencoded")
 
     html = response.get_data(as_text=True)
     assert response.status_code not in (302, 500), (response.status_code, html[:500])
-    assert "govuk-error-summary" in html and "cannot be stored" in html
+    assert "govuk-error-summary" in html and "must not contain control characters (U+0001)" in html
     assert count_rows(web.database, TABLES) == before
