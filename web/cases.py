@@ -679,13 +679,22 @@ def _received_at(draft: Draft) -> datetime | None:
     return datetime.combine(d, at, LONDON)
 
 
+def _form_id(text: str) -> int | str | None:
+    """A select's value is text; the domain takes ids as whole numbers only (never coerced), so the page,
+    whose choices are ids, turns its digits into one. Anything else goes on as given and is refused."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else text
+
+
 def _case_data(draft: Draft) -> dict[str, Any]:
     received = _received_at(draft)
     dob = _date_of(draft, "detainee_date_of_birth")
     contact = _date_of(draft, "original_contact_date")
     detriment = [d.isoformat() for d in (_date_of(draft, f"detriment_date_{i}") for i in (1, 2, 3)) if d]
     data: dict[str, Any] = {
-        "establishment_id": draft.one("establishment_id"),
+        "establishment_id": _form_id(draft.one("establishment_id")),
         "received_at": received.isoformat() if received else "",
         "channel": draft.one("channel"),
         "detainee_name": draft.one("detainee_name"),
@@ -698,7 +707,7 @@ def _case_data(draft: Draft) -> dict[str, Any]:
         "original_contact_date": contact.isoformat() if contact else "",
         "party_bodies": list(draft.answers.get("party_bodies", [])),
         "risk": draft.one("risk"),
-        "assigned_user_id": draft.one("assigned_user_id"),
+        "assigned_user_id": _form_id(draft.one("assigned_user_id")),
     }
     return data
 

@@ -428,7 +428,7 @@ def test_invalid_input_names_every_field_and_writes_nothing_when_open_case_gets_
         "detriment_dates[1]", "detriment_dates[2]", "original_contact_date", "detainee_date_of_birth",
         "party_bodies", "assigned_user_id", "favourite_colour", "description", "detainee_name",
     }
-    assert err.errors["received_at"] == "cannot be in the future"
+    assert err.errors["received_at"] == "must not be in the future"
     assert err.errors["description"] == "is required"
     assert "tickling" in err.errors["sanction_types"]
     for field in err.errors:

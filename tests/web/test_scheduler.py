@@ -468,7 +468,7 @@ def test_extend_refuses_and_changes_nothing_when_new_due_time_is_in_the_past(
     result = run("deadlines", "extend", due.reference, "consent_and_risk", "--to", past,
                  "--reason", "Awaiting interpreter", "--as", due.lead_email)
 
-    lines = assert_refused(result, "DeadlineError", "is in the past; an extension must be later than now")
+    lines = assert_refused(result, "error: RPR-", "is in the past; an extension must be later than now")
     assert len(lines) == 1
     after = (deadlines_of(database, due.instance_id), timers_of(database, due.instance_id),
              database.raw("SELECT count(*) AS n FROM wf_history")[0].n)
