@@ -1,4 +1,4 @@
-"""Refusals in the domain's words, shared by the command, the API and the pages.
+"""Refusals in the domain's words (the ``reprisals`` command uses it for every refusal on a case).
 
 The engine's errors carry structured facts (the trigger, the stage, the roles, the instance's
 version) but know nothing of cases; this turns them into one sentence a person can act on: the
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reprisals.errors import CaseNotFound, InvalidInput, ReprisalsError
+from reprisals.errors import CaseNotFound, ReprisalsError
 from workflow.errors import (
     GuardFailed,
-    MissingFields,
     NotPermitted,
     StaleInstance,
     TransitionNotAllowed,
@@ -22,8 +21,7 @@ from workflow.errors import (
 )
 from workflow.spec import WorkflowSpec
 
-ROLE_WORDS = {"lead": "a lead of a body on the case", "staff": "the member of staff assigned to it",
-              "reporter": "the person who reported it", "auditor": "an auditor"}
+ROLE_WORDS = {"lead": "a lead of a body on the case", "staff": "the member of staff assigned to it"}
 
 
 def action_label(spec: WorkflowSpec | None, trigger: str) -> str:
@@ -43,7 +41,8 @@ def _either(words: Sequence[str]) -> str:
 
 def explain(exc: BaseException, *, reference: str | None = None, spec: WorkflowSpec | None = None,
             next_actions: Sequence[str] = ()) -> str:
-    """One sentence for ``exc``. ``next_actions`` are trigger names the person may fire now."""
+    """One sentence for ``exc``. ``next_actions`` are trigger names the person may fire now. Field
+    errors (``MissingFields``, ``InvalidInput``) are not for this: they are one line per field."""
     case = reference or "this case"
     then = (f" Next you can: {', '.join(action_label(spec, n) for n in next_actions)}." if next_actions
             else " There is nothing you can do on it now.")
@@ -55,9 +54,6 @@ def explain(exc: BaseException, *, reference: str | None = None, spec: WorkflowS
         return f"you cannot '{action_label(spec, exc.trigger)}' on {case}: only {need} can."
     if isinstance(exc, GuardFailed):
         return f"{case}: '{action_label(spec, exc.trigger)}' cannot be done: {exc.reason}"
-    if isinstance(exc, MissingFields):
-        return f"{case}: '{action_label(spec, exc.trigger)}' needs: " + "; ".join(
-            f"{name}: {message}" for name, message in sorted(exc.errors.items()))
     if isinstance(exc, StaleInstance):
         now = f" (it is now at version {exc.actual})" if exc.actual is not None else ""
         return f"{case} was changed by someone else meanwhile{now}. Show it again and retry. Nothing was saved."
@@ -65,8 +61,6 @@ def explain(exc: BaseException, *, reference: str | None = None, spec: WorkflowS
         return f"'{exc.trigger}' is not an action of the protocol.{then if reference else ''}"
     if isinstance(exc, CaseNotFound):
         return f"there is no case {exc.reference} that you can see"
-    if isinstance(exc, InvalidInput):
-        return "; ".join(f"{name}: {message}" for name, message in sorted(exc.errors.items()))
     if isinstance(exc, WorkflowError | ReprisalsError):
         return str(exc) if reference is None else f"{case}: {exc}"
     return "that cannot be done"
