@@ -1,4 +1,4 @@
-"""Refusals in the domain's words (the ``reprisals`` command uses it for every refusal on a case).
+"""Refusals in the domain's words (the `reprisals` command and the API use it for every refusal on a case).
 
 The engine's errors carry structured facts (the trigger, the stage, the roles, the instance's
 version) but know nothing of cases; this turns them into one sentence a person can act on: the

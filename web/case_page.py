@@ -40,6 +40,7 @@ from reprisals.services import (
     read_note,
     view_identity,
 )
+from reprisals.wording import explain
 from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
@@ -386,11 +387,11 @@ def identity(reference: str) -> ResponseReturnValue:
             db().rollback()
             form.reason.errors = ["Enter why you need to see who this person is"]
         else:
-            description = read_description(rt.cipher, case)
-            reason = (form.reason.data or "").strip()
+            shown_page = render_template(  # before the commit: a logged view is never answered with an error
+                "case/identity.html", title=f"Identity for case {case.reference}", case=case, person=person,
+                description=read_description(rt.cipher, case), reason=(form.reason.data or "").strip())
             db().commit()
-            return render_template("case/identity.html", title=f"Identity for case {case.reference}", case=case,
-                                   person=person, description=description, reason=reason)
+            return shown_page
     return render_template("case/identity_reason.html", title=f"See who the person is: case {case.reference}",
                            case=case, form=form)
 
@@ -504,8 +505,9 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
                 form.new_due.errors = [f"The new due date must be after the current due date ({found.due})"]
             elif isinstance(exc, InvalidInput):
                 form_error = "This deadline is no longer running."
-            else:
-                form_error = message[0].upper() + message[1:] + "."
+            else:  # in the domain's words, naming the case (never an internal id)
+                said = explain(exc, reference=case.reference, spec=rt.engine.spec_of(case.instance))
+                form_error = said[0].upper() + said[1:] + ("" if said.endswith(".") else ".")
         else:
             db().commit()
             done = {"extend": "extended", "pause": "paused", "resume": "restarted"}[operation]

@@ -25,6 +25,7 @@ from tests.support.waiting import wait_for
 class Outcome:
     name: str
     error: BaseException | None = None
+    result: Any = None
     done: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None
 
@@ -49,10 +50,11 @@ class Interleaving:
         a lock (or has finished)."""
         self._holds.append((who, re.compile(after, re.IGNORECASE | re.DOTALL), until_waiting))
 
-    def _after(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def _after(self, _conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         who = self._threads.get(threading.get_ident())
         if who is None:
             return
+        self.outcomes[who].pid = cursor.connection.info.backend_pid  # the connection it uses now (psycopg 3)
         for i, (name, pattern, other) in enumerate(self._holds):
             if name == who and pattern.search(statement):
                 del self._holds[i]
@@ -74,6 +76,27 @@ class Interleaving:
             first: str, second: str) -> dict[str, Outcome]:
         """Run each ``work[name](session)`` in its own thread and session, committing if it returns: ``first``
         until it is held (or done), then ``second``. Returns what became of each."""
+
+        def in_session(name: str) -> Callable[[], None]:
+            def call() -> None:
+                session = sessions()
+                try:
+                    self.outcomes[name].pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+                    work[name](session)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                finally:
+                    session.close()
+            return call
+
+        return self.run_calls({name: in_session(name) for name in (first, second)}, first, second)
+
+    def run_calls(self, work: dict[str, Callable[[], Any]], first: str, second: str) -> dict[str, Outcome]:
+        """Run each ``work[name]()`` in its own thread (a request through a test client, say, which uses
+        the engine's connections itself): ``first`` until it is held (or done), then ``second``. Each
+        outcome keeps what the call returned, or the error it raised."""
         threads = []
         self.outcomes.update({name: Outcome(name) for name in (first, second)})
         for name in (first, second):
@@ -81,16 +104,11 @@ class Interleaving:
 
             def body(name: str = name, outcome: Outcome = outcome) -> None:
                 self._threads[threading.get_ident()] = name
-                session = sessions()
                 try:
-                    outcome.pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-                    work[name](session)
-                    session.commit()
+                    outcome.result = work[name]()
                 except BaseException as exc:  # recorded for the test to look at
                     outcome.error = exc
-                    session.rollback()
                 finally:
-                    session.close()
                     outcome.done.set()
 
             thread = threading.Thread(target=body, name=name, daemon=True)

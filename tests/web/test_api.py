@@ -327,7 +327,9 @@ def test_actions_follow_the_access_rules(web: Web) -> None:
     before = case_state(web.database, w.reported)
     version = Api(web, w.lead).get(f"/api/cases/{w.reported}").get_json()["version"]
     body["expected_version"] = version
-    assert_problem(Api(web, w.auditor).post(f"/api/cases/{w.reported}/actions/record_consent_and_risk", body), 403)
+    refused = assert_problem(Api(web, w.auditor).post(f"/api/cases/{w.reported}/actions/record_consent_and_risk",
+                                                      body), 403)
+    assert refused["detail"].startswith("You cannot 'Record consent and risk' on " + w.reported), refused
     for outsider in (w.other_staff, w.outside_lead):
         assert_problem(Api(web, outsider).post(f"/api/cases/{w.reported}/actions/record_consent_and_risk", body),
                        404)
@@ -337,6 +339,10 @@ def test_actions_follow_the_access_rules(web: Web) -> None:
     problem = assert_problem(lead.post(f"/api/cases/{w.reported}/actions/reopen",
                                        {"expected_version": version, "fields": {"reason": "x"}}), 409)
     assert problem["current_stage"] == "reported"
+    # in the protocol's words: the case, the stage and action by their labels, what can be done next
+    assert problem["detail"].startswith(f"{w.reported} is at stage 'Reported': 'Reopen' cannot be done"), problem
+    assert "Next you can: Record consent and risk" in problem["detail"] and "reopen" not in problem["detail"]
+    assert problem["detail"].endswith("Nothing was saved.")
     assert case_state(web.database, w.reported) == before
 
 

@@ -7,11 +7,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from reprisals.models import Case, User
 from reprisals.services import assign_case, get_case
 from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER
+from tests.support.interleave import Interleaving
 from tests.web.conftest import Web, case_state, csrf_token
 
 CANARIES = (CANARY_NAME, CANARY_NUMBER, CANARY_DOB, CANARY_DESCRIPTION)
@@ -231,3 +234,35 @@ def test_a_forged_version_is_a_conflict_not_a_write(web: Web) -> None:
         "expected_version": "999", "seen_seq": "0", "reason": "x", "csrf_token": csrf_token(form)})
     assert response.status_code == 409
     assert case_state(web.database, ref) == before
+
+
+@pytest.mark.postgresql_only
+def test_two_leads_acting_at_once_one_wins_and_the_other_gets_the_conflict_page(web: Web) -> None:
+    """The race forced on PostgreSQL: the first lead's request is held right after it locked the case
+    until the second lead's request waits for that lock; then both go on. The second is answered with
+    the conflict page (409), never a 500, and only the first action is in the history."""
+    ref = web.world.triaged
+    first, second = Pages(web, web.world.lead, ref), Pages(web, web.world.second_lead, ref)
+    refer_form, decline_form = first.form("refer"), second.form("decline")
+    before = case_state(web.database, ref)
+    admin = sa.create_engine(web.database.url, poolclass=sa.pool.NullPool)
+    race = Interleaving(web.rt.db, admin)
+    try:
+        race.hold("refer", after=r"FROM wf_instances .*FOR UPDATE", until_waiting="decline")
+        outcomes = race.run_calls({
+            "refer": lambda: first.submit("refer", {"recipients": ["head_of_establishment"],
+                                                    "sent_on": d("2025-04-17")}, form_html=refer_form),
+            "decline": lambda: second.submit("decline", {"reason": "Out of scope"}, form_html=decline_form),
+        }, "refer", "decline")
+    finally:
+        race.close()
+        admin.dispose()
+
+    assert race.held == ["refer after FROM wf_instances .*FOR UPDATE"]
+    assert outcomes["refer"].error is None and outcomes["decline"].error is None
+    assert outcomes["refer"].result.status_code == 302
+    lost = outcomes["decline"].result
+    assert lost.status_code == 409, lost.get_data(as_text=True)[-2000:]
+    assert "This case was changed by someone else while you were working" in lost.get_data(as_text=True)
+    after = case_state(web.database, ref)
+    assert after["stage"] == "referred" and after["wf_history"] == before["wf_history"] + 1

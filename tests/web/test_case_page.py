@@ -223,6 +223,9 @@ def test_lead_extends_pauses_and_resumes_a_deadline_with_errors_mapped(web: Web)
     resume = _deadline_link(html, "resume")
     assert web.post(lead, resume, {"reason": "Back on the wing"}).status_code == 302
     assert "Deadline clock restarted: Triage decision" in page(lead, f"/cases/{ref}")
+    # resuming it again (from an old tab) is refused in the domain's words, naming the case
+    again = web.post(lead, resume, {"reason": "Back on the wing"}).get_data(as_text=True)
+    assert "There is a problem" in again and f"{ref}: the clock of &#39;Triage decision&#39; is not paused." in again
 
     # Staff may not move deadlines, and see no links to.
     staff = web.sign_in(web.world.staff)

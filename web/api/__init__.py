@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from reprisals.accounts import user_for_token
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.models import User
+from reprisals.wording import explain
 from web.context import db, now
 from workflow.errors import (
     GuardFailed,
@@ -207,14 +208,29 @@ def _invalid(exc: InvalidInput | MissingFields) -> Response:
                    errors=dict(exc.errors))
 
 
+def _in_words(exc: Exception) -> str:
+    """The refusal in the domain's words, naming the case the request acted on (set by the route)."""
+    return _sentence(explain(exc, **getattr(g, "case_context", {}))) + " Nothing was saved."
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 @bp.errorhandler(GuardFailed)
 def _guard(exc: GuardFailed) -> Response:
     db().rollback()
-    return problem(422, "That cannot be done", f"{exc.reason} Nothing was saved.", errors={})
+    return problem(422, "That cannot be done", _in_words(exc), errors={})
+
+
+@bp.errorhandler(NotPermitted)
+def _not_permitted(exc: NotPermitted) -> Response:
+    db().rollback()
+    return problem(403, "You cannot do that", _in_words(exc))
 
 
 @bp.errorhandler(NotAllowed)
-@bp.errorhandler(NotPermitted)
 def _not_allowed(_exc: Exception) -> Response:
     db().rollback()
     return problem(403, "You cannot do that", "Your role on this case does not allow this action. Nothing was saved.")
@@ -246,9 +262,7 @@ def _stale(exc: StaleInstance) -> Response:
 @bp.errorhandler(TransitionNotAllowed)
 def _wrong_stage(exc: TransitionNotAllowed) -> Response:
     db().rollback()
-    return problem(409, "Not possible at this stage",
-                   f"'{exc.trigger}' cannot be done while the case is at stage '{exc.stage}'. Nothing was saved.",
-                   current_stage=exc.stage)
+    return problem(409, "Not possible at this stage", _in_words(exc), current_stage=exc.stage)
 
 
 @bp.errorhandler(HTTPException)

@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, g, jsonify, url_for
 from pydantic import BaseModel
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
@@ -224,8 +224,12 @@ def act(reference: str, trigger: str) -> Response:
     user, session = api_user(), db()
     case = _case(session, user, reference)
     body = json_body(ActionRequest)
-    if trigger not in runtime().engine.spec_of(case.instance).triggers:
+    spec = runtime().engine.spec_of(case.instance)
+    if trigger not in spec.triggers:
         raise ApiProblem(404, "Not found", "There is no such action.")
+    # a refusal names the case, the action's and stage's labels and what can be done next (web.api)
+    g.case_context = {"reference": case.reference, "spec": spec,
+                      "next_actions": allowed_actions(runtime().engine, user, case)}
     advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
                  expected_version=body.expected_version)
     detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"
