@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
 
 from workflow.calendars import DEFAULT_DAY_END
 from workflow.engine import Engine, GuardContext
@@ -12,7 +15,8 @@ from workflow.spec import WorkflowSpec, load_spec, load_spec_file
 from workflow.timers import Timers
 
 SPEC_KEY = "sanctions"
-REOPEN_WINDOW = timedelta(days=183)  # six months
+REOPEN_MONTHS = 6  # calendar months, from the moment the case closed
+LONDON = ZoneInfo("Europe/London")
 MAX_ESCALATION_LEVEL = 2
 CONSENTED = ("full", "anonymous")
 OVERRIDE_GROUNDS = ("risk_to_life", "child_safeguarding")
@@ -59,14 +63,21 @@ def second_lead_confirms(ctx: GuardContext) -> str | None:
     return None
 
 
+def reopen_until(closed_at: datetime) -> datetime:
+    """The last moment a case closed at ``closed_at`` may be reopened: the same date and time six calendar
+    months later, UK time (the month's last day where that date does not exist: 31 August to 28 February)."""
+    local = closed_at.astimezone(LONDON)
+    return (local.replace(tzinfo=None) + relativedelta(months=REOPEN_MONTHS)).replace(tzinfo=LONDON)
+
+
 def within_reopen_window(ctx: GuardContext) -> str | None:
     closed = ctx.instance.variables.get("closed_at")
     if closed is None:
         return None
-    closed_at = datetime.fromisoformat(closed)
-    if ctx.now - closed_at > REOPEN_WINDOW:
-        return ("the case closed more than six months ago and cannot be reopened; "
-                "open a new case linked to this one")
+    until = reopen_until(datetime.fromisoformat(closed))
+    if ctx.moment > until:
+        return (f"the case closed more than six months ago (it could be reopened until {until.day} "
+                f"{until:%B %Y}) and cannot be reopened; open a new case linked to this one")
     return None
 
 
@@ -89,7 +100,7 @@ def bundled_specs() -> list[WorkflowSpec]:
 def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEFAULT_DAY_END) -> Engine:
     """An engine with the protocol's guards, every bundled spec version registered, and deadline
     timers created on every stage change (working days end at ``day_end``, UK time)."""
-    engine = Engine(guards=dict(GUARDS))
+    engine = Engine(guards=dict(GUARDS), began_as="the case was received")
     Timers(day_end=day_end).attach(engine)
     for spec in bundled_specs():
         engine.register(spec)

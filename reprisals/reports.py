@@ -221,9 +221,10 @@ def _timeliness(deadlines: Sequence[Row[str, datetime, datetime | None, datetime
     """Deadlines that fell due in the period: closed (their stage left) by the due time, closed after it,
     or still overdue. Open ones not yet due, and paused ones, are left out."""
     on_time = late = overdue = 0
-    for status, due_at, overdue_at, closed_at in deadlines:
+    for status, due_at, _overdue_at, closed_at in deadlines:
         if status == DONE:
-            if overdue_at is None and closed_at is not None and ensure_utc(closed_at) <= ensure_utc(due_at):
+            # Met when its stage was left (as it happened, which may have been recorded later) by the due time.
+            if closed_at is not None and ensure_utc(closed_at) <= ensure_utc(due_at):
                 on_time += 1
             else:
                 late += 1

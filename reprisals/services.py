@@ -45,8 +45,11 @@ from reprisals.protocol import SPEC_KEY
 from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
+from workflow.errors import MissingFields
 from workflow.models import HistoryEvent, WorkflowInstance
-from workflow.text import clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
+from workflow.moments import NEEDS_TIME, on_day, parse_moment
+from workflow.spec import FieldType
+from workflow.text import DATE_FUTURE, clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
 
 LONDON = ZoneInfo("Europe/London")
 MAX_TEXT = 10_000
@@ -277,7 +280,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     year = now.astimezone(LONDON).year
     reference = next_reference(session, year)
     instance = engine.start(
-        session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now,
+        session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now, occurred_at=received_at,
         version=active_version(session, engine, SPEC_KEY),  # the version an admin activated, if any
         variables={"received_at": received_at.isoformat(), "triage_from": received_at.isoformat(),
                    "risk": risk.value, "escalation_level": 0},
@@ -333,35 +336,109 @@ def get_case_history(session: Session, engine: Engine, case: Case) -> list[Histo
 # -- advancing ----------------------------------------------------------------------------------
 
 
+# Version 1's date fields that say when its action happened (the letter was sent, the response received…).
+# They are the action's moment under another name: given alone, the moment is taken from them; given with
+# a moment, they must be its date; absent, they are filled from it. Version 2 has no such fields.
+MOMENT_FIELDS = ("sent_on", "received_on", "contacted_on", "left_on", "consent_date")
+
+
+def action_moment(engine: Engine, case: Case, trigger: str, fields: Mapping[str, Any] | None,
+                  occurred_at: object, now: datetime) -> tuple[datetime, dict[str, Any], dict[str, str]]:
+    """When an action on ``case`` happened, as given (``workflow.moments.parse_moment``: UK time unless an
+    offset is given; a bare date is that day, at the previous action's moment if that was on the same day,
+    else 12:00; an urgent case needs a time), or ``now``. Returns the moment, the fields with version 1's
+    date fields reconciled with it (``MOMENT_FIELDS``), and the problems found, by field."""
+    instance = case.instance
+    clean = dict(fields or {})
+    errors: dict[str, str] = {}
+    previous = instance.acted_at or instance.stage_entered_at
+    urgent = instance.variables.get("risk") == Risk.URGENT.value
+    moment: datetime | None = None
+    if occurred_at not in (None, ""):
+        try:
+            moment = parse_moment(occurred_at, same_day=previous, now=now, needs_time=urgent)
+        except ValueError as exc:
+            errors["occurred_at"] = str(exc)
+    spec = engine.spec_of(instance)
+    trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
+    for name in MOMENT_FIELDS:
+        if trig is None or name not in trig.fields or trig.fields[name].type is not FieldType.DATE:
+            continue
+        given = clean.get(name)
+        day = _iso_date(given)
+        if given in (None, ""):
+            # From the moment; with none (or one refused, so that only the moment is reported), today.
+            clean[name] = (moment or now).astimezone(LONDON).date().isoformat()
+        elif day is None:
+            continue  # the engine names the problem with the field
+        elif day > now.astimezone(LONDON).date():
+            errors[name] = DATE_FUTURE  # what happened cannot be in the future
+        elif moment is not None:
+            if day != moment.astimezone(LONDON).date():
+                errors[name] = (f"must be the day the action happened ({moment.astimezone(LONDON):%d %B %Y}); "
+                                "leave it out, or give the same day")
+        elif "occurred_at" not in errors:
+            if day == now.astimezone(LONDON).date():
+                moment = now
+            elif urgent:
+                errors["occurred_at"] = NEEDS_TIME
+            else:
+                try:
+                    moment = on_day(day, same_day=previous, now=now)
+                except ValueError as exc:
+                    errors[name] = str(exc)
+    return moment or now, clean, errors
+
+
+def _iso_date(value: object) -> date | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(value.strip())
+    return None
+
+
 def advance_case(session: Session, engine: Engine, actor: User, case: Case, trigger: str,
                  fields: Mapping[str, Any] | None, now: datetime, *,
-                 expected_version: int | None = None) -> HistoryEvent:
-    """Fire a protocol trigger on a case and record its domain facts in the same transaction."""
+                 expected_version: int | None = None, occurred_at: object = None) -> HistoryEvent:
+    """Fire a protocol trigger on a case and record its domain facts in the same transaction.
+
+    ``now`` is when it is recorded; ``occurred_at`` when it happened (see :func:`action_moment`): its
+    deadlines, the reopen window and ``closed_at`` run from that moment."""
     now = ensure_utc(now)
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
     instance = case.instance
     cactor = actor_for(actor, case)
+    moment, fields, problems = action_moment(engine, case, trigger, fields, occurred_at, now)
+    if problems:
+        # Every problem at once: the fields' own, with the moment's.
+        try:
+            engine.check(instance, trigger, cactor, fields, now, expected_version=expected_version)
+        except MissingFields as exc:
+            raise MissingFields(exc.trigger, {**exc.errors, **problems}) from None
+        raise MissingFields(str(trigger), problems)
     host_vars: dict[str, Any] = {}
     if trigger in ("escalate", "reject_response"):
         host_vars["escalation_level"] = int(instance.variables.get("escalation_level") or 0) + 1
     elif trigger == "accept_response":
         host_vars["finding_proposed_by"] = cactor.id
     elif trigger in ("reopen", "further_detriment"):
-        host_vars["triage_from"] = now.isoformat()  # back in triage: a new triage deadline
+        host_vars["triage_from"] = moment.isoformat()  # back in triage: a new triage deadline
     spec = engine.spec_of(instance)
     trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
     if trig is not None and spec.stages[trig.dest].final:
-        host_vars["closed_at"] = now.isoformat()
+        host_vars["closed_at"] = moment.isoformat()
     event = engine.fire(session, instance, trigger, cactor, fields, now,
-                        expected_version=expected_version, variables=host_vars)
-    _sync_case(session, case, instance, event, actor, now)
+                        expected_version=expected_version, variables=host_vars, occurred_at=moment)
+    _sync_case(session, case, instance, event, actor, moment)
     session.flush()
     return event
 
 
 def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,
-               actor: User, now: datetime) -> None:
+               actor: User, moment: datetime) -> None:
     """Mirror the facts the domain queries on (stage, risk, consent, outcome) from the instance."""
     v = instance.variables
     fields = event.data.get("fields", {})
@@ -370,19 +447,20 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
         case.risk = Risk(v["risk"])
     if event.trigger == "record_consent_and_risk":
         case.consent = Consent(fields["consent"])
-        case.consent_date = date.fromisoformat(fields["consent_date"])
+        case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
+                             else moment.astimezone(LONDON).date())
     if event.trigger == "refer" and fields.get("override_ground"):
         case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])
-        case.closed_at = now
+        case.closed_at = moment
     elif case.closed_at is not None:
         case.outcome = None
         case.closed_at = None
     kind = {"refer": "referral", "escalate": "escalation", "reject_response": "escalation",
             "record_response": "response"}.get(event.trigger or "")
     if kind:
-        on = fields.get("sent_on") or fields.get("received_on") or now.astimezone(LONDON).date().isoformat()
+        on = fields.get("sent_on") or fields.get("received_on") or moment.astimezone(LONDON).date().isoformat()
         recipients = fields.get("recipients") or ([fields["recipient"]] if fields.get("recipient") else [])
         session.add(CaseContact(case_id=case.id, kind=kind, level=int(v.get("escalation_level") or 0),
                                 recipients=recipients, on=date.fromisoformat(on), history_seq=event.seq,

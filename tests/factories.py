@@ -83,11 +83,11 @@ def make_case(session: Session, engine: Engine, *, actor: User, now: datetime,
     return open_case(session, engine, cipher_ or cipher(), actor, now, case_data(est, **overrides))
 
 
-CONSENT = {"consent": "full", "consent_date": "2025-04-16", "risk": "standard"}
-REFER = {"recipients": ["head_of_establishment"], "sent_on": "2025-04-17"}
-RESPONSE = {"received_on": "2025-05-02", "responder": "establishment", "summary": "Job restored."}
+CONSENT = {"consent": "full", "risk": "standard"}
+REFER = {"recipients": ["head_of_establishment"]}
+RESPONSE = {"responder": "establishment", "summary": "Job restored."}
 ACCEPT = {"proposed_finding": "substantiated", "assessment": "Sanction confirmed."}
-FOLLOW_UP = {"contacted_on": "2025-05-20", "summary": "Back at work."}
+FOLLOW_UP = {"summary": "Back at work."}
 CLOSE = {"outcome": "substantiated", "summary": "Confirmed."}
 
 

@@ -51,7 +51,8 @@ class Group(click.Group):
             sys.exit(1)
         except (MissingFields, InvalidInput) as exc:
             for name, message in sorted(exc.errors.items()):
-                click.echo(f"error: {name}: {message}", err=True)
+                shown_name = "--occurred-at" if name == "occurred_at" else name  # as the command takes it
+                click.echo(f"error: {shown_name}: {message}", err=True)
             sys.exit(1)
         except (WorkflowError, ReprisalsError) as exc:
             # The command that acted on a case left its reference, protocol and next actions here.
@@ -401,10 +402,14 @@ def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, 
 @click.option("-f", "--field", "field_args", multiple=True, help="name=value (repeat; a list field may repeat).")
 @click.option("--fields-json", help="All fields as one JSON object.")
 @click.option("--expected-version", type=int, help="Refuse if the case changed since this version.")
+@click.option("--occurred-at", help="When it happened, if not now: 2025-04-17T10:00 (UK time unless an offset is "
+              "given) or a date (12:00 that day, or the previous action's time if on the same day). Deadlines run "
+              "from it.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str, field_args: tuple[str, ...],
-                 fields_json: str | None, expected_version: int | None, as_json: bool) -> None:
+                 fields_json: str | None, expected_version: int | None, occurred_at: str | None,
+                 as_json: bool) -> None:
     """Move a case forward with one of the protocol's actions."""
     from reprisals.services import advance_case, get_case
 
@@ -430,7 +435,8 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
         c = get_case(session, user, reference.strip().upper())
         _about_case(rt, user, c)
         before = c.stage
-        advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), expected_version=expected_version)
+        advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), expected_version=expected_version,
+                     occurred_at=occurred_at)
         out = _case_dict(rt, session, user, c)
         out["previous_stage"] = before
     _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: {d['previous_stage']} → {d['stage']}"))

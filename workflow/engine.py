@@ -68,6 +68,12 @@ class GuardContext:
     now: datetime
     # Variables as they will be after the trigger (current ones updated with the fields).
     variables: Mapping[str, Any]
+    # When the action happened (``now`` unless the person gave an earlier moment).
+    occurred_at: datetime | None = None
+
+    @property
+    def moment(self) -> datetime:
+        return self.occurred_at or self.now
 
 
 # A guard returns None when the trigger may proceed, or a message saying why it may not.
@@ -81,8 +87,14 @@ class StageChange:
     trigger: str | None
     from_stage: str | None
     to_stage: str
-    now: datetime
+    now: datetime  # when the change was recorded
     event: HistoryEvent
+    # When it happened (the moment the person gave; ``now`` when they gave none). Deadlines run from it.
+    occurred_at: datetime | None = None
+
+    @property
+    def moment(self) -> datetime:
+        return self.occurred_at or self.now
 
 
 # Called inside the transaction after the stage moved and history was appended (timers hook here).
@@ -117,6 +129,9 @@ class Engine:
     loader: Callable[[Session, str, int], WorkflowSpec | None] | None = None
     # Where "today" is for a not_future date field (a date typed by a person is a local date).
     zone: tzinfo = LONDON
+    # How refusals name the moment an instance started (``start``'s ``occurred_at``), e.g. "the case was
+    # received".
+    began_as: str = "the start"
     _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
 
     # -- specs ---------------------------------------------------------------------------------
@@ -193,9 +208,16 @@ class Engine:
         version: int | None = None,
         calendar: str | None = None,
         data: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
     ) -> WorkflowInstance:
-        """Create an instance at the spec's initial stage, with its first event and ledger entry."""
+        """Create an instance at the spec's initial stage, with its first event and ledger entry.
+
+        ``occurred_at`` is when it really began (a concern received yesterday and recorded today): no
+        action of the instance may be dated before it. By default ``now``."""
         now = ensure_utc(now)
+        began = ensure_utc(occurred_at) if occurred_at is not None else now
+        if began > now:
+            raise ValueError("an instance cannot begin in the future")
         compiled = self._compiled(spec_key, version)
         spec = compiled.spec
         if self.calendar_check is not None:
@@ -207,19 +229,22 @@ class Engine:
             variables=dict(variables or {}),
             calendar=calendar,
             created_at=now,
-            stage_entered_at=now,
+            stage_entered_at=began,
             updated_at=now,
+            began_at=began,
+            acted_at=began,
             head_seq=0,
             head_hash="",
         )
         session.add(instance)
         session.flush()
         event = self._append(session, instance, kind="created", actor_id=actor.id, now=now,
-                             data={"spec": f"{spec.key}@{spec.version}", **(data or {})},
+                             data={"spec": f"{spec.key}@{spec.version}", **(data or {}),
+                                   "occurred_at": began.isoformat()},
                              to_stage=spec.initial)
         self._ledger_append(session, instance.id, event.hash)
         session.flush()
-        change = StageChange(instance, spec, None, None, spec.initial, now, event)
+        change = StageChange(instance, spec, None, None, spec.initial, now, event, began)
         for listener in self.listeners:
             listener(session, change)
         return instance
@@ -238,6 +263,7 @@ class Engine:
         now: datetime,
         *,
         expected_version: int | None = None,
+        occurred_at: datetime | None = None,
     ) -> tuple[Trigger, dict[str, Any]]:
         """Every refusal check of :meth:`fire`, without changing anything. Returns the clean fields."""
         spec = self.spec_of(instance)
@@ -251,15 +277,35 @@ class Engine:
         if not trig.roles & actor.roles:
             raise NotPermitted(trig.name, sorted(actor.roles), sorted(trig.roles))
         clean, errors = check_fields(trig.fields, fields or {}, now=ensure_utc(now), zone=self.zone)
+        if occurred_at is not None:
+            problem = self.moment_problem(instance, trig, occurred_at, now)
+            if problem:
+                errors["occurred_at"] = problem
         if errors:
             raise MissingFields(trig.name, errors)
         variables = self._next_variables(instance, trig, clean, None)
-        ctx = GuardContext(instance, trig, actor, clean, now, variables)
+        ctx = GuardContext(instance, trig, actor, clean, now, variables, occurred_at)
         for name in trig.guards:
             message = self.guards[name](ctx)
             if message:
                 raise GuardFailed(trig.name, name, message)
         return trig, clean
+
+    def moment_problem(self, instance: WorkflowInstance, trig: Trigger, occurred_at: datetime,
+                       now: datetime) -> str | None:
+        """Why ``occurred_at`` cannot be when ``trig`` happened on ``instance``, or None: it is in the future,
+        before the instance began, or before its previous protocol action (equal moments are allowed; a
+        trigger marked ``backdate`` may be dated before the previous action, a fact learned late)."""
+        at, now = ensure_utc(occurred_at), ensure_utc(now)
+        if at > now:
+            return "must not be in the future"
+        began = instance.began_at or instance.created_at
+        if at < ensure_utc(began):
+            return f"must not be before {self.began_as} ({_local_text(began, self.zone)})"
+        acted = instance.acted_at or instance.stage_entered_at
+        if not trig.backdate and at < ensure_utc(acted):
+            return f"must not be before the previous action, which happened at {_local_text(acted, self.zone)}"
+        return None
 
     def fire(
         self,
@@ -273,14 +319,22 @@ class Engine:
         expected_version: int | None = None,
         variables: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
     ) -> HistoryEvent:
         """Fire a trigger: check, move the stage, update variables, append history, flush.
 
-        ``variables`` are extra instance variables the host sets with this move (e.g. an
-        escalation level); ``data`` is extra host data recorded in the event beside the fields.
+        ``now`` is when it is recorded (the event's ``at``); ``occurred_at`` when it happened, if earlier:
+        it is recorded in the event's data (hashed with it), the stage's deadlines run from it and the old
+        stage's deadlines are closed at it. ``variables`` are extra instance variables the host sets with
+        this move (e.g. an escalation level); ``data`` is extra host data recorded in the event beside the
+        fields.
         """
         now = ensure_utc(now)
-        trig, clean = self.check(instance, trigger, actor, fields, now, expected_version=expected_version)
+        # Only a moment the person gave is checked against the previous action: the clock of the server
+        # recording it (which may differ slightly between servers) is taken as it is.
+        moment = ensure_utc(occurred_at) if occurred_at is not None else now
+        trig, clean = self.check(instance, trigger, actor, fields, now, expected_version=expected_version,
+                                 occurred_at=occurred_at)
         self.lock(session, instance)
         compiled = self._compiled(instance.spec_key, instance.spec_version)
         source = instance.stage
@@ -290,9 +344,11 @@ class Engine:
         except MachineError:  # the checks above make this unreachable unless the spec and machine disagree
             raise TransitionNotAllowed(trig.name, source) from None
         instance.stage = model.stage
+        acted = ensure_utc(instance.acted_at or instance.stage_entered_at)
         instance.variables = self._next_variables(instance, trig, clean, variables)
-        instance.stage_entered_at = now
-        event_data: dict[str, Any] = {"fields": clean}
+        instance.stage_entered_at = moment
+        instance.acted_at = max(acted, moment)  # a backdated fact does not move it back
+        event_data: dict[str, Any] = {"fields": clean, "occurred_at": moment.isoformat()}
         if variables:  # what the host set with this move is part of the audited record
             event_data["variables"] = dict(variables)
         if data:
@@ -300,7 +356,7 @@ class Engine:
         event = self._append(session, instance, kind="transition", actor_id=actor.id, now=now,
                              data=event_data, trigger=trig.name, from_stage=source, to_stage=model.stage)
         self._flush(session, instance)
-        change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event)
+        change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event, moment)
         for listener in self.listeners:
             listener(session, change)
         return event
@@ -429,3 +485,8 @@ class Engine:
             raise StaleInstance(instance_id)
         session.expire(head)
 
+
+def _local_text(at: datetime, zone: tzinfo) -> str:
+    """A moment as a person reads it in refusals: ``16 April 2025, 17:00``."""
+    local = ensure_utc(at).astimezone(zone)
+    return f"{local.day} {local:%B %Y, %H:%M}"

@@ -75,8 +75,12 @@ class WorkflowInstance(Base):
     variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     calendar: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime]
-    stage_entered_at: Mapped[datetime]
+    stage_entered_at: Mapped[datetime]  # when the current stage was entered (as it happened)
     updated_at: Mapped[datetime]
+    # When the instance began (a concern's receipt) and when its latest protocol action happened: no
+    # action may be dated before either (decision 17). Null only on rows written before revision 0011.
+    began_at: Mapped[datetime | None] = mapped_column(default=None)
+    acted_at: Mapped[datetime | None] = mapped_column(default=None)
     # The chain head: the last event's sequence number and hash, so a truncated tail shows.
     head_seq: Mapped[int] = mapped_column(Integer, default=0)
     head_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), default="")

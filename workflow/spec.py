@@ -161,6 +161,9 @@ class TriggerSpec(_Strict):
     guards: tuple[str, ...] = ()
     # Variables this trigger sets to fixed values, e.g. {outcome: withdrawn}; null clears one.
     set: dict[str, Any] = Field(default_factory=dict)
+    # May be dated before the previous action (a fact learned late, such as leaving custody); never
+    # before the instance began.
+    backdate: bool = False
 
     @field_validator("source", mode="before")
     @classmethod
@@ -218,6 +221,7 @@ class Trigger:
     fields: Mapping[str, FieldSpec]
     guards: tuple[str, ...]
     sets: Mapping[str, Any]
+    backdate: bool = False
 
 
 @dataclass(frozen=True)
@@ -489,7 +493,7 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                 problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {allowed}"))
         triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
                                   tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
-                                  dict(t.fields), tuple(t.guards), dict(t.set))
+                                  dict(t.fields), tuple(t.guards), dict(t.set), t.backdate)
 
     if problems:
         return None

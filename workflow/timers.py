@@ -21,7 +21,7 @@ import socket
 import time as time_module
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
@@ -34,6 +34,7 @@ from workflow.clock import Clock, ensure_utc
 from workflow.engine import Engine, StageChange
 from workflow.errors import WorkflowError
 from workflow.models import DeadlineRow, TimerRow, WorkflowInstance
+from workflow.moments import LONDON, parse_moment
 from workflow.spec import STAGE_ENTRY, Duration, Unit, parse_duration
 from workflow.text import clean_text, is_blank
 
@@ -155,11 +156,17 @@ class Timers:
     def on_stage_change(self, session: Session, change: StageChange) -> None:
         """Close the old stage's deadlines and create the new stage's, in the caller's transaction.
 
+        Deadlines run from when the change happened (``change.moment``), which may be earlier than when it
+        was recorded (``change.now``): the old stage's deadlines close at that moment (met if it was by
+        their due time), and the new ones are due from it. Reminders already past when it is recorded are
+        not created (never sent late); a deadline already past is overdue at once, and its due timer fires
+        at the next sweep (its notices go then).
+
         Written with Core statements built once (this runs on every transition; the ORM unit of work
         would double its cost); ORM objects of these rows already in the session are expired."""
-        instance, now = change.instance, change.now
+        instance, now, moment = change.instance, change.now, change.moment
         if change.from_stage is not None:
-            self._close_live(session, instance.id, now)
+            self._close_live(session, instance.id, moment)
         stage = change.spec.stages[change.to_stage]
         if stage.final or not stage.deadlines:
             return
@@ -173,15 +180,16 @@ class Timers:
             duration = spec_deadline.due.for_variables(variables)
             if duration is None:
                 continue
-            anchor = now if spec_deadline.anchor == STAGE_ENTRY else _variable_time(variables, spec_deadline.anchor)
+            anchor = moment if spec_deadline.anchor == STAGE_ENTRY else _variable_time(variables, spec_deadline.anchor)
             due = cal.due(anchor, duration)
+            late = due <= now
             reminders = [r.short() for r in spec_deadline.reminders]
             deadline_id = conn.execute(_INSERT_DEADLINE, {
                 "instance_id": instance.id, "entry_seq": change.event.seq, "stage": change.to_stage,
                 "name": spec_deadline.name, "label": spec_deadline.label, "action": spec_deadline.on_due,
                 "unit": duration.unit.value, "amount": duration.amount, "reminders": reminders,
-                "anchor_at": anchor, "due_at": due, "status": OPEN, "generation": 1, "paused_at": None,
-                "overdue_at": None, "closed_at": None, "created_at": now,
+                "anchor_at": anchor, "due_at": due, "status": OVERDUE if late else OPEN, "generation": 1,
+                "paused_at": None, "overdue_at": due if late else None, "closed_at": None, "created_at": now,
             }).scalar_one()
             timers += _timer_values(deadline_id, instance.id, 1, due, reminders, cal, now)
         if timers:
@@ -585,15 +593,14 @@ def _variable_time(variables: dict[str, Any], name: str) -> datetime:
     return ensure_utc(datetime.fromisoformat(str(value)))
 
 
-def parse_iso_time(text: str) -> datetime:
-    """Parse an ISO-8601 time given by a person (``--now``); a zone is required."""
+def parse_iso_time(text: str, *, zone: tzinfo = LONDON) -> datetime:
+    """A moment given by a person on the command line (``--now``, ``--to``, ``--due-before``), read by the
+    one parser of moments (``workflow.moments.parse_moment``): UK time unless an offset is given; a bare
+    date is 12:00 that day. DeadlineError with the reason when it is not one."""
     try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise DeadlineError(f"'{text}' is not an ISO-8601 date and time such as 2025-05-07T09:00:00+01:00") from None
-    if at.tzinfo is None:
-        raise DeadlineError(f"'{text}' has no time zone; add one such as Z or +01:00")
-    return ensure_utc(at)
+        return parse_moment(text, zone=zone)
+    except ValueError as exc:
+        raise DeadlineError(f"'{text}' {exc}") from None
 
 
 __all__ = ["BatchHandler", "DeadlineError", "Duration", "Fired", "SweepResult", "Timers", "UnknownCalendar",

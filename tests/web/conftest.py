@@ -168,8 +168,7 @@ def make_world(database: Database, wf: Engine) -> World:
         c = cipher()
         reported = open_case(s, wf, c, lead, now, case_data(est, assigned_user_id=staff.id))
         triaged = open_case(s, wf, c, lead, now, case_data(est, assigned_user_id=staff.id))
-        advance_case(s, wf, lead, triaged, "record_consent_and_risk",
-                     {**CONSENT, "consent_date": now.date().isoformat()}, now)
+        advance_case(s, wf, lead, triaged, "record_consent_and_risk", CONSENT, now)
         w = World(est.id, lead.email, second.email, staff.email, other.email, outside.email, auditor.email,
                   admin.email, reported.reference, triaged.reference,
                   {reported.reference: reported.instance_id, triaged.reference: triaged.instance_id})

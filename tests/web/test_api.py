@@ -160,7 +160,8 @@ def test_list_cases_follows_the_access_rules_and_filters(web: Web) -> None:
 
     assert [c["reference"] for c in lead.get("/api/cases?stage=triage").get_json()["items"]] == [w.triaged]
     assert lead.get("/api/cases?risk=urgent").get_json()["items"] == []
-    assert lead.get("/api/cases?overdue=true").get_json()["total"] == 0
+    # Received in April 2025: the deadlines they started were past when they were recorded, so overdue at once.
+    assert lead.get("/api/cases?overdue=true").get_json()["total"] == 2
     assert lead.get("/api/cases?assigned=me").get_json()["total"] == 0
     page = lead.get("/api/cases?per_page=1&page=2").get_json()
     assert len(page["items"]) == 1 and page["total"] == 2
@@ -355,11 +356,14 @@ def test_deadlines_are_those_of_visible_cases_with_an_overdue_filter(web: Web) -
     items = lead.get("/api/deadlines").get_json()["items"]
     assert {d["case_reference"] for d in items} == {w.reported, w.triaged}
     assert [d["due_at"] for d in items] == sorted(d["due_at"] for d in items)
-    assert lead.get("/api/deadlines?overdue=true").get_json()["items"] == []
+    # The world's cases were received in April 2025: the deadlines they started were already past when
+    # recorded, so they are overdue at once.
+    assert {d["case_reference"] for d in lead.get("/api/deadlines?overdue=true").get_json()["items"]} == {
+        w.reported, w.triaged}
     assert Api(web, w.outside_lead).get("/api/deadlines").get_json()["items"] == []
 
-    web.database.raw("UPDATE wf_deadlines SET status = 'overdue' WHERE instance_id = :i",
-                     i=w.instance_ids[w.triaged])
+    web.database.raw("UPDATE wf_deadlines SET status = 'open' WHERE instance_id = :i",
+                     i=w.instance_ids[w.reported])
     overdue = lead.get("/api/deadlines?overdue=true").get_json()["items"]
     assert overdue and {d["case_reference"] for d in overdue} == {w.triaged} and all(d["overdue"] for d in overdue)
     assert [c["reference"] for c in lead.get("/api/cases?overdue=true").get_json()["items"]] == [w.triaged]

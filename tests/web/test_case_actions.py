@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -22,9 +23,10 @@ _HIDDEN = re.compile(r'<input[^>]*name="(expected_version|seen_seq)"[^>]*value="
 _URLS = re.compile(r'(?:href|action|src)="([^"]*)"')
 
 
-def d(iso: str) -> list[str]:
-    """A date as the GOV.UK date input posts it: day, month, year."""
-    day = datetime.fromisoformat(iso).date()
+def d(iso: str | None = None) -> list[str]:
+    """A date as the GOV.UK date input posts it: day, month, year (by default today, UK time: version 1's
+    date fields say when the action happened, which cannot be before the case was received)."""
+    day = datetime.fromisoformat(iso).date() if iso else datetime.now(ZoneInfo("Europe/London")).date()
     return [str(day.day), str(day.month), str(day.year)]
 
 
@@ -87,17 +89,17 @@ def test_the_worked_example_through_the_pages(web: Web) -> None:
                      'name="consent_date"', "<textarea", 'name="expected_version"'):
         assert expected in form, expected
     assert re.search(r"<legend[^>]*>\s*Consent given", form) and re.search(r"<legend[^>]*>\s*Date consent", form)
-    lead.act("record_consent_and_risk", {"consent": "full", "consent_date": d("2025-04-16"), "risk": "standard"})
+    lead.act("record_consent_and_risk", {"consent": "full", "consent_date": d(), "risk": "standard"})
     assert stage(web, ref) == "triage"
     refer_form = lead.form("refer")
     assert 'type="checkbox"' in refer_form and 'value="head_of_establishment"' in refer_form
-    page = lead.act("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")})
+    page = lead.act("refer", {"recipients": ["head_of_establishment"], "sent_on": d()})
     assert stage(web, ref) == "referred"
     assert "Establishment response" in page  # the new deadline
-    lead.act("record_response", {"received_on": d("2025-05-02"), "responder": "establishment",
+    lead.act("record_response", {"received_on": d(), "responder": "establishment",
                                  "summary": "Job restored."})
     lead.act("accept_response", {"proposed_finding": "substantiated", "assessment": "Sanction confirmed."})
-    lead.act("complete_follow_up", {"contacted_on": d("2025-05-20"), "summary": "Back at work."})
+    lead.act("complete_follow_up", {"contacted_on": d(), "summary": "Back at work."})
     assert stage(web, ref) == "closure_review"
 
     # The lead who proposed the finding cannot confirm it: the guard's message, on the form, nothing saved.
@@ -124,7 +126,7 @@ def test_the_auditor_sees_no_action_and_a_post_is_refused(web: Web) -> None:
     before = case_state(web.database, ref)
     token = csrf_token(auditor.get(f"/cases/{ref}").get_data(as_text=True))
     response = auditor.post(f"/cases/{ref}/actions/refer", data={
-        **hidden(lead_view), "recipients": ["head_of_establishment"], "sent_on": d("2025-04-17"), "csrf_token": token})
+        **hidden(lead_view), "recipients": ["head_of_establishment"], "sent_on": d(), "csrf_token": token})
     assert response.status_code == 403
     assert case_state(web.database, ref) == before
 
@@ -157,14 +159,14 @@ def test_invalid_input_shows_the_error_summary_and_saves_nothing(web: Web) -> No
     assert case_state(web.database, ref) == before
 
     # required_when is the engine's: an override ground without its reason.
-    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17"),
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d(),
                                      "override_ground": "risk_to_life"})
     html = response.get_data(as_text=True)
     assert 'href="#override_reason"' in html and "Enter why the lack of consent is overridden" in html
     assert case_state(web.database, ref) == before
 
     # A guard: the referral must go to the head of the establishment.
-    response = lead.submit("refer", {"recipients": ["youth_custody_service"], "sent_on": d("2025-04-17")})
+    response = lead.submit("refer", {"recipients": ["youth_custody_service"], "sent_on": d()})
     html = response.get_data(as_text=True)
     assert "The referral must go to the head of the establishment." in html
     assert case_state(web.database, ref) == before
@@ -191,13 +193,13 @@ def test_a_conflict_overwrites_nothing_shows_the_change_and_resubmission_works(w
     form = lead.form("refer")
     other_name = _assign_behind_their_back(web, ref)
     before = case_state(web.database, ref)
-    data = {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")}
+    data = {"recipients": ["head_of_establishment"], "sent_on": d()}
     response = lead.submit("refer", data, form_html=form)
     html = response.get_data(as_text=True)
     assert response.status_code == 409
     assert "This case was changed by someone else while you were working" in html
     assert f"Assigned to {other_name}" in html and "Covering leave" in html
-    assert 'value="17"' in html and 'value="head_of_establishment" checked' in html  # values kept
+    assert f'value="{d()[0]}"' in html and 'value="head_of_establishment" checked' in html  # values kept
     assert case_state(web.database, ref) == before  # nothing overwritten
     assert stage(web, ref) == "triage"
     assert int(hidden(html)["expected_version"]) == int(before["version"])
@@ -216,7 +218,7 @@ def test_a_conflict_that_moved_the_stage_offers_no_resubmission(web: Web) -> Non
     form = lead.form("refer")
     Pages(web, web.world.second_lead, ref).act("decline", {"reason": "Out of scope"})
     before = case_state(web.database, ref)
-    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d("2025-04-17")},
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d()},
                            form_html=form)
     html = response.get_data(as_text=True)
     assert response.status_code == 409
@@ -251,7 +253,7 @@ def test_two_leads_acting_at_once_one_wins_and_the_other_gets_the_conflict_page(
         race.hold("refer", after=r"FROM wf_instances .*FOR UPDATE", until_waiting="decline")
         outcomes = race.run_calls({
             "refer": lambda: first.submit("refer", {"recipients": ["head_of_establishment"],
-                                                    "sent_on": d("2025-04-17")}, form_html=refer_form),
+                                                    "sent_on": d()}, form_html=refer_form),
             "decline": lambda: second.submit("decline", {"reason": "Out of scope"}, form_html=decline_form),
         }, "refer", "decline")
     finally:

@@ -87,7 +87,8 @@ def test_instance_at_initial_stage_with_created_event_when_started(database: Dat
         assert (created.seq, created.kind, created.trigger, created.from_stage, created.to_stage) == (
             1, "created", None, None, "drafted")
         assert created.actor_id == CLERK.id and created.at == NOW
-        assert created.data == {"spec": "errand@1", "origin": "phone"}
+        assert created.data == {"spec": "errand@1", "origin": "phone", "occurred_at": NOW.isoformat()}
+        assert instance.began_at == instance.acted_at == NOW
         assert (instance.head_seq, instance.head_hash) == (1, created.hash)
         assert [(e.instance_id, e.genesis_hash) for e in ledger] == [(instance_id, created.hash)]
         assert verify(s).ok
@@ -113,7 +114,8 @@ def test_stage_moves_and_history_grows_when_trigger_fired(database: Database) ->
     assert (event.seq, event.kind, event.trigger, event.from_stage, event.to_stage, event.actor_id) == (
         2, "transition", "submit", "drafted", "submitted", CLERK.id)
     assert event.data == {"fields": {"priority": "high", "summary": "Fetch the post",
-                                     "received_at": "2025-04-16T09:00:00+00:00"}}
+                                     "received_at": "2025-04-16T09:00:00+00:00"},
+                          "occurred_at": event.at.isoformat()}
     with database.session() as s:
         instance = load(s, instance_id)
         assert instance.stage_entered_at == later and instance.updated_at == later
@@ -147,7 +149,8 @@ def test_host_variables_and_data_kept_when_passed_with_a_trigger(database: Datab
                             variables={"level": 2}, data={"channel": "email"})
         s.commit()
 
-    assert event.data == {"fields": {"note": "chased"}, "variables": {"level": 2}, "channel": "email"}
+    assert event.data == {"fields": {"note": "chased"}, "occurred_at": NOW.isoformat(), "variables": {"level": 2},
+                          "channel": "email"}
     assert snapshot(database, instance_id)["variables"]["level"] == 2
     assert snapshot(database, instance_id)["stage"] == "submitted"
 

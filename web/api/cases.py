@@ -115,7 +115,8 @@ def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]]) ->
         names = sorted(given)
         values = {k: v for k, v in given.items() if types.get(k) in STRUCTURED}
     return EventOut(seq=event.seq, kind=event.kind, trigger=event.trigger, from_stage=event.from_stage,
-                    to_stage=event.to_stage, actor_id=event.actor_id, at=event.at, fields_given=names,
+                    to_stage=event.to_stage, actor_id=event.actor_id, at=event.at,
+                    occurred_at=event.data.get("occurred_at") or event.at, fields_given=names,
                     values=values)
 
 
@@ -231,7 +232,7 @@ def act(reference: str, trigger: str) -> Response:
     g.case_context = {"reference": case.reference, "spec": spec,
                       "next_actions": allowed_actions(runtime().engine, user, case)}
     advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
-                 expected_version=body.expected_version)
+                 expected_version=body.expected_version, occurred_at=body.occurred_at)
     detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"
     session.commit()
     return _json(detail)

@@ -201,7 +201,8 @@ class EventOut(_Out):
     from_stage: str | None
     to_stage: str | None
     actor_id: str | None
-    at: datetime
+    at: datetime = Field(description="When it was recorded.")
+    occurred_at: datetime = Field(description="When it happened (the same as at unless it was recorded later).")
     fields_given: list[str]
     values: dict[str, Any]
 
@@ -242,9 +243,15 @@ class NewCase(_In):
 
 
 class ActionRequest(_In):
-    expected_version: int = Field(ge=1, le=MAX_ID, description="The case's version you last read; a "
-                                                               "different current version is a 409.")
+    expected_version: int = Field(ge=1, le=MAX_ID, strict=True,  # strict: true is not version 1
+                                  description="The case's version you last read; a different current version is a 409.")
     fields: dict[str, Any] = Field(default_factory=dict, description="The action's fields (see allowed_actions).")
+    occurred_at: str | None = Field(
+        default=None, max_length=40,
+        description="When it happened, if not now: 2025-04-17T10:00 (UK time unless an offset is given) or a "
+                    "date (that day, at the previous action's time if that was on the same day, else 12:00; an "
+                    "urgent case needs a time). Not in the future, nor before the previous action or the "
+                    "case's receipt. Deadlines run from it.")
 
 
 # -- notifications ----------------------------------------------------------------------------------
