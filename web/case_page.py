@@ -48,6 +48,7 @@ from web.security import signed_in
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
 from workflow.models import DeadlineRow, HistoryEvent
+from workflow.moments import recorded_later
 from workflow.spec import FieldType, WorkflowSpec
 from workflow.timers import OVERDUE, PAUSED
 
@@ -177,11 +178,21 @@ def _deadlines(case: Case) -> list[DeadlineView]:
 
 @dataclass(frozen=True)
 class TimelineItem:
-    at: str
+    at: str  # when it happened
     at_iso: str
     who: str
     what: str
     details: list[tuple[str, str]]
+    late: str | None = None  # "recorded 2 days later", when it was entered after the day it happened
+
+
+def _occurred(event: HistoryEvent) -> datetime:
+    """When an event's action happened (decision 17): the moment it records, else when it was recorded."""
+    text = event.data.get("occurred_at") if isinstance(event.data, dict) else None
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else event.at
+    except ValueError:
+        return event.at
 
 
 def _field_value(kind: FieldType, value: Any) -> str:
@@ -260,7 +271,9 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
                 details.append(("Reason", str(data["reason"])))
         else:
             what = words(e.kind)
-        items.append(TimelineItem(local(e.at), e.at.isoformat(), who, what, details))
+        happened = _occurred(e)
+        items.append(TimelineItem(local(happened), happened.isoformat(), who, what, details,
+                                  recorded_later(happened, e.at)))
     return items
 
 
@@ -553,6 +566,14 @@ def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) ->
     return _render_action(case, spec, trigger, form, conflict=changes, possible=possible, status=409)
 
 
+def _not_at_this_stage(case: Case, spec: WorkflowSpec, trigger: str) -> ResponseReturnValue:
+    """An action the user may take, but not at the case's stage: say so, and what can be done now (409)."""
+    message = explain(TransitionNotAllowed(trigger, case.stage), reference=case.reference, spec=spec,
+                      next_actions=allowed_actions(runtime().engine, me(), case))
+    return render_template("errors/error.html", title="This cannot be done now",
+                           message=message[0].upper() + message[1:], back_to_case=case.reference), 409
+
+
 @bp.route("/<reference>/actions/<trigger>", methods=["GET", "POST"])
 @signed_in
 def action(reference: str, trigger: str) -> ResponseReturnValue:
@@ -566,6 +587,8 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         abort(403)  # not theirs to do at any stage (auditors, staff for a lead's action)
     cls = action_form_class(spec.key, spec.version, trig)
     if request.method == "GET":
+        if case.stage not in trig.sources:
+            return _not_at_this_stage(case, spec, trigger)
         if trigger not in allowed_actions(rt.engine, me(), case):
             abort(403)
         form = cls(formdata=None)
@@ -579,12 +602,16 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
     expected = _int(form.expected_version.data)
     if expected != case.instance.version:
         return _conflict(case, spec, trigger, form)
+    if case.stage not in trig.sources:
+        return _not_at_this_stage(case, spec, trigger)
     if trigger not in allowed_actions(rt.engine, me(), case):
         abort(403)
-    if form.errors:
+    occurred_at = form.occurred_at()
+    if form.errors or form.occurred_time.errors:
         return _render_action(case, spec, trigger, form)
     try:
-        advance_case(db(), rt.engine, me(), case, trigger, form.values(), now(), expected_version=expected)
+        advance_case(db(), rt.engine, me(), case, trigger, form.values(), now(), expected_version=expected,
+                     occurred_at=occurred_at)
     except StaleInstance:
         db().rollback()
         return _conflict(_case(reference), spec, trigger, form)

@@ -315,11 +315,13 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
 
 
 def _print_case(d: dict[str, Any]) -> None:
+    from reprisals.deadlines import local_text
+
     click.echo(f"{d['reference']}  stage: {d['stage']}  risk: {d['risk']}  body: {d['owning_body']}")
-    click.echo(f"  establishment: {d['establishment']} ({d['nation']})  received: {d['received_at']:%d %b %Y %H:%M}")
+    click.echo(f"  establishment: {d['establishment']} ({d['nation']})  received: {local_text(d['received_at'])} "
+               "(UK time)")
     click.echo(f"  consent: {d['consent'] or '-'}  assigned to: {d['assigned_to'] or '-'}  "
                f"outcome: {d['outcome'] or '-'}")
-    from reprisals.deadlines import local_text
 
     for dl in d["deadlines"]:
         click.echo(f"  deadline: {dl['label']} — due {local_text(dl['due_at'])} ({dl['status']})")

@@ -8,6 +8,7 @@ rest (``required_when``, guards) and its errors are mapped back onto the same fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +36,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, StopValidation
 
+from reprisals.services import MOMENT_FIELDS
+from workflow.moments import LONDON
 from workflow.spec import FieldSpec, FieldType, Trigger
 
 # Words for the spec's choice values where "capitalise and replace underscores" reads badly.
@@ -78,6 +81,20 @@ class Required:
             raise StopValidation(self.message)
 
 
+class ChoiceField(RadioField):
+    """Radios whose unanswered question gets the field's own "Select …" message (``Required``), not
+    WTForms' "Not a valid choice." (its choice check runs first); a value not offered is refused with
+    the same message."""
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        super().__init__(label, invalid_choice_message=_select(label), **kwargs)
+
+    def pre_validate(self, form: FlaskForm) -> None:
+        if self.data in (None, ""):
+            return  # unanswered: Required says so, in the question's words
+        super().pre_validate(form)
+
+
 class DateInput(GovDateInput):
     """The GOV.UK date input whose first box carries the field's id (the error summary links to it),
     tolerant of a date posted as one value."""
@@ -118,9 +135,13 @@ class GovDateField(DateField):
             raise ValueError(f"{self.label.text} must be a real date") from None
 
 
+def _select(label: str) -> str:
+    return f"Select {label[0].lower() + label[1:]}"
+
+
 def _message(label: str, spec: FieldSpec) -> str:
     if spec.type in (FieldType.CHOICE, FieldType.BOOLEAN):
-        return f"Select {label[0].lower() + label[1:]}"
+        return _select(label)
     if spec.type is FieldType.MULTICHOICE:
         return f"Select at least one option for {label[0].lower() + label[1:]}"
     return f"Enter {label[0].lower() + label[1:]}"
@@ -144,11 +165,11 @@ def make_field(name: str, spec: FieldSpec) -> Any:
     t = spec.type
     options = [SelectChoice(c, words(c)) for c in spec.choices or ()]
     if t is FieldType.CHOICE:
-        return RadioField(label, choices=options, validators=checks, widget=GovRadioInput(), description=hint,
-                          validate_choice=True)
+        return ChoiceField(label, choices=options, validators=checks, widget=GovRadioInput(), description=hint,
+                           validate_choice=True)
     if t is FieldType.BOOLEAN:
-        return RadioField(label, choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")], validators=checks,
-                          widget=GovRadioInput(), description=hint)
+        return ChoiceField(label, choices=[SelectChoice("yes", "Yes"), SelectChoice("no", "No")], validators=checks,
+                           widget=GovRadioInput(), description=hint)
     if t is FieldType.MULTICHOICE:
         return SelectMultipleField(label, choices=options, validators=checks, widget=GovCheckboxesInput(),
                                    description=hint or "Select all that apply.")
@@ -165,11 +186,20 @@ def make_field(name: str, spec: FieldSpec) -> Any:
     return StringField(label, validators=checks, widget=GovTextInput(), description=hint)
 
 
+WHEN_LABEL = "When did this happen?"
+TIME_FORM = re.compile(r"^(?P<h>[01]?\d|2[0-3])[:.](?P<m>[0-5]\d)$")
+
+
 class ActionForm(FlaskForm):
-    """The base of every trigger's form: what the page showed (version and last event), and submit."""
+    """The base of every trigger's form: what the page showed (version and last event), when it happened
+    (a date, and a time where it matters: blank is now), and submit."""
 
     expected_version = HiddenField()
     seen_seq = HiddenField()
+    occurred_on = None  # set per form (GovDateField): the day it happened
+    occurred_time = StringField("Time (optional)", widget=GovTextInput(),
+                                description="For example, 14:30 (UK time). An urgent case needs one.",
+                                render_kw={"inputmode": "numeric", "autocomplete": "off"})
     submit = SubmitField("Continue", widget=GovSubmitInput())
 
     trigger_fields: tuple[str, ...] = ()
@@ -191,10 +221,29 @@ class ActionForm(FlaskForm):
             out[name] = value
         return out
 
+    def occurred_at(self) -> str | None:
+        """When it happened, as the one parser of moments reads it (``2025-04-17`` or ``2025-04-17T14:30``),
+        or None for now. A time without a date is today. Refused times are on ``occurred_time``."""
+        day = self["occurred_on"].data
+        typed = (self.occurred_time.data or "").strip()
+        if not typed:
+            return day.isoformat() if isinstance(day, date) else None
+        m = TIME_FORM.match(typed)
+        if m is None:
+            self.occurred_time.errors = [*self.occurred_time.errors,
+                                         "Enter the time as hours and minutes, like 14:30"]
+            return None
+        on = day if isinstance(day, date) else datetime.now(LONDON).date()
+        return f"{on.isoformat()}T{int(m['h']):02d}:{m['m']}"
+
     def add_errors(self, errors: Mapping[str, str]) -> list[str]:
         """Put the engine's errors on their fields; returns those that fit no field."""
         loose: list[str] = []
         for name, message in errors.items():
+            if name == "occurred_at":
+                target = self.occurred_time if message.startswith("needs a time") else self["occurred_on"]
+                target.errors = [*target.errors, f"The date it happened {message}"]
+                continue
             if name in self.trigger_fields:
                 spec = self.specs[name]
                 label = label_of(name, spec)
@@ -205,7 +254,7 @@ class ActionForm(FlaskForm):
         return loose
 
     def field_names(self) -> tuple[str, ...]:
-        return self.trigger_fields
+        return (*self.trigger_fields, "occurred_on", "occurred_time")
 
 
 _FORMS: dict[tuple[str, int, str], type[ActionForm]] = {}
@@ -215,9 +264,15 @@ def action_form_class(spec_key: str, spec_version: int, trigger: Trigger) -> typ
     key = (spec_key, spec_version, trigger.name)
     cls = _FORMS.get(key)
     if cls is None:
+        # Version 1's date fields that say when the action happened are the "When did this happen?"
+        # question, asked once for every action (reprisals.services.MOMENT_FIELDS).
         attrs: dict[str, Any] = {name: make_field(name, f) for name, f in trigger.fields.items()
-                                 if name not in ActionForm.__dict__ and not hasattr(FlaskForm, name)}
+                                 if name not in ActionForm.__dict__ and not hasattr(FlaskForm, name)
+                                 and not (name in MOMENT_FIELDS and f.type is FieldType.DATE)}
         attrs["trigger_fields"] = tuple(attrs)
+        attrs["occurred_on"] = GovDateField(WHEN_LABEL, validators=[Optional()],
+                                            description="For example, 17 4 2025. Leave it blank if it happened "
+                                                        "just now.")
         attrs["specs"] = dict(trigger.fields)
         cls = _FORMS[key] = type(f"ActionForm_{trigger.name}", (ActionForm,), attrs)
     return cls

@@ -23,7 +23,7 @@ from datetime import date, datetime, time, tzinfo
 from zoneinfo import ZoneInfo
 
 from workflow.clock import ensure_utc
-from workflow.text import MAX_YEAR, MIN_YEAR
+from workflow.text import MAX_YEAR, MIN_YEAR, TOO_EARLY, TOO_LATE
 
 LONDON = ZoneInfo("Europe/London")
 NOON = time(12, 0)
@@ -73,8 +73,10 @@ def on_day(day: date, *, zone: tzinfo = LONDON, same_day: datetime | None = None
 
 
 def _check_year(year: int) -> None:
-    if year < MIN_YEAR or year > MAX_YEAR:
-        raise ValueError(f"must be between {MIN_YEAR} and {MAX_YEAR}")
+    if year < MIN_YEAR:
+        raise ValueError(TOO_EARLY)
+    if year > MAX_YEAR:
+        raise ValueError(TOO_LATE)
 
 
 def _local(naive: datetime, zone: tzinfo) -> datetime:

@@ -85,21 +85,25 @@ def test_the_worked_example_through_the_pages(web: Web) -> None:
     html = lead.client.get(f"/cases/{ref}").get_data(as_text=True)
     assert f"/cases/{ref}/actions/record_consent_and_risk" in html
     form = lead.form("record_consent_and_risk")
-    for expected in ('type="radio"', 'name="consent"', 'value="anonymous"', 'id="consent_date"',
-                     'name="consent_date"', "<textarea", 'name="expected_version"'):
+    for expected in ('type="radio"', 'name="consent"', 'value="anonymous"', 'id="occurred_on"',
+                     'name="occurred_on"', 'name="occurred_time"', "<textarea", 'name="expected_version"'):
         assert expected in form, expected
-    assert re.search(r"<legend[^>]*>\s*Consent given", form) and re.search(r"<legend[^>]*>\s*Date consent", form)
-    lead.act("record_consent_and_risk", {"consent": "full", "consent_date": d(), "risk": "standard"})
+    assert 'name="consent_date"' not in form  # version 1's date of consent is "When did this happen?"
+    assert re.search(r"<legend[^>]*>\s*Consent given", form) and re.search(r"<legend[^>]*>\s*When did this", form)
+    # Recorded today, as it happened in April 2025 (the case was received on Wednesday 16 April 2025).
+    lead.act("record_consent_and_risk", {"consent": "full", "risk": "standard", "occurred_on": d("2025-04-17"),
+                                         "occurred_time": "09:00"})
     assert stage(web, ref) == "triage"
     refer_form = lead.form("refer")
     assert 'type="checkbox"' in refer_form and 'value="head_of_establishment"' in refer_form
-    page = lead.act("refer", {"recipients": ["head_of_establishment"], "sent_on": d()})
+    page = lead.act("refer", {"recipients": ["head_of_establishment"], "occurred_on": d("2025-04-22")})
     assert stage(web, ref) == "referred"
-    assert "Establishment response" in page  # the new deadline
-    lead.act("record_response", {"received_on": d(), "responder": "establishment",
-                                 "summary": "Job restored."})
+    # The new deadline runs from when the letter went: 10 working days from Tuesday 22 April 2025.
+    assert "Establishment response" in page and "7 May 2025" in page
+    assert re.search(r"22 Apr(il)? 2025.{0,200}recorded \d+ days later", page, re.S)  # the timeline shows it was late
+    lead.act("record_response", {"responder": "establishment", "summary": "Job restored."})
     lead.act("accept_response", {"proposed_finding": "substantiated", "assessment": "Sanction confirmed."})
-    lead.act("complete_follow_up", {"contacted_on": d(), "summary": "Back at work."})
+    lead.act("complete_follow_up", {"summary": "Back at work."})
     assert stage(web, ref) == "closure_review"
 
     # The lead who proposed the finding cannot confirm it: the guard's message, on the form, nothing saved.
@@ -140,23 +144,39 @@ def test_staff_may_not_fire_a_leads_trigger_and_outsiders_get_404(web: Web) -> N
     outside = web.sign_in(web.world.outside_lead)
     assert outside.get(f"/cases/{ref}/actions/refer").status_code == 404
     assert web.sign_in(web.world.lead).get(f"/cases/{ref}/actions/no_such_action").status_code == 404
-    # A trigger of another stage: not possible now.
-    assert web.sign_in(web.world.lead).get(f"/cases/{ref}/actions/record_response").status_code == 403
+    # A trigger of another stage: not possible now, and the page says why and what can be done instead
+    # (not "your role does not allow this").
+    response = web.sign_in(web.world.lead).get(f"/cases/{ref}/actions/record_response")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409 and "This cannot be done now" in html
+    assert f"{ref} is at stage &#39;Triage&#39;: &#39;Record the response&#39; cannot be done from there." in html
+    assert "Next you can: Refer to the establishment" in html and f'href="/cases/{ref}"' in html
+    assert "Your role does not allow" not in html
 
 
 def test_invalid_input_shows_the_error_summary_and_saves_nothing(web: Web) -> None:
     ref = web.world.triaged
     lead = Pages(web, web.world.lead, ref)
     before = case_state(web.database, ref)
-    response = lead.submit("refer", {"sent_on": ["31", "2", "2025"]})
+    response = lead.submit("refer", {"occurred_on": ["31", "2", "2025"]})
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "<title>Error:" in html and "There is a problem" in html
-    assert 'href="#recipients"' in html and 'href="#sent_on"' in html
-    assert "Select at least one option for sent to" in html and "Date the letter was sent must be a real date" in html
-    assert 'id="sent_on"' in html  # the summary's link lands on the day box
+    assert 'href="#recipients"' in html and 'href="#occurred_on"' in html
+    assert "Select at least one option for sent to" in html and "When did this happen? must be a real date" in html
+    assert 'id="occurred_on"' in html  # the summary's link lands on the day box
     assert 'value="31"' in html  # what was typed is kept
     assert case_state(web.database, ref) == before
+
+    # Unanswered radios are asked for in the question's words; a value not offered is refused the same way.
+    consent = Pages(web, web.world.lead, web.world.reported)
+    before_reported = case_state(web.database, web.world.reported)
+    html = consent.submit("record_consent_and_risk", {}).get_data(as_text=True)
+    assert "Select consent given" in html and "Select risk" in html and "Not a valid choice" not in html
+    assert re.search(r'<legend class="govuk-fieldset__legend govuk-fieldset__legend--s">\s*Consent given', html)
+    html = consent.submit("record_consent_and_risk", {"consent": "maybe", "risk": "standard"}).get_data(as_text=True)
+    assert "Select consent given" in html and "Not a valid choice" not in html
+    assert case_state(web.database, web.world.reported) == before_reported
 
     # required_when is the engine's: an override ground without its reason.
     response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d(),

@@ -260,6 +260,8 @@ def test_the_history_check_says_verified_and_names_what_was_altered_behind_the_s
     ref = web.world.triaged
     html = page(client, f"/cases/{ref}")
     assert "History verified" in html and "has been altered" not in html
+    assert "All 2 events are as they were recorded" in html
+    assert "The one event is as it was recorded" in page(client, f"/cases/{web.world.reported}")  # not "All 1 events"
     # A database superuser edits what an event recorded and removes the last one.
     instance_id = web.world.instance_ids[ref]
     web.database.disable_append_only()

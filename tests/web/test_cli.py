@@ -766,6 +766,7 @@ def test_case_show_lists_running_deadlines_and_names_actors_in_text_and_json(sha
     text = shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history")
     assert text.exit_code == 0, text.output
     assert "deadline: Triage decision — due " in text.stdout and "(overdue)" in text.stdout
+    assert "received: Wed 16 Apr 2025, 10:00 (UK time)" in text.stdout  # not 09:00, unlabelled UTC
     assert f"by {data['history'][0]['actor']}" in text.stdout
 
 

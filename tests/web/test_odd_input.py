@@ -6,9 +6,10 @@ nothing is written (row counts compared)."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -50,6 +51,33 @@ def test_api_refuses_odd_new_case_input_by_field_and_writes_nothing(web: Web, ov
     assert message in problem["errors"][field]
     assert "\ud800" not in json.dumps(problem) and "Error" not in json.dumps(problem)
     assert count_rows(web.database, TABLES) == before
+
+
+def test_api_says_what_is_wrong_in_plain_words_never_in_the_validator_s(web: Web) -> None:
+    """Not "Input should be a valid dictionary or instance of NewCase", "List should have at least 1 item
+    after validation", "less than or equal to 2147483647": the field, and what it must be."""
+    lead = Api(web, web.world.lead)
+    before = count_rows(web.database, TABLES)
+    cases = [
+        ([1, 2], "body", "must be a JSON object"),
+        (new_case_body(web, sanction_types=[]), "sanction_types", "choose at least one"),
+        (new_case_body(web, establishment_id=10**30), "establishment_id", "is too large"),
+        (new_case_body(web, detainee_name=""), "detainee_name", "is required"),
+        (new_case_body(web, received_at="2025-04"), "received_at", "must be a date and time, like 2025-04-16T09:30"),
+        (new_case_body(web, risk="extreme"), "risk", "must be one of 'urgent', 'high' or 'standard'"),
+    ]
+    for body, field, message in cases:
+        problem = assert_problem(lead.post("/api/cases", body), 422)
+        assert message in problem["errors"].get(field, ""), (body, problem)
+        text = json.dumps(problem)
+        for jargon in ("Input should", "NewCase", "2147483647", "after validation", "instance of", "parse"):
+            assert jargon not in text, (jargon, problem)
+    version = lead.get(f"/api/cases/{web.world.reported}").get_json()["version"]
+    for odd in (True, "1", 1.0):  # a version is a whole number, never coerced (true is not version 1)
+        problem = assert_problem(lead.post(f"/api/cases/{web.world.reported}/actions/record_consent_and_risk",
+                                           {"expected_version": odd, "fields": consent_fields(web)}), 422)
+        assert problem["errors"] == {"expected_version": "must be a whole number"}, (odd, problem)
+    assert version and count_rows(web.database, TABLES) == before
 
 
 def test_api_refuses_a_future_consent_date_and_changes_nothing(web: Web) -> None:
@@ -107,4 +135,29 @@ def test_note_with_a_control_character_from_the_page_is_refused_with_a_govuk_err
     html = response.get_data(as_text=True)
     assert response.status_code not in (302, 500), (response.status_code, html[:500])
     assert "govuk-error-summary" in html and "must not contain control characters (U+0001)" in html
+    assert count_rows(web.database, TABLES) == before
+
+
+def test_action_form_refuses_odd_dates_and_invisible_text_with_govuk_errors_and_writes_nothing(web: Web) -> None:
+    from tests.web.test_case_actions import Pages, d
+
+    lead = Pages(web, web.world.lead, web.world.reported)
+    before = count_rows(web.database, TABLES)
+    tomorrow = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=1)).date().isoformat()
+    for typed, message in [(["31", "12", "1899"], "The date it happened must be a real date on or after 1 January 19"),
+                           (["1", "1", "9999"], "The date it happened must be a real date on or before 31 December"),
+                           (d(tomorrow), "The date it happened must not be in the future"),
+                           (["31", "2", "2025"], "When did this happen? must be a real date")]:
+        response = lead.submit("record_consent_and_risk", {"consent": "full", "risk": "standard",
+                                                           "occurred_on": typed})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and "govuk-error-summary" in html, (typed, response.status_code)
+        assert message in html and 'href="#occurred_on"' in html, (typed, message)
+    html = lead.submit("record_consent_and_risk", {"consent": "full", "risk": "standard",
+                                                   "occurred_time": "25:70"}).get_data(as_text=True)
+    assert "Enter the time as hours and minutes, like 14:30" in html and 'href="#occurred_time"' in html
+    # Text made only of invisible characters is no text: the reason of a decline is required.
+    triaged = Pages(web, web.world.lead, web.world.triaged)
+    html = triaged.submit("decline", {"reason": "\u200b\u2060\ufeff "}).get_data(as_text=True)
+    assert "govuk-error-summary" in html and 'href="#reason"' in html
     assert count_rows(web.database, TABLES) == before

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
+from pydantic_core.core_schema import ErrorType
 from werkzeug.exceptions import HTTPException
 
 from reprisals.accounts import user_for_token
@@ -113,12 +114,65 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_LARGEST = 2**31 - 1  # a limit this high is the database's, not one a person needs to be told
+_PLAIN = {
+    "extra_forbidden": "is not a known field",
+    "missing": "is required",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a list",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "datetime_type": "must be a date and time, like 2025-04-16T09:30 (UK time unless it has an offset)",
+    "datetime_parsing": "must be a date and time, like 2025-04-16T09:30 (UK time unless it has an offset)",
+    "datetime_from_date_parsing": "must be a date and time, like 2025-04-16T09:30 (UK time unless it has an offset)",
+    "date_type": "must be a real date in the form YYYY-MM-DD",
+    "date_parsing": "must be a real date in the form YYYY-MM-DD",
+    "date_from_datetime_parsing": "must be a real date in the form YYYY-MM-DD",
+    "date_from_datetime_inexact": "must be a real date in the form YYYY-MM-DD",
+}
+
+
 def _message(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "is not a known field"
-    if error["type"] == "missing":
-        return "is required"
-    return str(error["msg"])
+    """A field error in plain words: never pydantic's wording, a class name or an internal limit."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return "choose at least one" if n == 1 else f"must have at least {n} items"
+    if kind == "too_long":
+        return f"must have {ctx.get('max_length')} items or fewer"
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "is required" if n == 1 else f"must be at least {n} characters"
+    if kind == "string_too_long":
+        return f"must be {ctx.get('max_length')} characters or fewer"
+    if kind in ("greater_than_equal", "greater_than"):
+        limit = ctx.get("ge", ctx.get("gt"))
+        return f"must be {limit} or more" if kind == "greater_than_equal" else f"must be more than {limit}"
+    if kind in ("less_than_equal", "less_than"):
+        limit = ctx.get("le", ctx.get("lt"))
+        if isinstance(limit, int) and limit >= _LARGEST:
+            return "is too large"
+        return f"must be {limit} or less" if kind == "less_than_equal" else f"must be less than {limit}"
+    if kind in ("enum", "literal_error"):
+        return f"must be one of {ctx.get('expected')}"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        return "is not in the expected form"
+    if kind not in _PYDANTIC_TYPES:  # ours (PydanticCustomError in web.api.models): already in plain words
+        return str(error["msg"])
+    return "is not valid here"
+
+
+_PYDANTIC_TYPES = frozenset(get_args(ErrorType))
 
 
 def validation_errors(err: ValidationError) -> dict[str, str]:

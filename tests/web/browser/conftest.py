@@ -33,7 +33,7 @@ ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots"
 # The closed network refuses Chromium's background connections: keep it from trying.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-BLOCKING = ("serious", "critical")
+BLOCKING = ("minor", "moderate", "serious", "critical")  # every impact level
 AXE_EVERY_DATABASE = os.environ.get("REPRISALS_TEST_AXE_EVERY_DATABASE", "") == "1"
 
 

@@ -161,27 +161,26 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     # -- the worked example ------------------------------------------------------------------------
     def consent(p: Page) -> None:
         p.get_by_role("group", name="Consent given").get_by_label("Full consent").check()
-        fill_date(p, "Date consent was recorded", 16, 4, 2025)
+        fill_date(p, "When did this happen?", 16, 4, 2025)
         p.get_by_role("group", name="Risk", exact=True).get_by_label("Standard").check()
 
     act(lead, ref, "Record consent and risk", "consent-and-risk", consent)
     assert "Tue 22 April 2025, 5:00pm" in deadline_row(page, "Triage decision")  # 18 and 21 Apr are holidays
 
-    clock.set(at(17, 4))  # Thu 17 Apr
+    # The letter went on Thu 17 Apr; the lead records it on Fri 2 May: the deadline runs from the 17th.
+    clock.set(at(2, 5))
     new_day(lead, world.lead, ref)
 
     def refer(p: Page) -> None:
         p.get_by_role("group", name="Sent to").get_by_label("Head of establishment").check()
-        fill_date(p, "Date the letter was sent", 17, 4, 2025)
+        fill_date(p, "When did this happen?", 17, 4, 2025)
 
     act(lead, ref, "Refer to the establishment", "refer", refer)
     assert "Tue 6 May 2025, 5:00pm" in deadline_row(page, "Establishment response")  # 5 May is a holiday
-
-    clock.set(at(2, 5))  # Fri 2 May
-    new_day(lead, world.lead, ref)
+    expect(page.get_by_text(re.compile(r"recorded 15 days later"))).to_be_visible()
 
     def response(p: Page) -> None:
-        fill_date(p, "Date the response was received", 2, 5, 2025)
+        fill_date(p, "When did this happen?", 2, 5, 2025)
         p.get_by_role("group", name="From").get_by_label("Establishment").check()
         p.get_by_label("Summary of the response").fill("The governor restored the kitchen job.")
 
@@ -198,7 +197,7 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     new_day(lead, world.lead, ref)
 
     def follow_up(p: Page) -> None:
-        fill_date(p, "Date of contact with the person", 20, 5, 2025)
+        fill_date(p, "When did this happen?", 20, 5, 2025)
         p.get_by_label("What the person said").fill("Back at work in the kitchen.")
 
     act(lead, ref, "Complete the follow-up", "follow-up", follow_up)
