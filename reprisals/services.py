@@ -50,6 +50,7 @@ from workflow.models import HistoryEvent, WorkflowInstance
 from workflow.moments import NEEDS_TIME, on_day, parse_moment
 from workflow.spec import FieldType
 from workflow.text import DATE_FUTURE, clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
+from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 MAX_TEXT = 10_000
@@ -435,6 +436,102 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
     _sync_case(session, case, instance, event, actor, moment)
     session.flush()
     return event
+
+
+PROTOCOL_KINDS = ("created", "transition")
+
+
+def occurred_at_of(event: HistoryEvent, corrections: Mapping[int, datetime] | None = None) -> datetime:
+    """When an event's action happened (decision 17): as corrected, else the moment it records, else
+    when it was recorded."""
+    if corrections and event.seq in corrections:
+        return corrections[event.seq]
+    text = event.data.get("occurred_at") if isinstance(event.data, dict) else None
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError):
+            return ensure_utc(datetime.fromisoformat(text))
+    return ensure_utc(event.at)
+
+
+def corrected_moments(events: list[HistoryEvent]) -> dict[int, datetime]:
+    """The moments given by ``action_redated`` corrections, by the seq of the action they correct (the
+    latest correction wins)."""
+    out: dict[int, datetime] = {}
+    for e in events:
+        if e.kind == "action_redated" and e.corrects_seq is not None:
+            out[e.corrects_seq] = ensure_utc(datetime.fromisoformat(e.data["corrected_to"]))
+    return out
+
+
+def redate_action(session: Session, engine: Engine, timers: Timers, actor: User, case: Case, seq: int,
+                  occurred_at: object, reason: str | None, now: datetime) -> HistoryEvent:
+    """Correct when an action happened (PROTOCOL rule 5: history is never edited, a correction points at
+    what it corrects). A lead gives the right moment and a reason; the deadlines the action started are
+    recomputed from it, and those it closed close at it. The moment must lie between the protocol actions
+    before and after it (and not in the future, nor before receipt)."""
+    now = ensure_utc(now)
+    if not can_view_case(actor, case):
+        raise CaseNotFound(case.reference)
+    if "lead" not in actor_for(actor, case).roles:
+        raise NotAllowed("only a lead of a body on this case can correct when an action happened")
+    instance = case.instance
+    events = engine.history(session, instance)
+    corrections = corrected_moments(events)
+    errors: dict[str, str] = {}
+    target = next((e for e in events if e.seq == seq), None) if type(seq) is int else None
+    if target is None or target.kind != "transition":
+        errors["event"] = "is not an action of this case's history"
+    clean_reason = _text(errors, {"reason": reason}, "reason", max_length=2000)
+    moment: datetime | None = None
+    if occurred_at in (None, ""):
+        errors["occurred_at"] = "is required"
+    else:
+        try:
+            moment = parse_moment(occurred_at, now=now,
+                                  needs_time=instance.variables.get("risk") == Risk.URGENT.value)
+        except ValueError as exc:
+            errors["occurred_at"] = str(exc)
+    if moment is not None and target is not None and target.kind == "transition":
+        protocol = [e for e in events if e.kind in PROTOCOL_KINDS]
+        before = [occurred_at_of(e, corrections) for e in protocol if e.seq < seq]
+        after = [occurred_at_of(e, corrections) for e in protocol if e.seq > seq]
+        if moment > now:
+            errors["occurred_at"] = "must not be in the future"
+        elif before and moment < max(before):
+            errors["occurred_at"] = ("must not be before the action before it, which happened at "
+                                     f"{_local_words(max(before))}")
+        elif after and moment > min(after):
+            errors["occurred_at"] = ("must not be after the action after it, which happened at "
+                                     f"{_local_words(min(after))}")
+    if errors:
+        raise InvalidInput(errors)
+    assert target is not None and moment is not None
+    was = occurred_at_of(target, corrections)
+    event = engine.append_event(session, instance, "action_redated", str(actor.id), now,
+                                {"corrected_to": moment.isoformat(), "was": was.isoformat(), "reason": clean_reason},
+                                corrects_seq=seq)
+    timers.redate(session, engine, instance, seq, was, moment, now)
+    latest = max(e.seq for e in events if e.kind == "transition")
+    if seq == latest:
+        instance.stage_entered_at = moment
+        instance.acted_at = moment
+        variables = dict(instance.variables)
+        for name in ("closed_at", "triage_from"):
+            if variables.get(name) and ensure_utc(datetime.fromisoformat(variables[name])) == was:
+                variables[name] = moment.isoformat()
+        instance.variables = variables
+        if case.closed_at is not None and ensure_utc(case.closed_at) == was:
+            case.closed_at = moment
+    for contact in session.scalars(select(CaseContact).where(CaseContact.case_id == case.id,
+                                                             CaseContact.history_seq == seq)):
+        contact.on = moment.astimezone(LONDON).date()
+    session.flush()
+    return event
+
+
+def _local_words(at: datetime) -> str:
+    local = at.astimezone(LONDON)
+    return f"{local.day} {local:%B %Y, %H:%M}"
 
 
 def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,

@@ -35,7 +35,9 @@ from reprisals.services import (
     advance_case,
     allowed_actions,
     assign_case,
+    corrected_moments,
     get_case,
+    occurred_at_of,
     read_description,
     read_note,
     view_identity,
@@ -186,15 +188,6 @@ class TimelineItem:
     late: str | None = None  # "recorded 2 days later", when it was entered after the day it happened
 
 
-def _occurred(event: HistoryEvent) -> datetime:
-    """When an event's action happened (decision 17): the moment it records, else when it was recorded."""
-    text = event.data.get("occurred_at") if isinstance(event.data, dict) else None
-    try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else event.at
-    except ValueError:
-        return event.at
-
-
 def _field_value(kind: FieldType, value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(words(str(v)) for v in value)
@@ -225,6 +218,7 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
     it is shown only to people who may see identity."""
     labels = {name: s.label for name, s in spec.stages.items()}
     deadline_labels = {d.name: d.label for s in spec.stages.values() for d in s.deadlines}
+    corrections = corrected_moments(events)
 
     def name_of(uid: Any) -> str:
         u = users.get(str(uid)) if uid is not None else None
@@ -269,9 +263,18 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
                 details.append(("Now due", local(datetime.fromisoformat(str(data["to"])))))
             if data.get("reason"):
                 details.append(("Reason", str(data["reason"])))
+        elif e.kind == "action_redated":
+            corrected = next((x for x in events if x.seq == e.corrects_seq), None)
+            action = spec.triggers[corrected.trigger].label if corrected is not None and \
+                corrected.trigger in spec.triggers else "an action"
+            what = f"Date corrected: {action}"
+            details.append(("It happened", local(datetime.fromisoformat(str(data["corrected_to"])))))
+            details.append(("Previously recorded as", local(datetime.fromisoformat(str(data["was"])))))
+            if data.get("reason"):
+                details.append(("Reason", str(data["reason"])))
         else:
             what = words(e.kind)
-        happened = _occurred(e)
+        happened = occurred_at_of(e, corrections)
         items.append(TimelineItem(local(happened), happened.isoformat(), who, what, details,
                                   recorded_later(happened, e.at)))
     return items

@@ -444,6 +444,31 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
     _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: {d['previous_stage']} → {d['stage']}"))
 
 
+@case.command("redate")
+@click.argument("reference")
+@click.argument("seq", type=int)
+@click.option("--as", "as_email", required=True)
+@click.option("--occurred-at", required=True, help="When the action really happened: 2025-04-17T10:00 (UK time "
+              "unless an offset is given) or a date.")
+@click.option("--reason", required=True, help="Why the date recorded was wrong.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def case_redate(ctx: click.Context, reference: str, seq: int, as_email: str, occurred_at: str, reason: str,
+                as_json: bool) -> None:
+    """Correct when an action happened (event SEQ of `case show --history`): a correction that points at it
+    is added to the history, and the deadlines it started are recomputed from the right moment."""
+    from reprisals.services import get_case, redate_action
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = get_case(session, user, reference.strip().upper())
+        _about_case(rt, user, c)
+        redate_action(session, rt.engine, rt.timers, user, c, seq, occurred_at, reason, rt.clock.now())
+        out = _case_dict(rt, session, user, c)
+    _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: event {seq} now happened at {occurred_at}"))
+
+
 # -- outbox ---------------------------------------------------------------------------------------
 
 

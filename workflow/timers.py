@@ -310,6 +310,37 @@ class Timers:
         if deadline.status not in LIVE:
             raise DeadlineError(f"'{deadline.label}' is no longer running (its stage was left)")
 
+    def redate(self, session: Session, engine: Engine, instance: WorkflowInstance, entry_seq: int, was: datetime,
+               moment: datetime, now: datetime) -> list[DeadlineRow]:
+        """An action (history event ``entry_seq``) happened at ``moment``, not ``was``: move the deadlines it
+        started from the old moment to the new one (due times recomputed in the instance's calendar; live
+        ones rescheduled, overdue at once if already past, reminders only if still ahead), and the closing
+        time of the deadlines it closed. The caller locks the instance and records the correction.
+        Returns the deadlines whose due time moved."""
+        was, moment, now = ensure_utc(was), ensure_utc(moment), ensure_utc(now)
+        engine.lock(session, instance)
+        rows = list(session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id == instance.id)
+                                    .with_for_update()))
+        cal = self.calendar(instance.calendar)
+        moved: list[DeadlineRow] = []
+        for row in rows:
+            if row.entry_seq < entry_seq and row.closed_at is not None and ensure_utc(row.closed_at) == was:
+                row.closed_at = moment  # closed by the corrected action: met or missed as it really happened
+            if row.entry_seq != entry_seq or ensure_utc(row.anchor_at) != was:
+                continue
+            row.anchor_at = moment
+            row.due_at = cal.due(moment, Duration(row.amount, Unit(row.unit)))
+            moved.append(row)
+            if row.status in (OPEN, OVERDUE):
+                self._cancel_pending(session, row)
+                row.generation += 1
+                late = row.due_at <= now
+                row.status, row.overdue_at = (OVERDUE, row.due_at) if late else (OPEN, None)
+                session.flush()
+                self._schedule(session, row, cal, now)
+        session.flush()
+        return moved
+
     # -- the sweep -------------------------------------------------------------------------------
 
     def sweep_due(self, session: Session, now: datetime, handler: Handler, *, limit: int | None = None,

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Case, CaseContact
 from reprisals.protocol import reopen_until
-from reprisals.services import advance_case, open_case
+from reprisals.services import advance_case, open_case, redate_action
 from tests.conftest import Database
 from tests.factories import CONSENT, REFER, case_data, cipher, walk_to
 from tests.reprisals.conftest import Cast, count_rows
@@ -21,6 +22,7 @@ from workflow.engine import Engine
 from workflow.errors import GuardFailed, MissingFields
 from workflow.history import verify
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow
+from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 RECEIVED = "2025-04-16T10:00+01:00"  # Wednesday 16 April 2025, 10:00 UK time
@@ -177,3 +179,58 @@ def test_closing_and_the_six_month_reopen_window_run_from_when_it_closed(
                        .order_by(HistoryEvent.seq)).all()
     assert events[-1].at == at and events[-1].data["occurred_at"] == "2026-02-28T14:00:00+00:00"
     s.close()
+
+
+def test_a_mis_dated_action_is_corrected_by_a_lead_and_its_deadlines_are_recomputed(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    timers = Timers()  # the rules the protocol engine's timers follow (the same default working day)
+    s = database.session()
+    case = opened(s, wf, cast)
+    recorded = datetime(2025, 4, 24, 15, 0, tzinfo=UTC)
+    refer = advance_case(s, wf, cast.lead, case, "refer", REFER, recorded)  # typed in as "now": wrong
+    wrong_due = deadline(s, case, "establishment_response").due_at
+    s.commit()
+
+    fixed_at = datetime(2025, 4, 25, 9, 0, tzinfo=UTC)
+    correction = redate_action(s, wf, timers, cast.lead, case, refer.seq, "2025-04-17",
+                               "The letter is dated 17 April.", fixed_at)
+    s.commit()
+    row = deadline(s, case, "establishment_response")
+    assert local(row.due_at).date().isoformat() == "2025-05-06" and row.due_at < wrong_due
+    assert row.generation == 2 and timers_of(s, row) == [("due", "cancelled"), ("due", "pending"),
+                                                         ("reminder", "cancelled"), ("reminder", "pending")]
+    assert deadline(s, case, "triage_decision").closed_at == datetime(2025, 4, 17, 11, 0, tzinfo=UTC)
+    contact = s.scalars(select(CaseContact).where(CaseContact.case_id == case.id)).one()
+    assert contact.on.isoformat() == "2025-04-17"
+    assert (correction.kind, correction.corrects_seq, correction.at) == ("action_redated", refer.seq, fixed_at)
+    assert correction.data["corrected_to"] == "2025-04-17T11:00:00+00:00" and correction.data["was"] == (
+        recorded.isoformat())
+    assert case.instance.acted_at == datetime(2025, 4, 17, 11, 0, tzinfo=UTC)
+    assert verify(s).ok  # the history was added to, never edited
+
+    # Refused, naming the field, nothing written.
+    advance_case(s, wf, cast.lead, case, "record_response",
+                 {"responder": "establishment", "summary": "Job restored."}, fixed_at, occurred_at="2025-04-23")
+    s.commit()
+    before = count_rows(database, ("wf_history", "wf_deadlines", "wf_timers", "case_contacts"))
+    for who, seq, moment, reason, field, message in [
+        (cast.lead, refer.seq, "2025-04-15", "x", "occurred_at", "must not be before the action before it"),
+        (cast.lead, refer.seq, "2025-04-24", "x", "occurred_at", "must not be after the action after it, which "
+                                                                 "happened at 23 April 2025, 12:00"),
+        (cast.lead, refer.seq, "2025-04-17", " ", "reason", "is required"),
+        (cast.lead, 999, "2025-04-17", "x", "event", "is not an action of this case's history"),
+        (cast.lead, correction.seq, "2025-04-17", "x", "event", "is not an action of this case's history"),
+    ]:
+        with pytest.raises(InvalidInput) as err:
+            redate_action(s, wf, timers, who, case, seq, moment, reason, fixed_at)
+        assert message in err.value.errors[field], err.value.errors
+        s.rollback()
+    with pytest.raises(NotAllowed):
+        redate_action(s, wf, timers, cast.staff, case, refer.seq, "2025-04-18", "x", fixed_at)
+    s.rollback()
+    s.close()
+    assert count_rows(database, ("wf_history", "wf_deadlines", "wf_timers", "case_contacts")) == before
+
+
+def timers_of(s: Session, row: DeadlineRow) -> list[tuple[str, str]]:
+    return timers(s, row)

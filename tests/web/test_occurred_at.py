@@ -62,3 +62,23 @@ def test_the_command_takes_occurred_at_and_refuses_a_moment_that_cannot_be(
                       "recipients=head_of_establishment", "--occurred-at", moment)
         assert_refused(refused, message)
     assert case_state(database, world.reported) == before
+
+
+def test_the_command_corrects_when_an_action_happened(run: Cli, world: World, database: Any) -> None:
+    lead = world.lead
+    done = run("case", "advance", world.reported, "record_consent_and_risk", "--as", lead, "-f", "consent=full",
+               "-f", "risk=standard", "--occurred-at", "2025-04-18T10:00", "--json")
+    assert done.exit_code == 0, done.output
+    before = case_state(database, world.reported)
+    refused = run("case", "redate", world.reported, "2", "--as", lead, "--occurred-at", "2025-04-15",
+                  "--reason", "Typed the wrong day.")
+    assert_refused(refused, "error: --occurred-at: must not be before the action before it")
+    assert case_state(database, world.reported) == before
+    result = run("case", "redate", world.reported, "2", "--as", lead, "--occurred-at", "2025-04-16T11:00",
+                 "--reason", "Typed the wrong day.", "--json")
+    assert result.exit_code == 0, result.output
+    shown = run("case", "show", world.reported, "--as", lead, "--history", "--json")
+    history = json.loads(shown.stdout)["history"]
+    assert history[-1]["kind"] == "action_redated"
+    (triage,) = [d for d in json.loads(result.stdout)["deadlines"] if d["name"] == "triage_decision"]
+    assert triage["status"] == "overdue"
