@@ -82,3 +82,29 @@ def test_the_command_corrects_when_an_action_happened(run: Cli, world: World, da
     assert history[-1]["kind"] == "action_redated"
     (triage,) = [d for d in json.loads(result.stdout)["deadlines"] if d["name"] == "triage_decision"]
     assert triage["status"] == "overdue"
+
+
+def test_the_api_corrects_when_an_action_happened(web: Web) -> None:
+    w = web.world
+    lead = Api(web, w.lead)
+    version = lead.get(f"/api/cases/{w.reported}").get_json()["version"]
+    body = lead.post(f"/api/cases/{w.reported}/actions/record_consent_and_risk",
+                     {"expected_version": version, "fields": CONSENT, "occurred_at": "2025-04-18T10:00"}).get_json()
+    seq = body["history"][-1]["seq"]
+    before = case_state(web.database, w.reported)
+    problem = assert_problem(lead.post(f"/api/cases/{w.reported}/events/{seq}/correction", {
+        "expected_version": body["version"], "occurred_at": "2025-04-15", "reason": "Wrong day."}), 422)
+    assert problem["errors"] == {"occurred_at": "must not be before the action before it, which happened at "
+                                                "16 April 2025, 10:00"}
+    staff = Api(web, w.staff)
+    assert_problem(staff.post(f"/api/cases/{w.reported}/events/{seq}/correction", {
+        "expected_version": body["version"], "occurred_at": "2025-04-17", "reason": "Wrong day."}), 403)
+    assert case_state(web.database, w.reported) == before
+    fixed = lead.post(f"/api/cases/{w.reported}/events/{seq}/correction", {
+        "expected_version": body["version"], "occurred_at": "2025-04-17T09:00", "reason": "Wrong day."})
+    assert fixed.status_code == 200, fixed.get_data(as_text=True)
+    history = fixed.get_json()["history"]
+    assert history[-1]["kind"] == "action_redated" and history[-1]["corrects_seq"] == seq
+    assert history[seq - 1]["occurred_at"].startswith("2025-04-17T08:00:00")  # as corrected (09:00 BST)
+    assert_problem(lead.post(f"/api/cases/{w.reported}/events/{seq}/correction", {
+        "expected_version": body["version"], "occurred_at": "2025-04-17", "reason": "Again."}), 409)  # stale

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from flask import Response, g, jsonify, url_for
@@ -18,7 +19,16 @@ from reprisals.access import visible_cases
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
 from reprisals.protocol import SPEC_KEY
-from reprisals.services import advance_case, allowed_actions, get_case, get_case_history, open_case
+from reprisals.services import (
+    advance_case,
+    allowed_actions,
+    corrected_moments,
+    get_case,
+    get_case_history,
+    occurred_at_of,
+    open_case,
+    redate_action,
+)
 from web.api import ApiProblem, api_user, bearer, bp, invalid, json_body, query_args
 from web.api.models import (
     ActionOut,
@@ -27,6 +37,7 @@ from web.api.models import (
     CaseList,
     CaseQuery,
     CaseSummary,
+    CorrectionRequest,
     DeadlineList,
     DeadlineOut,
     DeadlineQuery,
@@ -43,6 +54,7 @@ from web.api.models import (
 from web.api.spec import document
 from web.context import db, now, runtime
 from web.security import api_token
+from workflow.errors import StaleInstance
 from workflow.history import verify_instance
 from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
 from workflow.spec import FieldType
@@ -104,7 +116,8 @@ def _summary_fields(user: User, case: Case, live: list[DeadlineRow]) -> dict[str
     }
 
 
-def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]]) -> EventOut:
+def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]],
+           corrections: dict[int, datetime]) -> EventOut:
     """Never identity, the description, a note, a reason or any free text: names of fields only, and
     the values of structured ones."""
     given = event.data.get("fields") if event.trigger else None
@@ -116,8 +129,8 @@ def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]]) ->
         values = {k: v for k, v in given.items() if types.get(k) in STRUCTURED}
     return EventOut(seq=event.seq, kind=event.kind, trigger=event.trigger, from_stage=event.from_stage,
                     to_stage=event.to_stage, actor_id=event.actor_id, at=event.at,
-                    occurred_at=event.data.get("occurred_at") or event.at, fields_given=names,
-                    values=values)
+                    occurred_at=occurred_at_of(event, corrections), corrects_seq=event.corrects_seq,
+                    fields_given=names, values=values)
 
 
 def _detail(session: Session, user: User, case: Case) -> CaseDetail:
@@ -134,6 +147,8 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
                             if f.required_when else None)
             for fname, f in trig.fields.items()}))
     field_types = {t.name: {n: f.type for n, f in t.fields.items()} for t in spec.triggers.values()}
+    events = get_case_history(session, engine, case)
+    corrections = corrected_moments(events)
     integrity = verify_instance(session, case.instance_id)
     return CaseDetail(
         **_summary_fields(user, case, live),
@@ -142,7 +157,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         original_contact_date=case.original_contact_date.isoformat() if case.original_contact_date else None,
         closed_at=case.closed_at, allowed_actions=actions,
         live_deadlines=[_deadline(case.reference, d) for d in live],
-        history=[_event(e, field_types) for e in get_case_history(session, engine, case)],
+        history=[_event(e, field_types, corrections) for e in events],
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
     )
 
@@ -234,6 +249,26 @@ def act(reference: str, trigger: str) -> Response:
     advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
                  expected_version=body.expected_version, occurred_at=body.occurred_at)
     detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"
+    session.commit()
+    return _json(detail)
+
+
+@bp.post("/cases/<reference>/events/<int(min=1, max=2147483647):seq>/correction")
+@api_token
+@bearer
+@document(200, CaseDetail, 400, 403, 404, 409, 415, json=CorrectionRequest, tag="cases",
+          path_parameters={**CASE_PATH, "seq": "The action's place in the case's history (its seq)."})
+def correct_moment(reference: str, seq: int) -> Response:
+    """Correct when an action happened (leads): a correction pointing at it is added to the history and the
+    deadlines the action started are recomputed from the right moment."""
+    user, session = api_user(), db()
+    case = _case(session, user, reference)
+    body = json_body(CorrectionRequest)
+    if body.expected_version != case.instance.version:
+        raise StaleInstance(case.instance_id, body.expected_version, case.instance.version)
+    g.case_context = {"reference": case.reference, "spec": runtime().engine.spec_of(case.instance)}
+    redate_action(session, runtime().engine, runtime().timers, user, case, seq, body.occurred_at, body.reason, now())
+    detail = _detail(session, user, case)
     session.commit()
     return _json(detail)
 

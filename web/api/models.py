@@ -202,7 +202,9 @@ class EventOut(_Out):
     to_stage: str | None
     actor_id: str | None
     at: datetime = Field(description="When it was recorded.")
-    occurred_at: datetime = Field(description="When it happened (the same as at unless it was recorded later).")
+    occurred_at: datetime = Field(description="When it happened (the same as at unless it was recorded later), as "
+                                              "corrected if a later event corrects it.")
+    corrects_seq: int | None = Field(default=None, description="For a correction: the event it corrects.")
     fields_given: list[str]
     values: dict[str, Any]
 
@@ -252,6 +254,14 @@ class ActionRequest(_In):
                     "date (that day, at the previous action's time if that was on the same day, else 12:00; an "
                     "urgent case needs a time). Not in the future, nor before the previous action or the "
                     "case's receipt. Deadlines run from it.")
+
+
+class CorrectionRequest(_In):
+    expected_version: int = Field(ge=1, le=MAX_ID, strict=True,
+                                  description="The case's version you last read; a different current version is a 409.")
+    occurred_at: str = Field(max_length=40, description="When the action really happened: 2025-04-17T10:00 (UK time "
+                             "unless an offset is given) or a date. Between the actions before and after it.")
+    reason: str = Field(max_length=2000, description="Why the moment recorded was wrong.")
 
 
 # -- notifications ----------------------------------------------------------------------------------
