@@ -429,7 +429,7 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
         host_vars["triage_from"] = moment.isoformat()  # back in triage: a new triage deadline
     spec = engine.spec_of(instance)
     trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
-    if trig is not None and spec.stages[trig.dest].final:
+    if trig is not None and trig.dest is not None and spec.stages[trig.dest].final:
         host_vars["closed_at"] = moment.isoformat()
     event = engine.fire(session, instance, trigger, cactor, fields, now,
                         expected_version=expected_version, variables=host_vars, occurred_at=moment)

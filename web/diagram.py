@@ -65,6 +65,8 @@ def _edges(spec: WorkflowSpec) -> tuple[list[Edge], Edge | None]:
     pairs: dict[tuple[str, str], list[str]] = {}
     anywhere: dict[str, list[str]] = {}
     for trig in spec.triggers.values():
+        if trig.dest is None:  # stays at its stage: no move to draw
+            continue
         if len(open_stages) > 2 and set(trig.sources) == open_stages:
             anywhere.setdefault(trig.dest, []).append(trig.label)
             continue

@@ -91,6 +91,9 @@ class StageChange:
     event: HistoryEvent
     # When it happened (the moment the person gave; ``now`` when they gave none). Deadlines run from it.
     occurred_at: datetime | None = None
+    # A trigger that left the stage as it was: only the deadlines it names in ``closes`` end.
+    stays: bool = False
+    closes: tuple[str, ...] = ()
 
     @property
     def moment(self) -> datetime:
@@ -346,7 +349,8 @@ class Engine:
         instance.stage = model.stage
         acted = ensure_utc(instance.acted_at or instance.stage_entered_at)
         instance.variables = self._next_variables(instance, trig, clean, variables)
-        instance.stage_entered_at = moment
+        if not trig.stays:
+            instance.stage_entered_at = moment
         instance.acted_at = max(acted, moment)  # a backdated fact does not move it back
         event_data: dict[str, Any] = {"fields": clean, "occurred_at": moment.isoformat()}
         if variables:  # what the host set with this move is part of the audited record
@@ -356,7 +360,8 @@ class Engine:
         event = self._append(session, instance, kind="transition", actor_id=actor.id, now=now,
                              data=event_data, trigger=trig.name, from_stage=source, to_stage=model.stage)
         self._flush(session, instance)
-        change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event, moment)
+        change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event, moment,
+                             stays=trig.stays, closes=trig.closes)
         for listener in self.listeners:
             listener(session, change)
         return event

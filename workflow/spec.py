@@ -155,7 +155,8 @@ class StageSpec(_Strict):
 class TriggerSpec(_Strict):
     label: str | None = None
     source: tuple[str, ...] = Field(alias="from")
-    dest: str = Field(alias="to")
+    # No ``to``: the trigger leaves the stage as it is (its deadlines keep running, but those in ``closes``).
+    dest: str | None = Field(default=None, alias="to")
     roles: tuple[str, ...] = ()
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     guards: tuple[str, ...] = ()
@@ -164,6 +165,8 @@ class TriggerSpec(_Strict):
     # May be dated before the previous action (a fact learned late, such as leaving custody); never
     # before the instance began.
     backdate: bool = False
+    # Deadlines of the stage this trigger closes (as met, at the moment it happened) without leaving it.
+    closes: tuple[str, ...] = ()
 
     @field_validator("source", mode="before")
     @classmethod
@@ -216,12 +219,17 @@ class Trigger:
     name: str
     label: str
     sources: tuple[str, ...]
-    dest: str
+    dest: str | None  # None: the stage stays as it is
     roles: frozenset[str]
     fields: Mapping[str, FieldSpec]
     guards: tuple[str, ...]
     sets: Mapping[str, Any]
     backdate: bool = False
+    closes: tuple[str, ...] = ()
+
+    @property
+    def stays(self) -> bool:
+        return self.dest is None
 
 
 @dataclass(frozen=True)
@@ -466,8 +474,14 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                 sources.append(src)
         if not t.source:
             problems.append(Problem(f"{tpath}.from", "a trigger needs at least one source stage"))
-        if t.dest not in stage_names:
+        if t.dest is not None and t.dest not in stage_names:
             problems.append(Problem(f"{tpath}.to", f"trigger leads nowhere: unknown stage '{t.dest}'"))
+        if t.dest is None and any(doc.stages[s].final for s in sources):
+            problems.append(Problem(f"{tpath}.to", "a trigger that stays at its stage cannot start from a final stage"))
+        for i, name in enumerate(t.closes):
+            if not any(d.name == name for s in sources for d in doc.stages[s].deadlines):
+                problems.append(Problem(f"{tpath}.closes[{i}]", f"no stage this trigger starts from has a "
+                                                                 f"deadline '{name}'"))
         if not t.roles:
             problems.append(Problem(f"{tpath}.roles", "no role may fire this trigger; list at least one"))
         for i, role in enumerate(t.roles):
@@ -493,7 +507,7 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                 problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {allowed}"))
         triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
                                   tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
-                                  dict(t.fields), tuple(t.guards), dict(t.set), t.backdate)
+                                  dict(t.fields), tuple(t.guards), dict(t.set), t.backdate, tuple(t.closes))
 
     if problems:
         return None
@@ -503,13 +517,13 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
     while queue:
         here = queue.popleft()
         for trig in triggers.values():
-            if here in trig.sources and trig.dest not in reachable:
+            if here in trig.sources and trig.dest is not None and trig.dest not in reachable:
                 reachable.add(trig.dest)
                 queue.append(trig.dest)
     for sname in doc.stages:
         if sname not in reachable:
             problems.append(Problem(f"stages.{sname}", f"unreachable from the initial stage '{doc.initial}'"))
-        elif not stages[sname].final and not any(sname in t.sources for t in triggers.values()):
+        elif not stages[sname].final and not any(sname in t.sources and not t.stays for t in triggers.values()):
             problems.append(Problem(f"stages.{sname}", "an open stage with no trigger out of it (mark it final?)"))
     if problems:
         return None

@@ -165,6 +165,10 @@ class Timers:
         Written with Core statements built once (this runs on every transition; the ORM unit of work
         would double its cost); ORM objects of these rows already in the session are expired."""
         instance, now, moment = change.instance, change.now, change.moment
+        if change.stays:  # the stage goes on: only the deadlines the trigger names end (met, at its moment)
+            if change.closes:
+                self._close_named(session, instance.id, change.closes, moment)
+            return
         if change.from_stage is not None:
             self._close_live(session, instance.id, moment)
         stage = change.spec.stages[change.to_stage]
@@ -202,6 +206,15 @@ class Timers:
         for obj in list(session.identity_map.values()):
             if isinstance(obj, DeadlineRow | TimerRow) and obj.instance_id == instance_id:
                 session.expire(obj)
+
+    def _close_named(self, session: Session, instance_id: int, names: tuple[str, ...], at: datetime) -> None:
+        rows = list(session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id == instance_id,
+                                                              DeadlineRow.name.in_(names),
+                                                              DeadlineRow.status.in_(LIVE))))
+        for row in rows:
+            self._cancel_pending(session, row)
+            row.status, row.closed_at = DONE, at
+        session.flush()
 
     def _schedule(self, session: Session, row: DeadlineRow, cal: WorkingCalendar, now: datetime) -> None:
         """Create the due timer and every reminder still ahead (never a reminder after the due time)."""

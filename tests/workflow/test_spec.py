@@ -154,7 +154,9 @@ BROKEN: list[tuple[str, Mutation, str, str]] = [
     ("not-a-duration", _set("stages.drafted.deadlines.0.due", "soon"),
      f"{SUBMIT_BY}.due", "'soon' is not a duration; write e.g. '10wd' (working days) or '4h' (clock hours)"),
     ("missing-title", _drop("title"), "title", "required key is missing"),
-    ("missing-trigger-to", _drop("triggers.submit.to"), "triggers.submit.to", "required key is missing"),
+    # Without ``to`` a trigger stays at its stage, and may close deadlines of that stage only.
+    ("closes-unknown-deadline", _set("triggers.reject.closes", ["nope"]), "triggers.reject.closes[0]",
+     "no stage this trigger starts from has a deadline 'nope'"),
     ("missing-trigger-from", _drop("triggers.submit.from"), "triggers.submit.from", "required key is missing"),
     ("missing-field-type", _drop("triggers.submit.fields.summary.type"),
      "triggers.submit.fields.summary.type", "required key is missing"),

@@ -187,7 +187,7 @@ class FieldOut(_Out):
 class ActionOut(_Out):
     name: str
     label: str
-    to_stage: str
+    to_stage: str | None = Field(description="The stage it moves the case to; null when the case stays where it is.")
     fields: dict[str, FieldOut]
 
 
