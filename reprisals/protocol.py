@@ -11,7 +11,8 @@ from dateutil.relativedelta import relativedelta
 
 from workflow.calendars import DEFAULT_DAY_END
 from workflow.engine import Engine, GuardContext
-from workflow.spec import WorkflowSpec, load_spec, load_spec_file
+from workflow.errors import Problem
+from workflow.spec import Trigger, WorkflowSpec, load_spec, load_spec_file
 from workflow.timers import Timers
 
 SPEC_KEY = "sanctions"
@@ -81,6 +82,84 @@ def within_reopen_window(ctx: GuardContext) -> str | None:
     return None
 
 
+# -- what triggers mean to the services -------------------------------------------------------------
+#
+# The services act on what some triggers mean: recording consent and risk, a referral, an escalation, a
+# response, a proposed finding, a closure, a reopening, a return to triage. A protocol file says which
+# trigger means what (``kind:``); version 1 predates that and is read with the names it uses
+# (``V1_KINDS``). A version that lacks a meaning the services need, or gives one to a trigger of the
+# wrong shape, is refused when it is loaded or uploaded (decision 18).
+
+# "finding" is required too: the second-lead rule depends on who proposed the finding.
+REQUIRED_KINDS = ("consent", "referral", "escalation", "response", "finding", "closure", "reopen")
+KNOWN_KINDS = (*REQUIRED_KINDS, "retriage")
+V1_KINDS = {"record_consent_and_risk": "consent", "refer": "referral", "escalate": "escalation",
+            "reject_response": "escalation", "record_response": "response", "accept_response": "finding",
+            "close": "closure", "reopen": "reopen", "further_detriment": "retriage"}
+
+
+def kind_of(spec: WorkflowSpec, trigger: str | None) -> str | None:
+    """What ``trigger`` means to the services in ``spec``, or None."""
+    trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
+    if trig is None:
+        return None
+    if any(t.kind for t in spec.triggers.values()):
+        return trig.kind
+    return V1_KINDS.get(trig.name)
+
+
+def _needs_fields(trig: Trigger, *names: str, variable: bool = True) -> str | None:
+    for name in names:
+        f = trig.fields.get(name)
+        if f is None:
+            return f"needs a field '{name}'"
+        if variable and not f.variable:
+            return f"its field '{name}' must be 'variable: true'"
+    return None
+
+
+def meaning_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Why the services could not work with ``spec`` (only the sanctions protocol is checked)."""
+    if spec.key != SPEC_KEY:
+        return []
+    problems: list[Problem] = []
+    found: dict[str, list[str]] = {}
+    for trig in spec.triggers.values():
+        kind = kind_of(spec, trig.name)
+        if kind is None:
+            continue
+        path = f"triggers.{trig.name}.kind"
+        if kind not in KNOWN_KINDS:
+            problems.append(Problem(path, f"unknown kind '{kind}'; use one of {', '.join(KNOWN_KINDS)}"))
+            continue
+        found.setdefault(kind, []).append(trig.name)
+        dest = spec.stages.get(trig.dest) if trig.dest is not None else None
+        wrong: str | None = None
+        if kind == "consent":
+            wrong = _needs_fields(trig, "consent", "risk")
+        elif kind == "referral":
+            wrong = _needs_fields(trig, "recipients", variable=False) or (
+                "must move the case to another stage" if dest is None or dest.final else None)
+        elif kind in ("escalation", "response", "retriage"):
+            wrong = "must move the case to an open stage" if dest is None or dest.final else None
+        elif kind == "finding":
+            wrong = _needs_fields(trig, "proposed_finding")
+        elif kind == "closure":
+            wrong = _needs_fields(trig, "outcome") or (
+                "must move the case to a final stage" if dest is None or not dest.final else None)
+        elif kind == "reopen":
+            starts_final = all(spec.stages[s].final for s in trig.sources)
+            wrong = ("must start from a final stage and move the case to an open one"
+                     if not starts_final or dest is None or dest.final else None)
+        if wrong:
+            problems.append(Problem(f"triggers.{trig.name}", f"a trigger of kind '{kind}' {wrong}"))
+    for kind in REQUIRED_KINDS:
+        if kind not in found:
+            problems.append(Problem("triggers", f"no trigger has kind '{kind}'; the service needs one "
+                                                f"(add 'kind: {kind}' to the trigger that does it)"))
+    return problems
+
+
 GUARDS = {
     "consent_allows_referral": consent_allows_referral,
     "recipients_fit_establishment": recipients_fit_establishment,
@@ -100,7 +179,7 @@ def bundled_specs() -> list[WorkflowSpec]:
 def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEFAULT_DAY_END) -> Engine:
     """An engine with the protocol's guards, every bundled spec version registered, and deadline
     timers created on every stage change (working days end at ``day_end``, UK time)."""
-    engine = Engine(guards=dict(GUARDS), began_as="the case was received")
+    engine = Engine(guards=dict(GUARDS), began_as="the case was received", spec_check=meaning_problems)
     Timers(day_end=day_end).attach(engine)
     for spec in bundled_specs():
         engine.register(spec)
@@ -112,5 +191,5 @@ def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEF
 def check_spec_file(path: str | Path) -> WorkflowSpec:
     """Validate a spec file as the product would load it (shape, references, guards)."""
     spec = load_spec_file(path)
-    Engine(guards=dict(GUARDS)).register(spec)
+    Engine(guards=dict(GUARDS), spec_check=meaning_problems).register(spec)
     return spec

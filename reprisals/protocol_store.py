@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Role, User
-from reprisals.protocol import GUARDS, SPEC_KEY
+from reprisals.protocol import GUARDS, SPEC_KEY, meaning_problems
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.errors import Problem, SpecError
@@ -68,7 +68,7 @@ def validate_protocol(engine: Engine, text: str) -> WorkflowSpec:
     if not text.strip():
         raise SpecError(_source(), [Problem("", "the file is empty")])
     spec = load_spec(text, source=_source())  # refuses files over workflow.spec.MAX_SPEC_BYTES
-    Engine(guards=dict(GUARDS)).register(spec)  # guard names
+    Engine(guards=dict(GUARDS), spec_check=meaning_problems).register(spec)  # guard names, what triggers mean
     if spec.version in engine.versions(spec.key):
         raise SpecError(_source(), [Problem("version", f"{spec.key} version {spec.version} already exists; "
                                                        "give the new version a higher number")])

@@ -41,7 +41,7 @@ from reprisals.models import (
     SanctionType,
     User,
 )
-from reprisals.protocol import SPEC_KEY
+from reprisals.protocol import SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
@@ -421,19 +421,20 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
             raise MissingFields(exc.trigger, {**exc.errors, **problems}) from None
         raise MissingFields(str(trigger), problems)
     host_vars: dict[str, Any] = {}
-    if trigger in ("escalate", "reject_response"):
-        host_vars["escalation_level"] = int(instance.variables.get("escalation_level") or 0) + 1
-    elif trigger == "accept_response":
-        host_vars["finding_proposed_by"] = cactor.id
-    elif trigger in ("reopen", "further_detriment"):
-        host_vars["triage_from"] = moment.isoformat()  # back in triage: a new triage deadline
     spec = engine.spec_of(instance)
+    kind = kind_of(spec, trigger)  # what the protocol file says this trigger means
+    if kind == "escalation":
+        host_vars["escalation_level"] = int(instance.variables.get("escalation_level") or 0) + 1
+    elif kind == "finding":
+        host_vars["finding_proposed_by"] = cactor.id
+    elif kind in ("reopen", "retriage"):
+        host_vars["triage_from"] = moment.isoformat()  # back in triage: a new triage deadline
     trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
     if trig is not None and trig.dest is not None and spec.stages[trig.dest].final:
         host_vars["closed_at"] = moment.isoformat()
     event = engine.fire(session, instance, trigger, cactor, fields, now,
                         expected_version=expected_version, variables=host_vars, occurred_at=moment)
-    _sync_case(session, case, instance, event, actor, moment)
+    _sync_case(session, case, instance, event, actor, moment, kind)
     session.flush()
     return event
 
@@ -535,18 +536,18 @@ def _local_words(at: datetime) -> str:
 
 
 def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,
-               actor: User, moment: datetime) -> None:
+               actor: User, moment: datetime, kind: str | None) -> None:
     """Mirror the facts the domain queries on (stage, risk, consent, outcome) from the instance."""
     v = instance.variables
     fields = event.data.get("fields", {})
     case.current_stage = instance.stage
     if v.get("risk"):
         case.risk = Risk(v["risk"])
-    if event.trigger == "record_consent_and_risk":
+    if kind == "consent":
         case.consent = Consent(fields["consent"])
         case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
                              else moment.astimezone(LONDON).date())
-    if event.trigger == "refer" and fields.get("override_ground"):
+    if kind == "referral" and fields.get("override_ground"):
         case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])
@@ -554,9 +555,7 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
     elif case.closed_at is not None:
         case.outcome = None
         case.closed_at = None
-    kind = {"refer": "referral", "escalate": "escalation", "reject_response": "escalation",
-            "record_response": "response"}.get(event.trigger or "")
-    if kind:
+    if kind in ("referral", "escalation", "response"):
         on = fields.get("sent_on") or fields.get("received_on") or moment.astimezone(LONDON).date().isoformat()
         recipients = fields.get("recipients") or ([fields["recipient"]] if fields.get("recipient") else [])
         session.add(CaseContact(case_id=case.id, kind=kind, level=int(v.get("escalation_level") or 0),

@@ -135,6 +135,9 @@ class Engine:
     # How refusals name the moment an instance started (``start``'s ``occurred_at``), e.g. "the case was
     # received".
     began_as: str = "the start"
+    # The host's own checks of a spec (e.g. that the triggers it depends on exist, with the right shape):
+    # problems make ``register`` refuse the spec.
+    spec_check: Callable[[WorkflowSpec], list[Problem]] | None = None
     _specs: dict[tuple[str, int], _Compiled] = field(default_factory=dict)
 
     # -- specs ---------------------------------------------------------------------------------
@@ -147,6 +150,8 @@ class Engine:
             for i, g in enumerate(t.guards)
             if g not in self.guards
         ]
+        if self.spec_check is not None:
+            problems += self.spec_check(spec)
         if problems:
             raise SpecError(spec.source, problems)
         existing = self._specs.get((spec.key, spec.version))

@@ -167,6 +167,8 @@ class TriggerSpec(_Strict):
     backdate: bool = False
     # Deadlines of the stage this trigger closes (as met, at the moment it happened) without leaving it.
     closes: tuple[str, ...] = ()
+    # What the trigger means to the host (e.g. "referral"): the host checks it has the shape it needs.
+    kind: str | None = Field(default=None, pattern=NAME)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -226,6 +228,7 @@ class Trigger:
     sets: Mapping[str, Any]
     backdate: bool = False
     closes: tuple[str, ...] = ()
+    kind: str | None = None
 
     @property
     def stays(self) -> bool:
@@ -507,7 +510,8 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                 problems.append(Problem(f"{tpath}.set.{var_name}", f"'{value}' is not one of {allowed}"))
         triggers[tname] = Trigger(tname, t.label or tname.replace("_", " ").capitalize(),
                                   tuple(dict.fromkeys(sources)), t.dest, frozenset(t.roles),
-                                  dict(t.fields), tuple(t.guards), dict(t.set), t.backdate, tuple(t.closes))
+                                  dict(t.fields), tuple(t.guards), dict(t.set), t.backdate, tuple(t.closes),
+                                  t.kind)
 
     if problems:
         return None

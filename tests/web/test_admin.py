@@ -194,6 +194,34 @@ def test_protocol_upload_with_errors_stores_nothing(web: Web) -> None:
     assert dup.status_code == 400 and "already exists" in dup.get_data(as_text=True)
 
 
+def test_an_upload_that_renames_a_trigger_the_services_depend_on_is_refused_naming_it(web: Web) -> None:
+    """A version 2 that renames ``refer`` would silently stop recording consent overrides and contacts:
+    refused, with the path and what is wrong. Declaring the meaning (``kind: referral``) makes it valid."""
+    admin = web.sign_in(web.world.admin)
+    before = count_rows(web.database, ("protocol_versions",))
+    v1 = bundled_specs()[0].text
+    renamed = v1.replace("version: 1\n", "version: 2\n").replace("\n  refer:\n", "\n  send_referral:\n")
+    r = web.post(admin, "/admin/protocols", {"text": renamed})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "govuk-error-summary" in html
+    assert "no trigger has kind &#39;referral&#39;" in html and "kind: referral" in html
+    assert count_rows(web.database, ("protocol_versions",)) == before and web.rt.engine.versions("sanctions") == [1]
+
+    # The wrong shape: a closure that does not close.
+    kinds = {"record_consent_and_risk": "consent", "send_referral": "referral", "escalate": "escalation",
+             "record_response": "response", "accept_response": "finding", "close": "closure", "reopen": "reopen"}
+    declared = renamed
+    for name, kind in kinds.items():
+        declared = declared.replace(f"\n  {name}:\n", f"\n  {name}:\n    kind: {kind}\n", 1)
+    wrong = declared.replace("  close:\n    kind: closure\n", "  close:\n    kind: response\n", 1)
+    html = web.post(admin, "/admin/protocols", {"text": wrong}).get_data(as_text=True)
+    assert "triggers.close: a trigger of kind &#39;response&#39; must move the case to an open stage" in html
+    assert count_rows(web.database, ("protocol_versions",)) == before
+    ok = web.post(admin, "/admin/protocols", {"text": declared})
+    assert ok.status_code in (200, 302), ok.get_data(as_text=True)[-2000:]
+    assert web.rt.engine.versions("sanctions") == [1, 2]
+
+
 def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
     from io import BytesIO
 
