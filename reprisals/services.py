@@ -47,7 +47,7 @@ from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.errors import MissingFields
 from workflow.models import HistoryEvent, WorkflowInstance
-from workflow.moments import NEEDS_TIME, on_day, parse_moment
+from workflow.moments import NEEDS_TIME, local_words, on_day, parse_moment
 from workflow.spec import FieldType
 from workflow.text import DATE_FUTURE, clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
 from workflow.timers import Timers
@@ -500,10 +500,10 @@ def redate_action(session: Session, engine: Engine, timers: Timers, actor: User,
             errors["occurred_at"] = "must not be in the future"
         elif before and moment < max(before):
             errors["occurred_at"] = ("must not be before the action before it, which happened at "
-                                     f"{_local_words(max(before))}")
+                                     f"{local_words(max(before))}")
         elif after and moment > min(after):
             errors["occurred_at"] = ("must not be after the action after it, which happened at "
-                                     f"{_local_words(min(after))}")
+                                     f"{local_words(min(after))}")
     if errors:
         raise InvalidInput(errors)
     assert target is not None and moment is not None
@@ -528,11 +528,6 @@ def redate_action(session: Session, engine: Engine, timers: Timers, actor: User,
         contact.on = moment.astimezone(LONDON).date()
     session.flush()
     return event
-
-
-def _local_words(at: datetime) -> str:
-    local = at.astimezone(LONDON)
-    return f"{local.day} {local:%B %Y, %H:%M}"
 
 
 def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,

@@ -609,7 +609,7 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         return _not_at_this_stage(case, spec, trigger)
     if trigger not in allowed_actions(rt.engine, me(), case):
         abort(403)
-    occurred_at = form.occurred_at()
+    occurred_at = form.occurred_at(now().astimezone(LONDON).date())
     if form.errors or form.occurred_time.errors:
         return _render_action(case, spec, trigger, form)
     try:

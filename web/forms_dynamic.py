@@ -37,7 +37,6 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, StopValidation
 
 from reprisals.services import MOMENT_FIELDS
-from workflow.moments import LONDON
 from workflow.spec import FieldSpec, FieldType, Trigger
 
 # Words for the spec's choice values where "capitalise and replace underscores" reads badly.
@@ -221,7 +220,7 @@ class ActionForm(FlaskForm):
             out[name] = value
         return out
 
-    def occurred_at(self) -> str | None:
+    def occurred_at(self, today: date) -> str | None:
         """When it happened, as the one parser of moments reads it (``2025-04-17`` or ``2025-04-17T14:30``),
         or None for now. A time without a date is today. Refused times are on ``occurred_time``."""
         day = self["occurred_on"].data
@@ -233,7 +232,7 @@ class ActionForm(FlaskForm):
             self.occurred_time.errors = [*self.occurred_time.errors,
                                          "Enter the time as hours and minutes, like 14:30"]
             return None
-        on = day if isinstance(day, date) else datetime.now(LONDON).date()
+        on = day if isinstance(day, date) else today
         return f"{on.isoformat()}T{int(m['h']):02d}:{m['m']}"
 
     def add_errors(self, errors: Mapping[str, str]) -> list[str]:

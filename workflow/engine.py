@@ -40,6 +40,7 @@ from workflow.errors import (
 from workflow.fields import LONDON, check_fields
 from workflow.history import LEDGER, LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
 from workflow.models import ChainHead, HistoryEvent, LedgerEntry, WorkflowInstance
+from workflow.moments import local_words
 from workflow.spec import Trigger, WorkflowSpec
 
 
@@ -309,10 +310,10 @@ class Engine:
             return "must not be in the future"
         began = instance.began_at or instance.created_at
         if at < ensure_utc(began):
-            return f"must not be before {self.began_as} ({_local_text(began, self.zone)})"
+            return f"must not be before {self.began_as} ({local_words(began, self.zone)})"
         acted = instance.acted_at or instance.stage_entered_at
         if not trig.backdate and at < ensure_utc(acted):
-            return f"must not be before the previous action, which happened at {_local_text(acted, self.zone)}"
+            return f"must not be before the previous action, which happened at {local_words(acted, self.zone)}"
         return None
 
     def fire(
@@ -495,8 +496,3 @@ class Engine:
             raise StaleInstance(instance_id)
         session.expire(head)
 
-
-def _local_text(at: datetime, zone: tzinfo) -> str:
-    """A moment as a person reads it in refusals: ``16 April 2025, 17:00``."""
-    local = ensure_utc(at).astimezone(zone)
-    return f"{local.day} {local:%B %Y, %H:%M}"

@@ -96,3 +96,9 @@ def recorded_later(occurred: datetime, recorded: datetime, *, zone: tzinfo = LON
     if days <= 0:
         return None
     return f"recorded {days} day{'s' if days != 1 else ''} later"
+
+
+def local_words(at: datetime, zone: tzinfo = LONDON) -> str:
+    """A moment as refusals say it: ``16 April 2025, 17:00`` (in ``zone``)."""
+    local = ensure_utc(at).astimezone(zone)
+    return f"{local.day} {local:%B %Y, %H:%M}"
