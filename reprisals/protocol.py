@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
 from workflow.calendars import DEFAULT_DAY_END
-from workflow.engine import Engine, GuardContext
+from workflow.engine import Condition, Engine, GuardContext
 from workflow.errors import Problem
 from workflow.spec import Trigger, WorkflowSpec, load_spec, load_spec_file
 from workflow.timers import Timers
@@ -24,28 +27,108 @@ OVERRIDE_GROUNDS = ("risk_to_life", "child_safeguarding")
 SECOND_LEAD_OUTCOMES = ("substantiated", "partly_substantiated", "inconclusive")
 
 
+CONSENT_RANK = {"none": 0, "anonymous": 1, "full": 2}
+OVERRIDE_CONDITION = "only with an override for risk to life or child safeguarding, with a reason"
+
+
+def _disclosure_needs_override(variables: Mapping[str, Any]) -> bool:
+    """Nothing may be disclosed without an override when the person has not consented, or narrowed or
+    withdrew their consent after giving it (``change_consent``)."""
+    return variables.get("consent") not in CONSENTED or bool(variables.get("consent_lowered"))
+
+
 def consent_allows_referral(ctx: GuardContext) -> str | None:
-    if ctx.variables.get("consent") in CONSENTED:
-        if ctx.fields.get("override_ground") or ctx.fields.get("override_reason"):
+    overriding = bool(ctx.fields.get("override_ground") or ctx.fields.get("override_reason"))
+    if not _disclosure_needs_override(ctx.variables):
+        if overriding:
             return ("consent was given, so there is nothing to override; leave the override ground and "
                     "reason empty")
         return None
+    if ctx.probe:
+        return Condition(OVERRIDE_CONDITION)
     if ctx.fields.get("override_ground") in OVERRIDE_GROUNDS and ctx.fields.get("override_reason"):
         return None
+    if ctx.variables.get("consent_lowered"):
+        return ("the person narrowed or withdrew their consent: nothing more may be sent unless a lead "
+                "overrides for risk to life or child safeguarding, with a reason")
     return ("the person has not consented: nothing may be sent to the establishment unless a lead "
             "overrides for risk to life or child safeguarding, with a reason")
 
 
 def recipients_fit_establishment(ctx: GuardContext) -> str | None:
+    if ctx.probe:
+        return None
     recipients = ctx.fields.get("recipients") or []
     if "head_of_establishment" not in recipients:
         return "the referral must go to the head of the establishment"
     return None
 
 
+@dataclass(frozen=True)
+class CopyRule:
+    recipient: str
+    label: str
+    when: Mapping[str, tuple[Any, ...]]
+    because: str
+
+    def applies_to(self, variables: Mapping[str, Any]) -> bool:
+        return all(variables.get(name) in allowed for name, allowed in self.when.items())
+
+
+def copy_rules(spec: WorkflowSpec | None) -> list[CopyRule]:
+    """The protocol file's copy rules (``rules.copies``), checked when the spec was registered."""
+    raw = (spec.rules.get("copies") if spec is not None else None) or []
+    return [CopyRule(r["recipient"], r.get("label", r["recipient"]), {k: tuple(v) for k, v in r["when"].items()},
+                     r.get("because", "")) for r in raw]
+
+
+def required_copies(spec: WorkflowSpec | None, variables: Mapping[str, Any]) -> list[CopyRule]:
+    return [r for r in copy_rules(spec) if r.applies_to(variables)]
+
+
+def copies_follow_rules(ctx: GuardContext) -> str | None:
+    """A referral or escalation copies whom the protocol's rules require for this case, and no one whose
+    rule does not fit it (the Youth Custody Service for an adult)."""
+    rules = copy_rules(ctx.spec)
+    needed = [r for r in rules if r.applies_to(ctx.variables)]
+    if ctx.probe:
+        if not needed:
+            return None
+        names = ", ".join(r.label for r in needed)
+        return Condition(f"it must copy {names}")
+    sent = set(ctx.fields.get("recipients") or []) | set(ctx.fields.get("copies") or [])
+    if ctx.fields.get("recipient"):
+        sent.add(ctx.fields["recipient"])
+    missing = [r for r in needed if r.recipient not in sent]
+    if missing:
+        r = missing[0]
+        return f"it must copy {r.label}: {r.because}"
+    for r in rules:
+        if r.recipient in sent and not r.applies_to(ctx.variables):
+            return f"{r.label} is copied only when {r.because}; that is not so for this case, so remove it"
+    return None
+
+
 def consent_is_none(ctx: GuardContext) -> str | None:
     if ctx.variables.get("consent") != "none":
         return "record only is for cases without consent; this person consented, so refer or decline"
+    return None
+
+
+def consent_changes(ctx: GuardContext) -> str | None:
+    if ctx.probe:
+        return None
+    current = ctx.instance.variables.get("consent")
+    if ctx.fields.get("consent") == current:
+        return f"consent is already recorded as '{current}'; choose the consent the person gives now"
+    return None
+
+
+def urgent_contact_awaited(ctx: GuardContext) -> str | None:
+    if ctx.instance.variables.get("risk") != "urgent":
+        return "contact is confirmed only on urgent cases (within 24 hours of the referral)"
+    if ctx.instance.variables.get("contact_confirmed"):
+        return "contact with the establishment has already been confirmed"
     return None
 
 
@@ -56,9 +139,18 @@ def escalation_below_max(ctx: GuardContext) -> str | None:
     return None
 
 
+def proposed_by_actor(variables: Mapping[str, Any], actor_id: str) -> bool:
+    return variables.get("finding_proposed_by") == actor_id
+
+
 def second_lead_confirms(ctx: GuardContext) -> str | None:
+    if ctx.probe:
+        if proposed_by_actor(ctx.instance.variables, ctx.actor.id):
+            return Condition("you proposed the finding, so you may close it alone only as not substantiated; "
+                             "another lead confirms the other outcomes")
+        return None
     outcome = ctx.fields.get("outcome")
-    if outcome in SECOND_LEAD_OUTCOMES and ctx.variables.get("finding_proposed_by") == ctx.actor.id:
+    if outcome in SECOND_LEAD_OUTCOMES and proposed_by_actor(ctx.variables, ctx.actor.id):
         return (f"a different lead must confirm the outcome '{outcome}': you proposed the finding, "
                 "so another lead has to close the case")
     return None
@@ -92,7 +184,10 @@ def within_reopen_window(ctx: GuardContext) -> str | None:
 
 # "finding" is required too: the second-lead rule depends on who proposed the finding.
 REQUIRED_KINDS = ("consent", "referral", "escalation", "response", "finding", "closure", "reopen")
-KNOWN_KINDS = (*REQUIRED_KINDS, "retriage")
+# Meanings the services act on when a version has them (none is required: version 1 has none of them).
+OPTIONAL_KINDS = ("retriage", "consent_change", "contact", "send_back", "decline", "record_only", "follow_up",
+                  "withdrawal", "left_custody")
+KNOWN_KINDS = (*REQUIRED_KINDS, *OPTIONAL_KINDS)
 V1_KINDS = {"record_consent_and_risk": "consent", "refer": "referral", "escalate": "escalation",
             "reject_response": "escalation", "record_response": "response", "accept_response": "finding",
             "close": "closure", "reopen": "reopen", "further_detriment": "retriage"}
@@ -140,7 +235,11 @@ def meaning_problems(spec: WorkflowSpec) -> list[Problem]:
         elif kind == "referral":
             wrong = _needs_fields(trig, "recipients", variable=False) or (
                 "must move the case to another stage" if dest is None or dest.final else None)
-        elif kind in ("escalation", "response", "retriage"):
+        elif kind == "consent_change":
+            wrong = _needs_fields(trig, "consent") or ("must leave the case at its stage" if dest is not None else None)
+        elif kind == "contact":
+            wrong = "must leave the case at its stage" if dest is not None else None
+        elif kind in ("escalation", "response", "retriage", "send_back"):
             wrong = "must move the case to an open stage" if dest is None or dest.final else None
         elif kind == "finding":
             wrong = _needs_fields(trig, "proposed_finding")
@@ -153,10 +252,37 @@ def meaning_problems(spec: WorkflowSpec) -> list[Problem]:
                      if not starts_final or dest is None or dest.final else None)
         if wrong:
             problems.append(Problem(f"triggers.{trig.name}", f"a trigger of kind '{kind}' {wrong}"))
+    problems.extend(_rule_problems(spec))
     for kind in REQUIRED_KINDS:
         if kind not in found:
             problems.append(Problem("triggers", f"no trigger has kind '{kind}'; the service needs one "
                                                 f"(add 'kind: {kind}' to the trigger that does it)"))
+    return problems
+
+
+def _rule_problems(spec: WorkflowSpec) -> list[Problem]:
+    """The copy rules' shape: a list of {recipient, when: {variable: [values]}, label?, because?}."""
+    copies = spec.rules.get("copies")
+    if copies is None:
+        return []
+    if not isinstance(copies, list):
+        return [Problem("rules.copies", "must be a list of rules")]
+    problems: list[Problem] = []
+    for i, rule in enumerate(copies):
+        path = f"rules.copies[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("recipient"), str):
+            problems.append(Problem(path, "needs a 'recipient'"))
+            continue
+        unknown = set(rule) - {"recipient", "label", "when", "because"}
+        if unknown:
+            problems.append(Problem(f"{path}.{sorted(unknown)[0]}", "unknown key"))
+        when = rule.get("when")
+        if not isinstance(when, dict) or not when or not all(isinstance(v, list) for v in when.values()):
+            problems.append(Problem(f"{path}.when", "must map variables to lists of values"))
+            continue
+        for name in when:
+            if name not in spec.variables:
+                problems.append(Problem(f"{path}.when.{name}", f"unknown variable '{name}'"))
     return problems
 
 
@@ -167,6 +293,9 @@ GUARDS = {
     "escalation_below_max": escalation_below_max,
     "second_lead_confirms": second_lead_confirms,
     "within_reopen_window": within_reopen_window,
+    "copies_follow_rules": copies_follow_rules,
+    "consent_changes": consent_changes,
+    "urgent_contact_awaited": urgent_contact_awaited,
 }
 
 

@@ -41,7 +41,7 @@ from reprisals.models import (
     SanctionType,
     User,
 )
-from reprisals.protocol import SPEC_KEY, kind_of
+from reprisals.protocol import CONSENT_RANK, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
@@ -207,10 +207,12 @@ def _datetime(errors: dict[str, str], data: Mapping[str, Any], name: str, now: d
 
 
 def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now: datetime,
-              data: Mapping[str, Any], *, messenger: Messenger | None = None) -> Case:
+              data: Mapping[str, Any], *, messenger: Messenger | None = None,
+              spec_version: int | None = None) -> Case:
     """Record a reported concern: validate everything first (nothing is written on bad input),
     allocate the reference, start the workflow, store identity encrypted and bound to the case. A member
-    of staff assigned by someone else is told (in-app, and by e-mail) if a messenger is given."""
+    of staff assigned by someone else is told (in-app, and by e-mail) if a messenger is given. The case
+    runs on ``spec_version`` if given, else on the version an admin activated, else the newest."""
     now = ensure_utc(now)
     if not actor.active or actor.role not in (Role.STAFF, Role.LEAD) or actor.body_code is None:
         raise NotAllowed("only staff and leads of a body can report a concern")
@@ -282,9 +284,12 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     reference = next_reference(session, year)
     instance = engine.start(
         session, SPEC_KEY, CaseActor(str(actor.id), frozenset()), now, occurred_at=received_at,
-        version=active_version(session, engine, SPEC_KEY),  # the version an admin activated, if any
+        version=spec_version or active_version(session, engine, SPEC_KEY),
         variables={"received_at": received_at.isoformat(), "triage_from": received_at.isoformat(),
-                   "risk": risk.value, "escalation_level": 0},
+                   "risk": risk.value, "escalation_level": 0,
+                   # Facts the protocol's copy rules read (version 2).
+                   "age_group": age_group.value if age_group else None,
+                   "establishment_type": establishment.type.value},
         calendar=establishment.nation.value,
         data={"reference": reference, "owning_body": actor.body_code, "establishment": establishment.id,
               "risk": risk.value, "channel": channel.value if channel else None},
@@ -429,6 +434,12 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
         host_vars["finding_proposed_by"] = cactor.id
     elif kind in ("reopen", "retriage"):
         host_vars["triage_from"] = moment.isoformat()  # back in triage: a new triage deadline
+    elif kind == "consent_change" and isinstance(fields, Mapping):
+        # Narrowed or withdrawn: nothing more is disclosed without an override; given again in full: lifted.
+        new, old = fields.get("consent"), instance.variables.get("consent")
+        if new in CONSENT_RANK and old in CONSENT_RANK:
+            host_vars["consent_lowered"] = (CONSENT_RANK[new] < CONSENT_RANK[old]
+                                            or (bool(instance.variables.get("consent_lowered")) and new != "full"))
     trig = spec.triggers.get(trigger) if isinstance(trigger, str) else None
     if trig is not None and trig.dest is not None and spec.stages[trig.dest].final:
         host_vars["closed_at"] = moment.isoformat()
@@ -538,7 +549,7 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
     case.current_stage = instance.stage
     if v.get("risk"):
         case.risk = Risk(v["risk"])
-    if kind == "consent":
+    if kind in ("consent", "consent_change"):
         case.consent = Consent(fields["consent"])
         case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
                              else moment.astimezone(LONDON).date())
@@ -552,7 +563,11 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
         case.closed_at = None
     if kind in ("referral", "escalation", "response"):
         on = fields.get("sent_on") or fields.get("received_on") or moment.astimezone(LONDON).date().isoformat()
-        recipients = fields.get("recipients") or ([fields["recipient"]] if fields.get("recipient") else [])
+        recipients = list(fields.get("recipients") or [])
+        if fields.get("recipient"):  # an escalation's: a central authority, or another named by hand
+            recipients.append(fields["recipient_other"] if fields["recipient"] == "other" and
+                              fields.get("recipient_other") else fields["recipient"])
+        recipients += [c for c in fields.get("copies") or [] if c not in recipients]
         session.add(CaseContact(case_id=case.id, kind=kind, level=int(v.get("escalation_level") or 0),
                                 recipients=recipients, on=date.fromisoformat(on), history_seq=event.seq,
                                 by_user_id=actor.id))

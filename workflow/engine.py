@@ -71,14 +71,33 @@ class GuardContext:
     variables: Mapping[str, Any]
     # When the action happened (``now`` unless the person gave an earlier moment).
     occurred_at: datetime | None = None
+    # The instance's spec version (guards read host rules from it, ``spec.rules``).
+    spec: WorkflowSpec | None = None
+    # True when the engine asks which actions to offer before anyone has typed anything (``offers``): the
+    # fields are empty, and a guard whose answer depends on them returns a ``Condition`` saying what they
+    # must say, instead of refusing.
+    probe: bool = False
 
     @property
     def moment(self) -> datetime:
         return self.occurred_at or self.now
 
 
+class Condition(str):
+    """A guard's answer while probing (``GuardContext.probe``): the action may be offered, on this
+    condition about what the person types (e.g. "only with an override for risk to life")."""
+
+
 # A guard returns None when the trigger may proceed, or a message saying why it may not.
 Guard = Callable[[GuardContext], str | None]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An action the actor may take now, and the conditions its fields must meet (empty: none)."""
+
+    trigger: Trigger
+    conditions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +282,25 @@ class Engine:
         spec = self.spec_of(instance)
         return [t for t in spec.triggers_from(instance.stage) if t.roles & actor.roles]
 
+    def offers(self, instance: WorkflowInstance, actor: Actor, now: datetime) -> list[Offer]:
+        """The actions to offer the actor now: stage and role allow them, and every guard passes that does
+        not depend on what the person types; those that do are offered with their ``Condition``."""
+        spec = self.spec_of(instance)
+        out: list[Offer] = []
+        for trig in self.allowed_triggers(instance, actor):
+            ctx = GuardContext(instance, trig, actor, {}, ensure_utc(now), self._next_variables(instance, trig, {}, None),
+                               None, spec, probe=True)
+            conditions: list[str] = []
+            for name in trig.guards:
+                answer = self.guards[name](ctx)
+                if isinstance(answer, Condition):
+                    conditions.append(str(answer))
+                elif answer:
+                    break
+            else:
+                out.append(Offer(trig, tuple(conditions)))
+        return out
+
     def check(
         self,
         instance: WorkflowInstance,
@@ -293,7 +331,7 @@ class Engine:
         if errors:
             raise MissingFields(trig.name, errors)
         variables = self._next_variables(instance, trig, clean, None)
-        ctx = GuardContext(instance, trig, actor, clean, now, variables, occurred_at)
+        ctx = GuardContext(instance, trig, actor, clean, now, variables, occurred_at, spec)
         for name in trig.guards:
             message = self.guards[name](ctx)
             if message:

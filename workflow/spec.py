@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,9 @@ class SpecDocument(_Strict):
     variables: dict[str, VariableSpec] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
     triggers: dict[str, TriggerSpec]
+    # Data the host reads and checks (its ``spec_check``), such as the sanctions protocol's copy rules;
+    # the engine does not look inside.
+    rules: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ class WorkflowSpec:
     triggers: Mapping[str, Trigger]
     source: str
     text: str
+    rules: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def open_stages(self) -> tuple[str, ...]:
@@ -532,7 +536,7 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
     if problems:
         return None
     return WorkflowSpec(doc.key, doc.version, doc.title, doc.initial, frozenset(roles), dict(doc.variables),
-                        stages, triggers, source, text)
+                        stages, triggers, source, text, dict(doc.rules))
 
 
 def _due_rule(due: str | ByVariable, path: str, doc: SpecDocument, problems: list[Problem]) -> DueRule | None:

@@ -110,8 +110,8 @@ def test_protocol_versions(session: Session, cast: Cast) -> None:
                                                              "guards: [no_such_guard]"), NOW)
     assert active_version(session, engine, SPEC_KEY) is None
     upload_protocol(session, engine, admin, text, NOW)
-    assert engine.versions(SPEC_KEY) == [1, 3]
-    assert active_version(session, engine, SPEC_KEY) == 1  # stored but not active: the newest shipped
+    assert engine.versions(SPEC_KEY) == [1, 2, 3]
+    assert active_version(session, engine, SPEC_KEY) == 2  # stored but not active: the newest shipped
     activate_protocol(session, engine, admin, SPEC_KEY, 3)
     assert active_version(session, engine, SPEC_KEY) == 3
     # another process (a fresh engine) registers the active version when it is asked for it
@@ -119,8 +119,9 @@ def test_protocol_versions(session: Session, cast: Cast) -> None:
     assert active_version(session, other, SPEC_KEY) == 3 and 3 in other.versions(SPEC_KEY)
     rows = known_versions(session, engine, SPEC_KEY)
     assert [(v.version, v.active, v.uploaded, v.activatable) for v in rows] == [(3, True, True, False),
-                                                                                 (1, False, False, True)]
+                                                                                 (2, False, False, True),
+                                                                                 (1, False, False, False)]
     with pytest.raises(InvalidInput):
         activate_protocol(session, engine, admin, SPEC_KEY, 9)
-    activate_protocol(session, engine, admin, SPEC_KEY, 1)
-    assert active_version(session, engine, SPEC_KEY) == 1
+    activate_protocol(session, engine, admin, SPEC_KEY, 2)
+    assert active_version(session, engine, SPEC_KEY) == 2

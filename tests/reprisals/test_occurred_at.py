@@ -33,9 +33,9 @@ def local(at: datetime) -> datetime:
     return at.astimezone(LONDON)
 
 
-def opened(s: Session, wf: Engine, cast: Cast, **overrides: Any) -> Case:
+def opened(s: Session, wf: Engine, cast: Cast, version: int | None = None, **overrides: Any) -> Case:
     case = open_case(s, wf, cipher(), cast.staff, T0, case_data(cast.establishment, received_at=RECEIVED,
-                                                                    **overrides))
+                                                                    **overrides), spec_version=version)
     advance_case(s, wf, cast.lead, case, "record_consent_and_risk", CONSENT, T0)
     return case
 
@@ -51,11 +51,15 @@ def timers(s: Session, row: DeadlineRow) -> list[tuple[str, str]]:
 
 def test_a_letter_recorded_days_later_gets_the_deadline_of_the_day_it_went(
         session: Session, wf: Engine, cast: Cast) -> None:
-    late, on_the_day = opened(session, wf, cast), opened(session, wf, cast)
+    # On version 1 (whose referral has a date field, sent_on) and version 2 alike.
+    late, on_the_day, v2 = opened(session, wf, cast, 1), opened(session, wf, cast, 1), opened(session, wf, cast)
     # The letter went on Thursday 17 April; one lead records it the same day at noon, the other a week later.
     advance_case(session, wf, cast.lead, on_the_day, "refer", REFER, datetime(2025, 4, 17, 11, 0, tzinfo=UTC))
     recorded = datetime(2025, 4, 24, 15, 0, tzinfo=UTC)
     event = advance_case(session, wf, cast.lead, late, "refer", REFER, recorded, occurred_at="2025-04-17")
+    advance_case(session, wf, cast.lead, v2, "refer", REFER, recorded, occurred_at="2025-04-17")
+    assert v2.instance.spec_version == 2 and deadline(session, v2, "establishment_response").due_at == (
+        deadline(session, late, "establishment_response").due_at)
 
     due = deadline(session, late, "establishment_response").due_at
     assert due == deadline(session, on_the_day, "establishment_response").due_at
@@ -117,7 +121,7 @@ def test_a_moment_that_cannot_be_is_refused_naming_the_field_and_nothing_is_writ
 def test_an_urgent_case_needs_a_time_and_a_date_field_must_agree_with_the_moment(
         session: Session, wf: Engine, cast: Cast) -> None:
     case = open_case(session, wf, cipher(), cast.staff, T0,
-                     case_data(cast.establishment, received_at=RECEIVED, risk="urgent"))
+                     case_data(cast.establishment, received_at=RECEIVED, risk="urgent"), spec_version=1)
     advance_case(session, wf, cast.lead, case, "record_consent_and_risk", {**CONSENT, "risk": "urgent"}, T0)
     later = datetime(2025, 4, 17, 12, 0, tzinfo=UTC)
     with pytest.raises(MissingFields) as err:

@@ -48,7 +48,7 @@ from workflow.models import HistoryEvent
 T0 = datetime(2025, 4, 16, 9, 30, tzinfo=UTC)
 NO_CONSENT = {**CONSENT, "consent": "none"}
 ANONYMOUS = {**CONSENT, "consent": "anonymous"}
-ESCALATE = {"reason": "overdue", "recipient": "HMPPS"}
+ESCALATE = {"reason": "overdue", "recipient": "hmpps"}
 OVERRIDE = {**REFER, "override_ground": "risk_to_life", "override_reason": "Threats to kill reported."}
 
 
@@ -248,7 +248,7 @@ def test_third_escalation_refused_when_case_is_already_at_level_two(
     walk_to(session, wf, case, "referred", lead=cast.lead, second_lead=cast.second_lead, now=T0)
     advance_case(session, wf, cast.lead, case, "escalate", ESCALATE, T0)
     assert (case.stage, case.instance.variables["escalation_level"]) == ("escalated", 1)
-    advance_case(session, wf, cast.lead, case, "escalate", {**ESCALATE, "recipient": "Head of IMB"}, T0)
+    advance_case(session, wf, cast.lead, case, "escalate", {**ESCALATE, "recipient": "other", "recipient_other": "Head of IMB"}, T0)
     assert case.instance.variables["escalation_level"] == 2
     before = snapshot(session, case)
     with pytest.raises(GuardFailed) as err:
@@ -258,7 +258,7 @@ def test_third_escalation_refused_when_case_is_already_at_level_two(
     # Rejecting a later response cannot escalate past the maximum either.
     advance_case(session, wf, cast.staff, case, "record_response", RESPONSE, T0)
     with pytest.raises(GuardFailed):
-        advance_case(session, wf, cast.lead, case, "reject_response", {"reason": "No.", "recipient": "MoJ"}, T0)
+        advance_case(session, wf, cast.lead, case, "reject_response", {"reason": "No.", "recipient": "department"}, T0)
     levels = session.scalars(select(CaseContact.level).where(CaseContact.case_id == case.id,
                                                              CaseContact.kind == "escalation")).all()
     assert sorted(levels) == [1, 2]

@@ -54,14 +54,26 @@ VALID: dict[str, list[dict[str, Any]]] = {
         {**REFER, "recipients": ["head_of_establishment", "home_office_immigration_enforcement"]},
         {**REFER, "override_ground": "risk_to_life", "override_reason": "Threat to life."},
         {**REFER, "override_ground": "child_safeguarding", "override_reason": "A child at risk."},
+        {**REFER, "recipients": ["head_of_establishment", "youth_custody_service"]},
     ],
+    "change_consent": [{"consent": "full", "reason": "Agreed to be named."},
+                       {"consent": "anonymous", "reason": "Wants not to be named."},
+                       {"consent": "none", "reason": "Withdrew consent."}],
+    "confirm_contact": [{"contact_with": "Duty governor"}],
+    "send_back": [{"reason": "The finding does not follow from the response."}],
     "decline": [{"reason": "Out of scope."}, {"reason": "For the PPO.", "referred_to": "PPO"}],
     "record_only": [{"reason": "No consent to act."}],
     "record_response": [RESPONSE, {**RESPONSE, "responder": "central_authority"}],
-    "escalate": [{"reason": "overdue", "recipient": "HMPPS"}, {"reason": "unsatisfactory", "recipient": "MoJ"}],
+    "escalate": [{"reason": "overdue", "recipient": "hmpps"},
+                 {"reason": "unsatisfactory", "recipient": "other", "recipient_other": "MoJ"},
+                 {"reason": "overdue", "recipient": "youth_custody_service"},
+                 {"reason": "overdue", "recipient": "hmpps", "override_ground": "risk_to_life",
+                  "override_reason": "Threat to life."}],
     "accept_response": [ACCEPT, {**ACCEPT, "proposed_finding": "not_substantiated"},
                         {**ACCEPT, "proposed_finding": "inconclusive"}],
-    "reject_response": [{"reason": "Does not address the job loss.", "recipient": "HMPPS"}],
+    "reject_response": [{"reason": "Does not address the job loss.", "recipient": "hmpps"},
+                        {"reason": "Does not address the job loss.", "recipient": "hmpps",
+                         "copies": ["youth_custody_service"]}],
     "complete_follow_up": [FOLLOW_UP],
     "further_detriment": [{"summary": "Moved to another wing."}],
     "close": [CLOSE, {**CLOSE, "outcome": "not_substantiated"}, {**CLOSE, "outcome": "partly_substantiated"},
@@ -75,6 +87,7 @@ MALFORMED: list[Any] = [
     {"recipients": "nobody", "sent_on": "2025-04-17"}, {**REFER, "override_ground": "risk_to_life"},
     {**REFER, "override_reason": "no ground"}, {"outcome": "withdrawn", "summary": "x"},
     {"reason": 5}, {"left_on": "tomorrow"}, {"reason": "x" * 3000}, {"reason": "overdue", "recipient": ""},
+    {"reason": "overdue", "recipient": "other"}, {"consent": "full"},
     {**CLOSE, "extra": True}, {"proposed_finding": ["substantiated"], "assessment": "x"},
 ]
 ALL_FIELDS = [f for fs in VALID.values() for f in fs] + MALFORMED
@@ -100,17 +113,30 @@ def _check_invariants(s: Any, wf: Engine, case_ids: list[int]) -> None:
         assert history[-1].seq == inst.head_seq == len(history)
         moves = [e for e in history if e.kind == "transition"]
         assert (moves[-1].to_stage if moves else spec.initial) == case.stage
-        # Nothing goes to the establishment without consent or a recorded override.
+        # Nothing goes to the establishment without consent or a recorded override, judged by the consent
+        # in force when it went (consent can change: narrowed or withdrawn, nothing more goes without one).
         refers = [e for e in moves if e.trigger == "refer"]
         if case.stage in POST_REFERRAL:
             assert refers, f"{case.reference} is at {case.stage} without ever being referred"
-        for e in refers:
+        consent, lowered = None, False
+        for e in moves:
             fields = e.data["fields"]
-            if case.consent is None or case.consent.value not in CONSENTED:
-                assert fields.get("override_ground") in OVERRIDE_GROUNDS and fields.get("override_reason")
-                assert case.consent_override_reason, case.reference
-            else:
-                assert "override_ground" not in fields and "override_reason" not in fields
+            if e.trigger == "record_consent_and_risk":
+                consent = fields["consent"]
+            elif e.trigger == "change_consent":
+                rank = {"none": 0, "anonymous": 1, "full": 2}
+                lowered = rank[fields["consent"]] < rank[consent] or (lowered and fields["consent"] != "full")
+                consent = fields["consent"]
+            elif e.trigger in ("refer", "escalate", "reject_response"):
+                if consent not in CONSENTED or lowered:
+                    assert fields.get("override_ground") in OVERRIDE_GROUNDS and fields.get("override_reason")
+                    if e.trigger == "refer":
+                        assert case.consent_override_reason, case.reference
+                else:
+                    assert "override_ground" not in fields and "override_reason" not in fields
+            elif e.trigger == "record_only":
+                assert consent == "none", case.reference
+        assert (case.consent.value if case.consent else None) == consent, case.reference
         # Closed means an outcome and a closing time; open means neither.
         if spec.stages[case.stage].final:
             assert case.outcome is not None and case.closed_at is not None, case.reference
@@ -120,9 +146,7 @@ def _check_invariants(s: Any, wf: Engine, case_ids: list[int]) -> None:
             assert case.outcome is None and case.closed_at is None, case.reference
             assert inst.variables.get("outcome") is None
         assert 0 <= int(inst.variables.get("escalation_level") or 0) <= MAX_ESCALATION_LEVEL
-        # Record-only is for people who did not consent; reopening only within the window.
-        if any(e.trigger == "record_only" for e in moves):
-            assert case.consent is not None and case.consent.value == "none", case.reference
+        # Reopening only within the window.
         for before, e in itertools.pairwise(moves):
             if e.trigger == "reopen":
                 assert before.to_stage == "closed" and e.at <= reopen_until(before.at), case.reference
@@ -223,7 +247,7 @@ def test_invariants_hold_when_random_people_fire_random_triggers(
                         self._history_count(case)) == before
                 return
             trig = spec.triggers[trigger]
-            assert before[0] in trig.sources and case.stage == trig.dest, (trigger, before[0], case.stage)
+            assert before[0] in trig.sources and case.stage == (trig.dest or before[0]), (trigger, before[0], case.stage)
             assert case_roles(actor, case) & trig.roles, (trigger, who)
             assert case.instance.head_seq == before[2] + 1
             s.commit()
