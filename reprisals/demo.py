@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from reprisals.crypto import Cipher
 from reprisals.models import Case, Establishment, EstablishmentType, Nation, Role, User
 from reprisals.passwords import hash_password
+from reprisals.protocol import required_copies
 from reprisals.reference import seed_protocol_bodies
 from reprisals.services import advance_case, open_case
 from workflow.engine import Engine
@@ -44,11 +45,10 @@ USERS = [
     ("auditor.imb@demo.test", "Dana Whitfield", Role.AUDITOR, "IMB"),
 ]
 
-CONSENT = {"consent": "full", "consent_date": None, "risk": None}
-REFER = {"recipients": ["head_of_establishment"], "sent_on": None}
-RESPONSE = {"received_on": None, "responder": "establishment", "summary": "The governor has responded."}
+CONSENT = {"consent": "full", "risk": None}
+RESPONSE = {"responder": "establishment", "summary": "The governor has responded."}
 ACCEPT = {"proposed_finding": "substantiated", "assessment": "The response confirms the sanction."}
-FOLLOW_UP = {"contacted_on": None, "summary": "Spoke with the person; the situation is resolved."}
+FOLLOW_UP = {"summary": "Spoke with the person; the situation is resolved."}
 CLOSE = {"outcome": "substantiated", "summary": "Finding confirmed by a second lead."}
 
 # (establishment index, risk, sanction, age group, days ago received, stage to reach, description)
@@ -116,13 +116,14 @@ def load_demo(session: Session, engine: Engine, cipher: Cipher, now: datetime) -
 
 def _walk(session: Session, engine: Engine, case: Case, stage: str, lead: User, lead2: User, now: datetime,
           risk: str) -> None:
-    today = now.date().isoformat()
+    # The copies the protocol's rules require for this case (the Youth Custody Service for a child…).
+    copies = [r.recipient for r in required_copies(engine.spec_of(case.instance), case.instance.variables)]
     fields: dict[str, dict[str, Any]] = {
-        "record_consent_and_risk": {**CONSENT, "consent_date": today, "risk": risk},
-        "refer": {**REFER, "sent_on": today},
-        "record_response": {**RESPONSE, "received_on": today},
+        "record_consent_and_risk": {**CONSENT, "risk": risk},
+        "refer": {"recipients": ["head_of_establishment", *copies]},
+        "record_response": RESPONSE,
         "accept_response": ACCEPT,
-        "complete_follow_up": {**FOLLOW_UP, "contacted_on": today},
+        "complete_follow_up": FOLLOW_UP,
         "close": CLOSE,
     }
     for trigger, reached in PATH:
@@ -130,7 +131,7 @@ def _walk(session: Session, engine: Engine, case: Case, stage: str, lead: User, 
             return
         if stage == "escalated" and case.stage == "referred":
             advance_case(session, engine, lead, case, "escalate",
-                         {"reason": "overdue", "recipient": "HMPPS Prison Group Director"}, now)
+                         {"reason": "overdue", "recipient": "hmpps", "copies": copies}, now)
             return
         advance_case(session, engine, lead2 if trigger == "close" else lead, case, trigger, fields[trigger], now)
         assert case.stage == reached

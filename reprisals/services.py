@@ -44,8 +44,8 @@ from reprisals.models import (
 from reprisals.protocol import CONSENT_RANK, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
-from workflow.engine import Engine
-from workflow.errors import MissingFields
+from workflow.engine import Engine, Offer
+from workflow.errors import GuardFailed, MissingFields
 from workflow.models import HistoryEvent, WorkflowInstance
 from workflow.moments import NEEDS_TIME, local_words, on_day, parse_moment
 from workflow.spec import FieldType
@@ -424,6 +424,8 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
             engine.check(instance, trigger, cactor, fields, now, expected_version=expected_version)
         except MissingFields as exc:
             raise MissingFields(exc.trigger, {**exc.errors, **problems}) from None
+        except GuardFailed:
+            pass  # the fields' problems first: the guard may pass once they are put right
         raise MissingFields(str(trigger), problems)
     host_vars: dict[str, Any] = {}
     spec = engine.spec_of(instance)
@@ -573,8 +575,22 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
                                 by_user_id=actor.id))
 
 
-def allowed_actions(engine: Engine, user: User, case: Case) -> list[str]:
-    return [t.name for t in engine.allowed_triggers(case.instance, actor_for(user, case))]
+def offered_actions(engine: Engine, user: User, case: Case, now: datetime) -> list[Offer]:
+    """The actions to offer ``user`` on ``case`` now: stage, role and the guards that do not depend on what
+    is typed allow them; those whose guards do are offered with their conditions (``Engine.offers``)."""
+    return engine.offers(case.instance, actor_for(user, case), now)
+
+
+def allowed_actions(engine: Engine, user: User, case: Case, now: datetime) -> list[str]:
+    return [o.trigger.name for o in offered_actions(engine, user, case, ensure_utc(now))]
+
+
+def why_not_now(engine: Engine, user: User, case: Case, trigger: str, now: datetime) -> str | None:
+    """Why ``trigger`` cannot be done on ``case`` now whatever is typed (a guard's refusal), or None."""
+    trig = engine.spec_of(case.instance).triggers.get(trigger)
+    if trig is None:
+        return None
+    return engine.probe(case.instance, trig, actor_for(user, case), ensure_utc(now))[1]
 
 
 # -- assignment, notes, identity ------------------------------------------------------------------

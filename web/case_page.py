@@ -38,9 +38,11 @@ from reprisals.services import (
     corrected_moments,
     get_case,
     occurred_at_of,
+    offered_actions,
     read_description,
     read_note,
     view_identity,
+    why_not_now,
 )
 from reprisals.wording import explain
 from web.context import db, me, now, runtime
@@ -342,7 +344,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     overdue = any(d.overdue for d in deadlines)
     lead = _is_lead(case)
     assignee = users.get(str(case.assigned_user_id)) if case.assigned_user_id else None
-    actions = [(name, spec.triggers[name].label) for name in allowed_actions(rt.engine, user, case)]
+    actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
@@ -565,14 +567,14 @@ def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) ->
     form.seen_seq.data = str(case.instance.head_seq)
     for f in form:
         f.errors = []
-    possible = trigger in allowed_actions(runtime().engine, me(), case)
+    possible = trigger in allowed_actions(runtime().engine, me(), case, now())
     return _render_action(case, spec, trigger, form, conflict=changes, possible=possible, status=409)
 
 
 def _not_at_this_stage(case: Case, spec: WorkflowSpec, trigger: str) -> ResponseReturnValue:
     """An action the user may take, but not at the case's stage: say so, and what can be done now (409)."""
     message = explain(TransitionNotAllowed(trigger, case.stage), reference=case.reference, spec=spec,
-                      next_actions=allowed_actions(runtime().engine, me(), case))
+                      next_actions=allowed_actions(runtime().engine, me(), case, now()))
     return render_template("errors/error.html", title="This cannot be done now",
                            message=message[0].upper() + message[1:], back_to_case=case.reference), 409
 
@@ -592,8 +594,11 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
     if request.method == "GET":
         if case.stage not in trig.sources:
             return _not_at_this_stage(case, spec, trigger)
-        if trigger not in allowed_actions(rt.engine, me(), case):
-            abort(403)
+        refusal = why_not_now(rt.engine, me(), case, trigger, now())
+        if refusal:  # whatever is typed (reopening after six months): say why, before the form is filled
+            return render_template("errors/error.html", title="This cannot be done now",
+                                   message=f"{trig.label} cannot be done on {case.reference}: {refusal}.",
+                                   back_to_case=case.reference), 409
         form = cls(formdata=None)
         form.expected_version.data = str(case.instance.version)
         form.seen_seq.data = str(case.instance.head_seq)
@@ -607,8 +612,6 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         return _conflict(case, spec, trigger, form)
     if case.stage not in trig.sources:
         return _not_at_this_stage(case, spec, trigger)
-    if trigger not in allowed_actions(rt.engine, me(), case):
-        abort(403)
     occurred_at = form.occurred_at(now().astimezone(LONDON).date())
     if form.errors or form.occurred_time.errors:
         return _render_action(case, spec, trigger, form)

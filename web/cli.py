@@ -119,7 +119,7 @@ def _about_case(rt: Runtime, user: User, c: Any) -> None:
 
     click.get_current_context().ensure_object(dict)["case_context"] = {
         "reference": c.reference, "spec": rt.engine.spec(c.instance.spec_key, c.instance.spec_version),
-        "next_actions": allowed_actions(rt.engine, user, c)}
+        "next_actions": allowed_actions(rt.engine, user, c, rt.clock.now())}
 
 
 def _json_default(value: Any) -> Any:
@@ -310,7 +310,7 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
         "age_group": c.age_group.value, "sanction_types": c.sanction_types,
         "assigned_to": c.assigned_user.email if c.assigned_user else None,
         "outcome": c.outcome.value if c.outcome else None, "closed_at": c.closed_at,
-        "version": c.instance.version, "allowed_actions": allowed_actions(rt.engine, user, c),
+        "version": c.instance.version, "allowed_actions": allowed_actions(rt.engine, user, c, rt.clock.now()),
     }
 
 

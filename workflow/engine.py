@@ -285,21 +285,27 @@ class Engine:
     def offers(self, instance: WorkflowInstance, actor: Actor, now: datetime) -> list[Offer]:
         """The actions to offer the actor now: stage and role allow them, and every guard passes that does
         not depend on what the person types; those that do are offered with their ``Condition``."""
-        spec = self.spec_of(instance)
         out: list[Offer] = []
         for trig in self.allowed_triggers(instance, actor):
-            ctx = GuardContext(instance, trig, actor, {}, ensure_utc(now), self._next_variables(instance, trig, {}, None),
-                               None, spec, probe=True)
-            conditions: list[str] = []
-            for name in trig.guards:
-                answer = self.guards[name](ctx)
-                if isinstance(answer, Condition):
-                    conditions.append(str(answer))
-                elif answer:
-                    break
-            else:
+            conditions, refusal = self.probe(instance, trig, actor, now)
+            if refusal is None:
                 out.append(Offer(trig, tuple(conditions)))
         return out
+
+    def probe(self, instance: WorkflowInstance, trig: Trigger, actor: Actor,
+              now: datetime) -> tuple[list[str], str | None]:
+        """Run ``trig``'s guards before anything is typed: the conditions its fields must meet, and the
+        refusal of the first guard that fails whatever is typed (None if none does)."""
+        ctx = GuardContext(instance, trig, actor, {}, ensure_utc(now), self._next_variables(instance, trig, {}, None),
+                           None, self.spec_of(instance), probe=True)
+        conditions: list[str] = []
+        for name in trig.guards:
+            answer = self.guards[name](ctx)
+            if isinstance(answer, Condition):
+                conditions.append(str(answer))
+            elif answer:
+                return conditions, answer
+        return conditions, None
 
     def check(
         self,

@@ -248,7 +248,8 @@ def test_third_escalation_refused_when_case_is_already_at_level_two(
     walk_to(session, wf, case, "referred", lead=cast.lead, second_lead=cast.second_lead, now=T0)
     advance_case(session, wf, cast.lead, case, "escalate", ESCALATE, T0)
     assert (case.stage, case.instance.variables["escalation_level"]) == ("escalated", 1)
-    advance_case(session, wf, cast.lead, case, "escalate", {**ESCALATE, "recipient": "other", "recipient_other": "Head of IMB"}, T0)
+    advance_case(session, wf, cast.lead, case, "escalate",
+                 {**ESCALATE, "recipient": "other", "recipient_other": "Head of IMB"}, T0)
     assert case.instance.variables["escalation_level"] == 2
     before = snapshot(session, case)
     with pytest.raises(GuardFailed) as err:

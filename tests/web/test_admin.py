@@ -189,23 +189,23 @@ def test_protocol_upload_with_errors_stores_nothing(web: Web) -> None:
     assert r.status_code == 400 and "govuk-error-summary" in html
     assert "stages.reported.deadlines[0].due: unknown unit" in html and "initial: unknown stage" in html
     assert count_rows(web.database, ("protocol_versions",)) == before
-    assert web.rt.engine.versions("sanctions") == [1]
+    assert web.rt.engine.versions("sanctions") == [1, 2]
     dup = web.post(admin, "/admin/protocols", {"text": bundled_specs()[0].text})
     assert dup.status_code == 400 and "already exists" in dup.get_data(as_text=True)
 
 
 def test_an_upload_that_renames_a_trigger_the_services_depend_on_is_refused_naming_it(web: Web) -> None:
-    """A version 2 that renames ``refer`` would silently stop recording consent overrides and contacts:
+    """A new version that renames ``refer`` would silently stop recording consent overrides and contacts:
     refused, with the path and what is wrong. Declaring the meaning (``kind: referral``) makes it valid."""
     admin = web.sign_in(web.world.admin)
     before = count_rows(web.database, ("protocol_versions",))
     v1 = bundled_specs()[0].text
-    renamed = v1.replace("version: 1\n", "version: 2\n").replace("\n  refer:\n", "\n  send_referral:\n")
+    renamed = v1.replace("version: 1\n", "version: 3\n").replace("\n  refer:\n", "\n  send_referral:\n")
     r = web.post(admin, "/admin/protocols", {"text": renamed})
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "govuk-error-summary" in html
     assert "no trigger has kind &#39;referral&#39;" in html and "kind: referral" in html
-    assert count_rows(web.database, ("protocol_versions",)) == before and web.rt.engine.versions("sanctions") == [1]
+    assert count_rows(web.database, ("protocol_versions",)) == before and web.rt.engine.versions("sanctions") == [1, 2]
 
     # The wrong shape: a closure that does not close.
     kinds = {"record_consent_and_risk": "consent", "send_referral": "referral", "escalate": "escalation",
@@ -219,7 +219,7 @@ def test_an_upload_that_renames_a_trigger_the_services_depend_on_is_refused_nami
     assert count_rows(web.database, ("protocol_versions",)) == before
     ok = web.post(admin, "/admin/protocols", {"text": declared})
     assert ok.status_code in (200, 302), ok.get_data(as_text=True)[-2000:]
-    assert web.rt.engine.versions("sanctions") == [1, 2]
+    assert web.rt.engine.versions("sanctions") == [1, 2, 3]
 
 
 def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
@@ -227,16 +227,16 @@ def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
 
     from reprisals.services import open_case
 
-    v2 = bundled_specs()[0].text.replace("version: 1", "version: 2", 1).replace(
-        "title: Sanctions protocol", "title: Sanctions protocol v2", 1)
+    v3 = bundled_specs()[0].text.replace("version: 1", "version: 3", 1).replace(
+        "title: Sanctions protocol", "title: Sanctions protocol v3", 1)
     admin = web.sign_in(web.world.admin)
     page = admin.get("/admin/protocols").get_data(as_text=True)
     r = admin.post("/admin/protocols", data={"csrf_token": csrf_token(page),
-                                             "file": (BytesIO(v2.encode()), "sanctions-v2.yaml")},
+                                             "file": (BytesIO(v3.encode()), "sanctions-v3.yaml")},
                    content_type="multipart/form-data")
     assert r.status_code == 302, r.get_data(as_text=True)[:3000]
     assert count_rows(web.database, ("protocol_versions",)) == {"protocol_versions": 1}
-    assert 2 in web.rt.engine.versions("sanctions")
+    assert 3 in web.rt.engine.versions("sanctions")
 
     def new_case_version() -> int:
         with web.database.session() as s:
@@ -246,13 +246,13 @@ def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
             s.commit()
             return case.instance.spec_version
 
-    assert new_case_version() == 1  # stored, not active yet
-    r = web.post(admin, "/admin/protocols/sanctions/2/activate", {}, form_page="/admin/protocols")
+    assert new_case_version() == 2  # stored, not active yet: the newest shipped
+    r = web.post(admin, "/admin/protocols/sanctions/3/activate", {}, form_page="/admin/protocols")
     assert r.status_code == 302
-    assert new_case_version() == 2
+    assert new_case_version() == 3
     with web.database.session() as s:
         old = s.scalars(sa.select(Case).where(Case.reference == web.world.reported)).one()
-        assert old.instance.spec_version == 1  # a running case keeps its version
+        assert old.instance.spec_version == 2  # a running case keeps its version
     assert web.sign_in(web.world.lead).get(f"/cases/{web.world.reported}").status_code == 200
     # another process (started before the upload, so knowing only the shipped version) reads the stored
     # version when it first meets a case on it
@@ -263,17 +263,17 @@ def test_valid_upload_and_activate_new_cases_use_it(web: Web) -> None:
     rt2 = Runtime.from_settings(load_settings(settings_env(web.database, web.rt.settings.instance_path.parent),
                                               dotenv=None))
     try:
-        assert rt2.engine.versions("sanctions") == [1]
+        assert rt2.engine.versions("sanctions") == [1, 2]
         with rt2.sessions() as s:
             newest = s.scalars(sa.select(Case).order_by(Case.id.desc())).first()
-            assert newest is not None and newest.instance.spec_version == 2
-            assert rt2.engine.spec_of(newest.instance).version == 2
-        assert rt2.engine.versions("sanctions") == [1, 2]
+            assert newest is not None and newest.instance.spec_version == 3
+            assert rt2.engine.spec_of(newest.instance).version == 3
+        assert rt2.engine.versions("sanctions") == [1, 2, 3]
     finally:
         rt2.close()
     # back to the shipped version
-    web.post(admin, "/admin/protocols/sanctions/1/activate", {}, form_page="/admin/protocols")
-    assert new_case_version() == 1
+    web.post(admin, "/admin/protocols/sanctions/2/activate", {}, form_page="/admin/protocols")
+    assert new_case_version() == 2
 
 
 def test_failed_messages_are_listed(web: Web) -> None:

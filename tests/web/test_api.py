@@ -88,7 +88,7 @@ def new_case_body(web: Web, **overrides: Any) -> dict[str, Any]:
 
 
 def consent_fields(web: Web) -> dict[str, str]:
-    return {**CONSENT, "consent_date": web.clock.now().date().isoformat()}
+    return dict(CONSENT)
 
 
 # -- authentication -----------------------------------------------------------------------------------
@@ -312,8 +312,8 @@ def test_invalid_action_fields_are_422_by_field_and_change_nothing(web: Web) -> 
     before = case_state(web.database, w.reported)
     path = f"/api/cases/{w.reported}/actions/record_consent_and_risk"
     problem = assert_problem(staff.post(path, {"expected_version": version, "fields": {
-        "consent": "maybe", "consent_date": "2025-02-30", "shoe_size": 9}}), 422)
-    assert set(problem["errors"]) == {"consent", "consent_date", "risk", "shoe_size"}
+        "consent": "maybe", "risk_reason": 7, "shoe_size": 9}}), 422)
+    assert set(problem["errors"]) == {"consent", "risk_reason", "risk", "shoe_size"}
     assert "must be one of" in problem["errors"]["consent"]
 
     problem = assert_problem(staff.post(path, {"fields": consent_fields(web), "why": "no"}), 422)

@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -264,8 +264,9 @@ def test_case_show_gives_stage_and_allowed_actions_without_identity_when_user_ma
     out = json.loads(result.stdout)
     assert out["reference"] == shared_world.triaged
     assert out["stage"] == "triage"
-    expected = {"lead": {"refer", "decline", "record_only", "withdraw", "left_custody"},
-                "staff": {"withdraw", "left_custody"}}[who]
+    # Record only is not offered: its guard (no consent) fails whatever is typed, and this person consented.
+    expected = {"lead": {"refer", "decline", "change_consent", "withdraw", "left_custody"},
+                "staff": {"change_consent", "withdraw", "left_custody"}}[who]
     assert set(out["allowed_actions"]) == expected
     assert [(e["seq"], e["trigger"]) for e in out["history"]] == [(1, None), (2, "record_consent_and_risk")]
     assert_no_identity(result.output)
@@ -297,10 +298,8 @@ def test_case_show_refuses_when_acting_user_is_unknown(shared_run: Cli, shared_w
 def test_case_advance_moves_case_and_records_history_when_fields_given_with_field_options(
         run: Cli, world: World, database: Database) -> None:
     before = case_state(database, world.reported)
-    today = datetime.now(UTC).date().isoformat()
-
     result = run("case", "advance", world.reported, "record_consent_and_risk", "--as", world.staff,
-                 "-f", "consent=full", "-f", f"consent_date={today}", "-f", "risk=high")
+                 "-f", "consent=full", "-f", "risk=high")
 
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{world.reported}: reported → triage\n"
@@ -312,8 +311,7 @@ def test_case_advance_moves_case_and_records_history_when_fields_given_with_fiel
 
 def test_case_advance_accepts_list_fields_from_fields_json_when_referring(
         run: Cli, world: World, database: Database) -> None:
-    fields = {"recipients": ["head_of_establishment", "youth_custody_service"],
-              "sent_on": datetime.now(UTC).date().isoformat()}
+    fields = {"recipients": ["head_of_establishment"]}
 
     result = run("case", "advance", world.triaged, "refer", "--as", world.lead, "--fields-json", json.dumps(fields),
                  "--json")
@@ -323,16 +321,19 @@ def test_case_advance_accepts_list_fields_from_fields_json_when_referring(
     assert (out["previous_stage"], out["stage"]) == ("triage", "referred")
     contact = database.raw("SELECT kind, recipients FROM case_contacts")
     assert [r.kind for r in contact] == ["referral"]
-    assert "youth_custody_service" in str(contact[0].recipients)
+    assert "head_of_establishment" in str(contact[0].recipients)
 
 
-def test_case_advance_collects_repeated_field_into_a_list_when_given_twice(run: Cli, world: World) -> None:
+def test_case_advance_collects_repeated_field_into_a_list_when_given_twice(
+        run: Cli, world: World, database: Database) -> None:
+    # Both values arrive: the second is the Youth Custody Service, which the copy rules refuse for an adult.
+    before = case_state(database, world.triaged)
     result = run("case", "advance", world.triaged, "refer", "--as", world.lead, "--json",
-                 "-f", "recipients=head_of_establishment", "-f", "recipients=youth_custody_service",
-                 "-f", f"sent_on={datetime.now(UTC).date().isoformat()}")
+                 "-f", "recipients=head_of_establishment", "-f", "recipients=youth_custody_service")
 
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["stage"] == "referred"
+    assert_refused(result, "the Youth Custody Service is copied only when the person is a child; that is not "
+                           "so for this case, so remove it")
+    assert case_state(database, world.triaged) == before
 
 
 REFUSALS = [
@@ -352,8 +353,8 @@ REFUSALS = [
                  [": 'Refer to the establishment' cannot be done: the referral"
                   " must go to the head of the establishment"], id="guard"),
     pytest.param("reported", "record_consent_and_risk", "lead",
-                 ["-f", "consent=maybe", "-f", "consent_date=2025-02-30", "-f", "risk=standard"],
-                 ["error: consent: must be one of", "error: consent_date: must be a real date"],
+                 ["-f", "consent=maybe", "-f", "risk=extreme"],
+                 ["error: consent: must be one of", "error: risk: must be one of"],
                  id="malformed-fields"),
     pytest.param("reported", "record_consent_and_risk", "lead", ["-f", "consent=full"],
                  ["error: risk: "], id="missing-fields"),
@@ -364,7 +365,7 @@ REFUSALS = [
     pytest.param("reported", "record_consent_and_risk", "lead", ["-f", "consent"],
                  ["error: --field 'consent' must be name=value"], id="field-without-value"),
     pytest.param("reported", "record_consent_and_risk", "lead",
-                 ["--expected-version", "1", "-f", "consent=full", "-f", "consent_date=2025-04-16", "-f", "risk=high"],
+                 ["--expected-version", "1", "-f", "consent=full", "-f", "risk=high"],
                  [" was changed by someone else meanwhile (it is now at"
                   " version 2). Show it again and retry."], id="stale-version"),
     pytest.param("reported", "withdraw", "outside_lead", [], ["that you can see"], id="not-visible"),
@@ -525,7 +526,7 @@ def test_protocol_show_json_describes_stages_deadlines_and_triggers_when_asked(r
 
     assert result.exit_code == 0, result.output
     spec = json.loads(result.stdout)
-    assert (spec["key"], spec["version"], spec["initial"]) == ("sanctions", 1, "reported")
+    assert (spec["key"], spec["version"], spec["initial"]) == ("sanctions", 2, "reported")
     assert set(spec["stages"]) == {"reported", "triage", "referred", "escalated", "assessment", "follow_up",
                                    "closure_review", "closed"}
     assert spec["stages"]["closed"]["final"] is True
@@ -534,7 +535,7 @@ def test_protocol_show_json_describes_stages_deadlines_and_triggers_when_asked(r
         "establishment_response", "10 working days", ["3 working days"])
     refer = spec["triggers"]["refer"]
     assert (refer["from"], refer["to"], refer["roles"]) == (["triage"], "referred", ["lead"])
-    assert refer["guards"] == ["consent_allows_referral", "recipients_fit_establishment"]
+    assert refer["guards"] == ["consent_allows_referral", "recipients_fit_establishment", "copies_follow_rules"]
 
     human = run_without_database("protocol", "show")
     assert human.exit_code == 0
@@ -543,16 +544,16 @@ def test_protocol_show_json_describes_stages_deadlines_and_triggers_when_asked(r
 
 def test_protocol_show_includes_configured_spec_files_when_protocol_files_set(
         run_without_database: Cli, tmp_path: Path) -> None:
-    v2 = tmp_path / "sanctions-v2.yaml"
-    v2.write_text(_variant("version: 1\n", "version: 2\n")(BUNDLED_SPEC.read_text(encoding="utf-8")),
+    v3 = tmp_path / "sanctions-v3.yaml"
+    v3.write_text(_variant("version: 1\n", "version: 3\n")(BUNDLED_SPEC.read_text(encoding="utf-8")),
                   encoding="utf-8")
-    env = {"REPRISALS_PROTOCOL_FILES": str(v2)}
+    env = {"REPRISALS_PROTOCOL_FILES": str(v3)}
 
     newest = run_without_database("protocol", "show", "--json", env=env)
     first = run_without_database("protocol", "show", "--json", "--version", "1", env=env)
 
     assert newest.exit_code == 0, newest.output
-    assert json.loads(newest.stdout)["version"] == 2
+    assert json.loads(newest.stdout)["version"] == 3
     assert json.loads(first.stdout)["version"] == 1
 
 

@@ -80,16 +80,16 @@ def test_api_says_what_is_wrong_in_plain_words_never_in_the_validator_s(web: Web
     assert version and count_rows(web.database, TABLES) == before
 
 
-def test_api_refuses_a_future_consent_date_and_changes_nothing(web: Web) -> None:
+def test_api_refuses_consent_recorded_in_the_future_and_changes_nothing(web: Web) -> None:
     lead = Api(web, web.world.lead)
     version = lead.get(f"/api/cases/{web.world.reported}").get_json()["version"]
     before = count_rows(web.database, TABLES)
     tomorrow = (web.clock.now() + timedelta(days=2)).date().isoformat()
 
     problem = assert_problem(lead.post(f"/api/cases/{web.world.reported}/actions/record_consent_and_risk", {
-        "expected_version": version, "fields": {**consent_fields(web), "consent_date": tomorrow}}), 422)
+        "expected_version": version, "fields": consent_fields(web), "occurred_at": tomorrow}), 422)
 
-    assert problem["errors"] == {"consent_date": "must be today or in the past"}
+    assert problem["errors"] == {"occurred_at": "must not be in the future"}
     assert count_rows(web.database, TABLES) == before
 
 
@@ -115,11 +115,11 @@ def test_case_open_command_refuses_odd_input_with_one_error_line_and_writes_noth
     assert count_rows(database, TABLES) == before
 
 
-def test_case_advance_command_refuses_a_future_consent_date(run: Cli, world: World, database: Any) -> None:
+def test_case_advance_command_refuses_consent_recorded_in_the_future(run: Cli, world: World, database: Any) -> None:
     before = count_rows(database, TABLES)
     result = run("case", "advance", world.reported, "record_consent_and_risk", "--as", world.lead,
-                 "-f", "consent=full", "-f", "risk=standard", "-f", "consent_date=2999-01-01")
-    assert_refused(result, "error: consent_date: ")
+                 "-f", "consent=full", "-f", "risk=standard", "--occurred-at", "2999-01-01")
+    assert_refused(result, "error: --occurred-at: ")
     assert count_rows(database, TABLES) == before
 
 

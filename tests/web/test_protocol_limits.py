@@ -80,4 +80,4 @@ def test_admin_upload_refuses_each_hostile_file_with_its_message_and_stores_noth
     assert pasted.status_code == 400
     assert "The file is larger than 256 KiB" in pasted.get_data(as_text=True)
     assert count_rows(web.database, ("protocol_versions",)) == before
-    assert web.rt.engine.versions("sanctions") == [1]
+    assert web.rt.engine.versions("sanctions") == [1, 2]

@@ -163,6 +163,19 @@ def test_the_urgent_welsh_variant_counts_hours_then_welsh_working_days(install: 
     assert due["urgent_contact"] == "Sat 2025-08-23 15:00"  # 24 clock hours
     assert due["urgent_written_response"] == "Mon 2025-09-01 17:00"  # 5 working days in Wales; 25 Aug a holiday
     # No response: overdue from 5pm Mon 1 Sep; on Tue 2 Sep the lead escalates, recorded on the 3rd.
-    i.act("lead", ref, "escalate", {"reason": "overdue", "recipient": "Youth Custody Service"},
+    # The governor is reached on Saturday morning: contact confirmed (version 2), met, and the case stays
+    # referred with its written-response deadline running.
+    confirmed = i.act("lead", ref, "confirm_contact", {"contact_with": "Duty governor"}, "2025-08-23T11:00",
+                      at="2025-08-26T09:00")
+    assert confirmed["stage"] == "referred" and "urgent_contact" not in i.due(ref)
+    assert i.due(ref)["urgent_written_response"] == "Mon 2025-09-01 17:00"
+    # A child's escalation goes to (or copies) the Youth Custody Service; one without it is refused.
+    i.clock.set(uk("2025-09-03T09:00"))
+    version = i.call("lead", "GET", f"/api/cases/{ref}")["version"]
+    problem = i.call("lead", "POST", f"/api/cases/{ref}/actions/escalate", {
+        "expected_version": version, "fields": {"reason": "overdue", "recipient": "hmpps"},
+        "occurred_at": "2025-09-02T10:00"}, status=422)
+    assert "it must copy the Youth Custody Service: the person is a child" in problem["detail"], problem
+    i.act("lead", ref, "escalate", {"reason": "overdue", "recipient": "youth_custody_service"},
           "2025-09-02T10:00", at="2025-09-03T09:00")
     assert i.due(ref)["level_1_response"] == "Tue 2025-09-09 17:00"

@@ -26,6 +26,7 @@ from reprisals.services import (
     get_case,
     get_case_history,
     occurred_at_of,
+    offered_actions,
     open_case,
     redate_action,
 )
@@ -138,14 +139,15 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
     spec = engine.spec_of(case.instance)
     live = _live(session, [case.instance_id])[case.instance_id]
     actions = []
-    for name in allowed_actions(engine, user, case):
-        trig = spec.triggers[name]
-        actions.append(ActionOut(name=name, label=trig.label, to_stage=trig.dest, fields={
-            fname: FieldOut(type=f.type.value, label=f.label, required=f.required,
-                            choices=list(f.choices) if f.choices else None, max_length=f.max_length,
-                            required_when={k: list(v) for k, v in f.required_when.items()}
-                            if f.required_when else None)
-            for fname, f in trig.fields.items()}))
+    for offer in offered_actions(engine, user, case, now()):
+        trig = offer.trigger
+        fields = {fname: FieldOut(type=f.type.value, label=f.label, required=f.required,
+                                  choices=list(f.choices) if f.choices else None, max_length=f.max_length,
+                                  required_when={k: list(v) for k, v in f.required_when.items()}
+                                  if f.required_when else None)
+                  for fname, f in trig.fields.items()}
+        actions.append(ActionOut(name=trig.name, label=trig.label, to_stage=trig.dest, fields=fields,
+                                 conditions=list(offer.conditions)))
     field_types = {t.name: {n: f.type for n, f in t.fields.items()} for t in spec.triggers.values()}
     events = get_case_history(session, engine, case)
     corrections = corrected_moments(events)
@@ -245,7 +247,7 @@ def act(reference: str, trigger: str) -> Response:
         raise ApiProblem(404, "Not found", "There is no such action.")
     # a refusal names the case, the action's and stage's labels and what can be done next (web.api)
     g.case_context = {"reference": case.reference, "spec": spec,
-                      "next_actions": allowed_actions(runtime().engine, user, case)}
+                      "next_actions": allowed_actions(runtime().engine, user, case, now())}
     advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
                  expected_version=body.expected_version, occurred_at=body.occurred_at)
     detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"

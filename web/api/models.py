@@ -189,6 +189,9 @@ class ActionOut(_Out):
     label: str
     to_stage: str | None = Field(description="The stage it moves the case to; null when the case stays where it is.")
     fields: dict[str, FieldOut]
+    conditions: list[str] = Field(default_factory=list, description=(
+        "What the fields must say for the action to be accepted, where that depends on what is typed "
+        "(e.g. an override for risk to life when the person has not consented)."))
 
 
 class EventOut(_Out):
