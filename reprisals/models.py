@@ -206,7 +206,9 @@ class Case(Base):
     consent_override_reason: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome, "outcome"))
     closed_at: Mapped[datetime | None]
-    linked_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # The earlier case this one was opened from ("Open a linked case": too late to reopen it). The earlier
+    # case finds the cases opened from it by this column (indexed), in ``services.linked_cases``.
+    linked_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     created_at: Mapped[datetime]
 
     instance: Mapped[WorkflowInstance] = relationship(lazy="joined", innerjoin=True)
@@ -216,6 +218,7 @@ class Case(Base):
     detainee: Mapped[Detainee] = relationship(back_populates="case", uselist=False, lazy="joined")
     assigned_user: Mapped[User | None] = relationship(foreign_keys=[assigned_user_id])
     receiving_user: Mapped[User] = relationship(foreign_keys=[receiving_user_id])
+    linked_case: Mapped[Case | None] = relationship(remote_side=[id], foreign_keys=[linked_case_id])
 
     @property
     def stage(self) -> str:

@@ -9,6 +9,7 @@ why, notes are stored as ciphertext and history records only that one was added.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity
+from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity, visible_cases
 from reprisals.crypto import Cipher
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger
@@ -219,7 +220,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     errors: dict[str, str] = {}
     known = {"establishment_id", "received_at", "channel", "original_contact_date", "age_group",
              "sanction_types", "detriment_dates", "description", "risk", "party_bodies", "detainee_name",
-             "detainee_number", "detainee_date_of_birth", "assigned_user_id"}
+             "detainee_number", "detainee_date_of_birth", "assigned_user_id", "linked_case"}
     for name in data:
         if name not in known:
             errors[shown(name)] = "is not a field of a new case"
@@ -275,6 +276,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
             errors["assigned_user_id"] = "is not an active member of staff of a body on this case"
     if contact_date and received_at and contact_date > received_at.astimezone(LONDON).date():
         errors["original_contact_date"] = "cannot be after the concern was received"
+    earlier = _linked_case(session, actor, errors, data.get("linked_case"))
     if errors:
         raise InvalidInput(errors)
     assert establishment is not None and received_at is not None and person_name is not None
@@ -292,7 +294,8 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
                    "establishment_type": establishment.type.value},
         calendar=establishment.nation.value,
         data={"reference": reference, "owning_body": actor.body_code, "establishment": establishment.id,
-              "risk": risk.value, "channel": channel.value if channel else None},
+              "risk": risk.value, "channel": channel.value if channel else None,
+              **({"linked_case": earlier.reference} if earlier is not None else {})},
     )
     case = Case(
         reference=reference, instance=instance, owning_body_code=actor.body_code,
@@ -301,6 +304,7 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
         received_at=received_at, channel=channel, original_contact_date=contact_date, age_group=age_group,
         sanction_types=sorted(set(sanctions)), detriment_dates=detriment, description_ciphertext="",
         risk=risk, created_at=now, current_stage=instance.stage,
+        linked_case_id=earlier.id if earlier is not None else None,
     )
     case.parties = [CaseParty(body_code=c) for c in sorted(set(parties))]
     session.add(case)
@@ -314,9 +318,50 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
                                   if dob else None),
     ))
     session.flush()
+    if earlier is not None:  # both histories say it: the new case's first event, and this one
+        engine.append_event(session, earlier.instance, "case_linked", str(actor.id), now,
+                            {"linked_case": reference})
     if messenger is not None and assignee is not None and assignee.id != actor.id:
         messenger.case_assigned(session, case, assignee, actor, now)
     return case
+
+
+LINKED_CASE_UNSEEN = "is not a case you can see: give the reference of an earlier case, such as RPR-2025-0001"
+REFERENCE_SHAPE = re.compile(r"RPR-[0-9]{4}-[0-9]{4,6}")
+
+
+def _linked_case(session: Session, actor: User, errors: dict[str, str], value: Any) -> Case | None:
+    """The earlier case a new case is opened from (``linked_case``: its reference), if the actor may see
+    it. A case they may not see is refused exactly like one that does not exist."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        errors["linked_case"] = "must be a case reference, such as RPR-2025-0001"
+        return None
+    reference = value.strip().upper()
+    earlier = None
+    if REFERENCE_SHAPE.fullmatch(reference):  # nothing else is looked up: text the driver cannot take
+        earlier = session.scalars(select(Case).where(Case.reference == reference)).one_or_none()
+    if earlier is None or not can_view_case(actor, earlier):
+        errors["linked_case"] = LINKED_CASE_UNSEEN
+        return None
+    return earlier
+
+
+@dataclass(frozen=True)
+class Links:
+    """A case's links that the viewer may see: the case it was opened from, and those opened from it."""
+
+    linked_to: Case | None
+    linked_from: list[Case]
+
+
+def linked_cases(session: Session, viewer: User, case: Case) -> Links:
+    """The cases linked to ``case`` both ways, only those ``viewer`` may see (a reference they may not see
+    is not shown: its existence is not revealed). Those opened from it oldest first."""
+    earlier = case.linked_case
+    later = session.scalars(visible_cases(viewer).where(Case.linked_case_id == case.id).order_by(Case.id))
+    return Links(earlier if earlier is not None and can_view_case(viewer, earlier) else None, list(later))
 
 
 def _may_be_assigned(user: User, owning: str | None, parties: list[str] | set[str]) -> bool:

@@ -31,12 +31,14 @@ from reprisals.models import Body, Case, CaseNote, Role, User
 from reprisals.services import (
     LONDON,
     MAX_TEXT,
+    Links,
     add_note,
     advance_case,
     allowed_actions,
     assign_case,
     corrected_moments,
     get_case,
+    linked_cases,
     occurred_at_of,
     offered_actions,
     read_description,
@@ -215,9 +217,10 @@ def _history(case: Case, after_seq: int = 0) -> list[Any]:
 
 
 def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
-              may_read_text: bool) -> list[TimelineItem]:
+              may_read_text: bool, visible_links: frozenset[str] = frozenset()) -> list[TimelineItem]:
     """Newest first. Free text a trigger recorded (summaries, assessments) may identify the person:
-    it is shown only to people who may see identity."""
+    it is shown only to people who may see identity. A linked case is named only if the viewer may see
+    it (``visible_links``)."""
     labels = {name: s.label for name, s in spec.stages.items()}
     deadline_labels = {d.name: d.label for s in spec.stages.values() for d in s.deadlines}
     corrections = corrected_moments(events)
@@ -233,6 +236,13 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
         data = e.data or {}
         if e.kind == "created":
             what = "Case opened"
+            if data.get("linked_case"):
+                details.append(("Linked to", str(data["linked_case"]) if data["linked_case"] in visible_links
+                                else "An earlier case you cannot see"))
+        elif e.kind == "case_linked":
+            what = "A new case was opened linked to this one"
+            if data.get("linked_case") in visible_links:
+                details.append(("New case", str(data["linked_case"])))
         elif e.kind == "transition":
             trig = spec.triggers.get(e.trigger or "")
             what = trig.label if trig else words(e.trigger or "")
@@ -282,8 +292,13 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
     return items
 
 
+def _case_link(reference: str) -> Markup:
+    return Markup('<a class="govuk-link" href="{}">{}</a>').format(url_for("case.show", reference=reference),
+                                                                   reference)
+
+
 def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User | None,
-                  lead: bool) -> list[dict[str, Any]]:
+                  lead: bool, links: Links) -> list[dict[str, Any]]:
     bodies = {b.code: b.name for b in db().scalars(select(Body))}
     stage = spec.stages[case.stage].label if case.stage in spec.stages else case.stage
     stage_html = Markup("{}{}").format(stage, Markup(' <strong class="govuk-tag govuk-tag--red">Overdue</strong>')
@@ -320,6 +335,15 @@ def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User 
                      "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
     if case.consent_override_reason:
         rows.append({"key": {"text": "Consent overridden"}, "value": {"text": words(case.consent_override_reason)}})
+    if links.linked_to is not None:
+        rows.append({"key": {"text": "Linked to"},
+                     "value": {"html": Markup("{} (this case was opened from it)").format(
+                         _case_link(links.linked_to.reference))}})
+    if links.linked_from:
+        rows.append({"key": {"text": "Linked cases"},
+                     "value": {"html": Markup('<ul class="govuk-list">{}</ul>').format(
+                         Markup("").join(Markup("<li>{}</li>").format(_case_link(c.reference))
+                                         for c in links.linked_from))}})
     return rows
 
 
@@ -344,6 +368,12 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     overdue = any(d.overdue for d in deadlines)
     lead = _is_lead(case)
     assignee = users.get(str(case.assigned_user_id)) if case.assigned_user_id else None
+    links = linked_cases(db(), user, case)
+    visible_links = frozenset(c.reference for c in links.linked_from) | (
+        {links.linked_to.reference} if links.linked_to else set())
+    # "Open a linked case": a lead of the owning body, on a closed case (after the reopen window, the only way).
+    may_link = (case.closed_at is not None and user.active and user.role is Role.LEAD
+                and user.body_code == case.owning_body_code)
     actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
@@ -351,10 +381,12 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     return render_template(
         "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
-        summary=_summary_rows(case, spec, overdue, assignee, lead), overdue=overdue, deadlines=deadlines,
+        summary=_summary_rows(case, spec, overdue, assignee, lead, links), overdue=overdue, deadlines=deadlines,
+        may_link=may_link,
         lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
-        timeline=_timeline(spec, events, users, may_identify), version=case.instance.version, local=local,
+        timeline=_timeline(spec, events, users, may_identify, visible_links), version=case.instance.version,
+        local=local,
         integrity=integrity, problems=_problems(integrity, case.instance_id),
     ), status
 

@@ -33,10 +33,11 @@ from govuk_frontend_wtf.wtforms_widgets import (
     GovTextArea,
     GovTextInput,
 )
+from markupsafe import Markup
 from sqlalchemy import ColumnElement, Select, case, func, nulls_last, select
 from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
-from wtforms import Field, Form, SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField
+from wtforms import Field, Form, HiddenField, SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
@@ -56,7 +57,7 @@ from reprisals.models import (
     User,
 )
 from reprisals.protocol import SPEC_KEY
-from reprisals.services import open_case
+from reprisals.services import get_case, open_case
 from web.context import db, me, now, runtime
 from web.security import roles
 from workflow.models import DeadlineRow, WorkflowInstance
@@ -613,6 +614,8 @@ DOMAIN_FIELDS = {
 
 # -- the draft: ciphertext on the server, bound to the signed-in session ---------------------------
 
+LINKED = "linked_case"  # the answer that holds the reference of the earlier case, when there is one
+
 
 @dataclass
 class Draft:
@@ -709,6 +712,8 @@ def _case_data(draft: Draft) -> dict[str, Any]:
         "risk": draft.one("risk"),
         "assigned_user_id": _form_id(draft.one("assigned_user_id")),
     }
+    if draft.one(LINKED):
+        data["linked_case"] = draft.one(LINKED)
     return data
 
 
@@ -781,11 +786,16 @@ def _summary(draft: Draft, reporter: User) -> list[dict[str, Any]]:
          "risk", "risk"),
         ("Assigned to", names["assigned"], "assign", "who should work on the case"),
     ]
-    return [{"key": {"text": k},
-             "value": {"text": v, "classes": "app-pre-wrap"},
-             "actions": {"items": [{"href": url_for("cases.report_step", step=step, change="1"),
-                                    "text": "Change", "visuallyHiddenText": hidden}]}}
-            for k, v, step, hidden in rows]
+    out = [{"key": {"text": k},
+            "value": {"text": v, "classes": "app-pre-wrap"},
+            "actions": {"items": [{"href": url_for("cases.report_step", step=step, change="1"),
+                                   "text": "Change", "visuallyHiddenText": hidden}]}}
+           for k, v, step, hidden in rows]
+    if draft.one(LINKED):  # set from the earlier case's page; discarding the report removes it
+        out.insert(0, {"key": {"text": "Linked to"},
+                       "value": {"html": Markup('<a class="govuk-link" href="{}">{}</a>').format(
+                           url_for("case.show", reference=draft.one(LINKED)), draft.one(LINKED))}})
+    return out
 
 
 # -- the views -----------------------------------------------------------------------------------------
@@ -797,6 +807,13 @@ class DiscardForm(FlaskForm):
 
 class SubmitReportForm(FlaskForm):
     submit = SubmitField("Submit", widget=GovSubmitInput())
+
+
+class LinkForm(FlaskForm):
+    """"Open a linked case" on an earlier case's page: the reference goes in the POST body (a reference,
+    never identity), and into the draft."""
+
+    linked = HiddenField()
 
 
 def _form_for(step: Step, draft: Draft, formdata: MultiDict[str, str] | None) -> StepForm:
@@ -851,7 +868,23 @@ def _render_step(step: Step, form: StepForm, change: bool, status: int = 200) ->
 def report() -> ResponseReturnValue:
     draft = _load_draft()
     return render_template("cases/report_start.html", title="Report a concern", has_draft=bool(draft.done),
-                           discard=DiscardForm(), first=url_for("cases.report_step", step=STEPS[0].slug))
+                           linked=draft.one(LINKED), discard=DiscardForm(),
+                           first=url_for("cases.report_step", step=STEPS[0].slug))
+
+
+@bp.post("/new/linked")
+@roles(Role.LEAD, Role.STAFF)
+def report_linked() -> ResponseReturnValue:
+    """Start (or continue) a report that will open a new case linked to an earlier one the user may see
+    (a case they may not see is a 404, as everywhere). The link is checked again when the case is opened."""
+    form = LinkForm()
+    if not form.validate_on_submit() or not isinstance(form.linked.data, str):
+        abort(400)
+    earlier = get_case(db(), me(), form.linked.data.strip().upper())
+    draft = _load_draft()
+    draft.answers[LINKED] = [earlier.reference]
+    _save_draft(draft)
+    return redirect(url_for("cases.report"))
 
 
 @bp.post("/new/discard")
@@ -923,6 +956,14 @@ def report_check() -> ResponseReturnValue:
                                 messenger=runtime().messenger)
         except InvalidInput as exc:
             db().rollback()
+            if LINKED in exc.errors:  # no longer a case the user may see: unlinked, said so, checked again
+                earlier = draft.answers.pop(LINKED, [""])[0]
+                _save_draft(draft)
+                form.submit.errors = [f"The new case cannot be linked to {earlier}: it is not a case you can see. "
+                                      "Check your answers and submit again to open it without a link"]
+                return render_template("cases/report_check.html", title="Check your answers before reporting the "
+                                       "concern", rows=_summary(draft, reporter), submit_form=form, form=form,
+                                       back=url_for("cases.report_step", step=STEPS[-1].slug)), 422
             return _step_with_domain_errors(draft, reporter, exc.errors)
         reference = created.reference
         if not discard_draft(db(), _web_session()):  # with the case, in one transaction

@@ -297,12 +297,15 @@ def case() -> None:
 
 def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
     from reprisals.deadlines import list_deadlines
-    from reprisals.services import allowed_actions
+    from reprisals.services import allowed_actions, linked_cases
 
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
                 "status": d.deadline.status} for d in list_deadlines(session, case=c)]
+    links = linked_cases(session, user, c)
     return {
         "deadlines": running,
+        "linked_case": links.linked_to.reference if links.linked_to else None,
+        "linked_cases": [later.reference for later in links.linked_from],
         "reference": c.reference, "stage": c.stage, "risk": c.risk.value,
         "consent": c.consent.value if c.consent else None, "owning_body": c.owning_body_code,
         "parties": sorted(c.party_codes), "establishment": c.establishment.name,
@@ -322,6 +325,10 @@ def _print_case(d: dict[str, Any]) -> None:
                "(UK time)")
     click.echo(f"  consent: {d['consent'] or '-'}  assigned to: {d['assigned_to'] or '-'}  "
                f"outcome: {d['outcome'] or '-'}")
+    if d["linked_case"]:
+        click.echo(f"  Linked to: {d['linked_case']} (this case was opened from it)")
+    if d["linked_cases"]:
+        click.echo(f"  Linked from: {', '.join(d['linked_cases'])} (opened from this case)")
 
     for dl in d["deadlines"]:
         click.echo(f"  deadline: {dl['label']} — due {local_text(dl['due_at'])} ({dl['status']})")

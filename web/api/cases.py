@@ -25,6 +25,7 @@ from reprisals.services import (
     corrected_moments,
     get_case,
     get_case_history,
+    linked_cases,
     occurred_at_of,
     offered_actions,
     open_case,
@@ -152,6 +153,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
     events = get_case_history(session, engine, case)
     corrections = corrected_moments(events)
     integrity = verify_instance(session, case.instance_id)
+    links = linked_cases(session, user, case)
     return CaseDetail(
         **_summary_fields(user, case, live),
         channel=case.channel, age_group=case.age_group, sanction_types=list(case.sanction_types),
@@ -161,6 +163,8 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         live_deadlines=[_deadline(case.reference, d) for d in live],
         history=[_event(e, field_types, corrections) for e in events],
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
+        linked_case=links.linked_to.reference if links.linked_to else None,
+        linked_cases=[later.reference for later in links.linked_from],
     )
 
 

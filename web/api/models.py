@@ -225,6 +225,9 @@ class CaseDetail(CaseSummary):
     history_verified: bool = Field(description="The case's history chain, its head and its ledger entry check "
                                                "out: nothing was changed, removed or inserted outside the service.")
     history_problems: list[str] = Field(description="What the check found, when history_verified is false.")
+    linked_case: str | None = Field(description="The earlier case this one was opened from (a new case linked "
+                                                "to it), if you may see it.")
+    linked_cases: list[str] = Field(description="The cases opened from this one, oldest first: those you may see.")
 
 
 class NewCase(_In):
@@ -245,6 +248,9 @@ class NewCase(_In):
     detainee_number: str | None = Field(default=None, max_length=40)
     detainee_date_of_birth: IsoDate | None = None
     assigned_user_id: UserId | None = None
+    linked_case: str | None = Field(
+        default=None, max_length=20, description="Open it linked to an earlier case you may see (one closed too long "
+        "ago to reopen): that case's reference, such as RPR-2025-0001. Both cases' histories record the link.")
 
 
 class ActionRequest(_In):
