@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +39,18 @@ RECIPIENT_WORDS = {
 RESPONDER_WORDS = {"establishment": "The establishment", "central_authority": "The central authority",
                    "department": "The department"}
 KIND_WORDS = {"referral": "Referral", "escalation": "Escalation", "response": "Response"}
+LONDON = ZoneInfo("Europe/London")
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
+def uk_date(when: date | datetime | None) -> str:
+    """'Tue 6 May 2025' (a moment: its day in UK time); '' for none."""
+    if when is None:
+        return ""
+    day = when.astimezone(LONDON).date() if isinstance(when, datetime) else when
+    return f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,12 @@ class Letter:
     def recipient_words(self) -> list[str]:
         """Each recipient for people: a choice in words, typed text as typed (escape it when showing it)."""
         return [RECIPIENT_WORDS.get(r, r) for r in self.recipients]
+
+    def as_dict(self) -> dict[str, object]:
+        """What the command's --json and the API give: codes and typed text, dates, the due moment."""
+        return {"kind": self.kind, "level": self.level, "recipients": list(self.recipients), "on": self.on,
+                "response_due": self.response_due, "response_received": self.response_received,
+                "responder": self.responder, "history_seq": self.history_seq}
 
     @property
     def responder_words(self) -> str | None:

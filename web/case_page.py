@@ -27,6 +27,7 @@ from reprisals.access import actor_for, can_view_identity
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.letters import letters_of, uk_date
 from reprisals.models import Body, Case, CaseNote, Role, User
 from reprisals.services import (
     LONDON,
@@ -367,7 +368,8 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
         timeline=_timeline(spec, events, users, may_identify), version=case.instance.version, local=local,
-        integrity=integrity, problems=_problems(integrity, case.instance_id),
+        integrity=integrity, problems=_problems(integrity, case.instance_id), letters=letters_of(db(), case),
+        uk_date=uk_date,
     ), status
 
 
