@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy import select
 
-from tests.web.conftest import Web, case_state
+from reprisals.models import Case
+from tests.web.conftest import Web, case_state, csrf_token
 from tests.web.test_case_actions import CANARIES, Pages, d, no_identity_in_urls
+from workflow.models import DeadlineRow
+
+LONDON = ZoneInfo("Europe/London")
 
 LINK = re.compile(r'href="(/cases/[^"]+/events/(\d+)/date)">Correct the date<span class="govuk-visually-hidden">'
                   r" of ([^<(]+)")
@@ -18,15 +24,10 @@ LINK = re.compile(r'href="(/cases/[^"]+/events/(\d+)/date)">Correct the date<spa
 
 def response_due(web: Web, ref: str) -> str:
     """The establishment response's due day (UK), as the deadlines table holds it."""
-    (row,) = web.database.raw(
-        "SELECT d.due_at FROM wf_deadlines d JOIN cases c ON c.instance_id = d.instance_id "
-        "WHERE c.reference = :r AND d.name = 'establishment_response'", r=ref)
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-    due = row.due_at if isinstance(row.due_at, datetime) else datetime.fromisoformat(str(row.due_at))
-    if due.tzinfo is None:
-        due = due.replace(tzinfo=ZoneInfo("UTC"))
-    return due.astimezone(ZoneInfo("Europe/London")).date().isoformat()
+    with web.database.session() as s:
+        due = s.scalars(select(DeadlineRow.due_at).join(Case, Case.instance_id == DeadlineRow.instance_id)
+                        .where(Case.reference == ref, DeadlineRow.name == "establishment_response")).one()
+    return due.astimezone(LONDON).date().isoformat()
 
 
 def referred(web: Web) -> tuple[Pages, str, str]:
@@ -80,7 +81,8 @@ def test_a_lead_corrects_the_date_of_a_letter_and_its_deadline_moves(web: Web) -
         assert canary not in shown
 
 
-def test_refusals_show_their_message_on_the_field_and_change_nothing(web: Web) -> None:
+def test_refusals_show_their_message_on_the_field_and_change_nothing_and_only_leads_may_correct(
+        web: Web) -> None:
     lead, ref, path = referred(web)
     before = case_state(web.database, ref)
     due = response_due(web, ref)
@@ -96,8 +98,13 @@ def test_refusals_show_their_message_on_the_field_and_change_nothing(web: Web) -
         ({"occurred_on": d("2025-04-22"), "occurred_time": "25:99", "reason": "Wrong day."}, "occurred_time",
          "Enter the time as hours and minutes, like 14:30"),
     ]
-    for data, field, message in cases:
-        refused = form_post(lead, path, data)
+    seq = int(path.split("/events/")[1].split("/")[0])
+    consent = path.replace(f"/events/{seq}/", f"/events/{seq - 1}/")  # the action before the letter
+    cases = [(path, *c) for c in cases] + [
+        (consent, {"occurred_on": d("2025-04-25"), "reason": "Wrong day."}, "occurred_on",
+         "The date it happened must not be after the action after it, which happened at 24 April 2025, 12:00")]
+    for target, data, field, message in cases:
+        refused = form_post(lead, target, data)
         html = refused.get_data(as_text=True)
         assert refused.status_code == 200, (data, refused.status_code)
         assert "<title>Error:" in html and "There is a problem" in html, data
@@ -108,10 +115,7 @@ def test_refusals_show_their_message_on_the_field_and_change_nothing(web: Web) -
     count = web.database.raw("SELECT count(*) AS n FROM wf_history WHERE kind = 'action_redated'")[0].n
     assert count == 0
 
-
-def test_only_leads_of_a_body_on_the_case_may_correct_a_date(web: Web) -> None:
-    lead, ref, path = referred(web)
-    before = case_state(web.database, ref)
+    # Only a lead of a body on the case: others get 403, or 404 when the case is not theirs to see.
     staff = web.sign_in(web.world.staff)  # assigned, may act, may not correct
     assert "Correct the date" not in staff.get(f"/cases/{ref}").get_data(as_text=True)
     assert staff.get(path).status_code == 403
@@ -119,8 +123,11 @@ def test_only_leads_of_a_body_on_the_case_may_correct_a_date(web: Web) -> None:
     assert "Correct the date" not in auditor.get(f"/cases/{ref}").get_data(as_text=True)
     assert auditor.get(path).status_code == 403
     assert web.sign_in(web.world.outside_lead).get(path).status_code == 404  # no part in the case
-    # A POST without a form's token is refused before anything else.
-    assert staff.post(path, data={"occurred_on": d("2025-04-22"), "reason": "x"}).status_code in (400, 403)
+    token = csrf_token(staff.get(f"/cases/{ref}").get_data(as_text=True))  # the session's token, from its page
+    assert staff.post(path, data={"occurred_on": d("2025-04-22"), "reason": "x", "csrf_token": token}
+                      ).status_code == 403
+    # A POST without the form's token is refused before anything else.
+    assert lead.client.post(path, data={"occurred_on": d("2025-04-22"), "reason": "x"}).status_code == 400
     created = path.rsplit("/events/", 1)[0] + "/events/1/date"  # "Case opened" is not an action
     assert lead.client.get(created).status_code == 404
     assert lead.client.get(path.rsplit("/events/", 1)[0] + "/events/999/date").status_code == 404
