@@ -27,6 +27,7 @@ from reprisals.access import actor_for, can_view_identity
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.letters import letters_of, uk_date
 from reprisals.models import Body, Case, CaseNote, Role, User
 from reprisals.services import (
     LONDON,
@@ -43,6 +44,7 @@ from reprisals.services import (
     offered_actions,
     read_description,
     read_note,
+    redate_action,
     view_identity,
     why_not_now,
 )
@@ -112,6 +114,17 @@ class ResumeForm(FlaskForm):
                            validators=[Required("Enter the reason for restarting the clock"),
                                        Length(max=2000, message="The reason must be 2000 characters or fewer")])
     submit = SubmitField("Restart the clock", widget=GovSubmitInput())
+
+
+class RedateForm(ActionForm):
+    """When a protocol action really happened: the action forms' date and optional time, and why."""
+
+    occurred_on = GovDateField("When did this really happen?", validators=[Required("Enter the date it happened")])
+    reason = TextAreaField("Why is the date being corrected?", widget=GovTextArea(),
+                           description="Your reason is recorded in the case history with your name.",
+                           validators=[Required("Enter why the date is being corrected"),
+                                       Length(max=2000, message="The reason must be 2000 characters or fewer")])
+    submit = SubmitField("Correct the date", widget=GovSubmitInput())
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -190,6 +203,8 @@ class TimelineItem:
     what: str
     details: list[tuple[str, str]]
     late: str | None = None  # "recorded 2 days later", when it was entered after the day it happened
+    seq: int = 0
+    correctable: bool = False  # a protocol action: a lead may correct when it happened
 
 
 def _field_value(kind: FieldType, value: Any) -> str:
@@ -212,7 +227,7 @@ def _history(case: Case, after_seq: int = 0) -> list[Any]:
     """The case's history as plain rows (no ORM objects: a page shows hundreds of events)."""
     h = HistoryEvent
     return list(db().execute(
-        select(h.seq, h.kind, h.trigger, h.from_stage, h.to_stage, h.actor_id, h.at, h.data)
+        select(h.seq, h.kind, h.trigger, h.from_stage, h.to_stage, h.actor_id, h.at, h.data, h.corrects_seq)
         .where(h.instance_id == case.instance_id, h.seq > after_seq).order_by(h.seq)))
 
 
@@ -288,7 +303,7 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = words(e.kind)
         happened = occurred_at_of(e, corrections)
         items.append(TimelineItem(local(happened), happened.isoformat(), who, what, details,
-                                  recorded_later(happened, e.at)))
+                                  recorded_later(happened, e.at), e.seq, e.kind == "transition"))
     return items
 
 
@@ -386,8 +401,8 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
         timeline=_timeline(spec, events, users, may_identify, visible_links), version=case.instance.version,
-        local=local,
-        integrity=integrity, problems=_problems(integrity, case.instance_id),
+        local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
+        letters=letters_of(db(), case), uk_date=uk_date,
     ), status
 
 
@@ -567,6 +582,83 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
                "resume": f"Restart the clock: {found.label}"}[operation]
     return render_template("case/deadline.html", title=heading, case=case, deadline=found, form=form,
                            form_error=form_error, operation=operation)
+
+
+# -- correcting when an action happened -------------------------------------------------------------
+
+
+CHANGED_MEANWHILE = ("This case was changed by someone else while you were working. Check its history, then "
+                     "submit the correction again if it is still right.")
+
+
+@bp.route("/<reference>/events/<int(min=1, max=2147483647):seq>/date", methods=["GET", "POST"])
+@signed_in
+def redate(reference: str, seq: int) -> ResponseReturnValue:
+    """A lead corrects when a protocol action happened (``services.redate_action``): a correction that
+    points at it is added to the history and its deadlines are recomputed (decision 17)."""
+    case = _case(reference)
+    if not _is_lead(case):
+        abort(403)
+    rt = runtime()
+    spec = rt.engine.spec_of(case.instance)
+    events = _history(case)
+    target = next((e for e in events if e.seq == seq and e.kind == "transition"), None)
+    if target is None:
+        abort(404)
+    trig = spec.triggers.get(target.trigger or "")
+    action_label = trig.label if trig else words(target.trigger or "")
+    was = occurred_at_of(target, corrected_moments(events))
+    form = RedateForm()
+    form_error = None
+    if request.method == "GET":
+        form.expected_version.data = str(case.instance.version)
+    else:
+        valid = form.validate_on_submit()
+        if form.csrf_token.errors:
+            abort(400)
+        occurred_at = form.occurred_at(now().astimezone(LONDON).date())  # a time it cannot read: on its field
+        stale = _int(form.expected_version.data) != case.instance.version
+        if valid and not form.occurred_time.errors and stale:
+            form_error = CHANGED_MEANWHILE
+            form.expected_version.data = str(case.instance.version)
+        elif valid and not form.occurred_time.errors:
+            try:
+                redate_action(db(), rt.engine, rt.timers, me(), case, seq, occurred_at, form.reason.data, now())
+            except InvalidInput as exc:
+                db().rollback()
+                form_error = _redate_errors(form, exc.errors)
+            except NotAllowed:
+                db().rollback()
+                abort(403)
+            except StaleInstance:
+                db().rollback()
+                form_error = CHANGED_MEANWHILE
+            else:
+                db().commit()
+                flash(f"Date corrected: {action_label}.", "success")
+                return redirect(url_for("case.show", reference=case.reference) + "#history")
+    return render_template("case/redate.html", title=f"Correct the date: {action_label}: case {case.reference}",
+                           case=case, form=form, form_error=form_error, action_label=action_label, seq=seq,
+                           was=local(was))
+
+
+def _redate_errors(form: RedateForm, errors: dict[str, str]) -> str | None:
+    """The service's refusals on the fields they are about; what fits none, as one sentence."""
+    loose = []
+    for name, message in errors.items():
+        if name == "occurred_at":
+            if message == "is required":
+                form.occurred_on.errors = [*form.occurred_on.errors, "Enter the date it happened"]
+            else:
+                target = form.occurred_time if message.startswith("needs a time") else form.occurred_on
+                target.errors = [*target.errors, f"The date it happened {message}"]
+        elif name == "reason":
+            form.reason.errors = [*form.reason.errors, "Enter why the date is being corrected"
+                                  if message == "is required" else f"The reason {message}"]
+        else:
+            loose.append("This is not an action of this case's history" if name == "event"
+                         else f"{name.replace('_', ' ').capitalize()} {message}")
+    return "; ".join(loose) + "." if loose else None
 
 
 # -- actions ----------------------------------------------------------------------------------------

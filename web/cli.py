@@ -297,6 +297,7 @@ def case() -> None:
 
 def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
     from reprisals.deadlines import list_deadlines
+    from reprisals.letters import letters_of
     from reprisals.services import allowed_actions, linked_cases
 
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
@@ -314,6 +315,7 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
         "assigned_to": c.assigned_user.email if c.assigned_user else None,
         "outcome": c.outcome.value if c.outcome else None, "closed_at": c.closed_at,
         "version": c.instance.version, "allowed_actions": allowed_actions(rt.engine, user, c, rt.clock.now()),
+        "letters": [letter.as_dict() for letter in letters_of(session, c)],
     }
 
 
@@ -334,7 +336,29 @@ def _print_case(d: dict[str, Any]) -> None:
         click.echo(f"  deadline: {dl['label']} — due {local_text(dl['due_at'])} ({dl['status']})")
     if not d["deadlines"]:
         click.echo("  deadlines: none running")
+    _print_letters(d["letters"])
     click.echo(f"  next: {', '.join(d['allowed_actions']) or 'nothing you can do'}")
+
+
+def _print_letters(letters: list[dict[str, Any]]) -> None:
+    """Letters sent and responses received, as the case page lists them."""
+    from reprisals.letters import Letter, uk_date
+
+    if not letters:
+        click.echo("  letters and responses: none")
+        return
+    click.echo("  letters and responses:")
+    for data in letters:
+        letter = Letter(**{**data, "recipients": tuple(data["recipients"])})
+        if letter.is_letter:
+            due = uk_date(letter.response_due) if letter.response_due else "no deadline"
+            received = uk_date(letter.response_received) if letter.response_received else "not yet"
+            click.echo(f"    {letter.kind_words} to {', '.join(letter.recipient_words) or 'no one recorded'} — sent "
+                       f"{uk_date(letter.on)}; response due {due}; response received: {received}")
+        else:
+            source = letter.responder_words
+            click.echo(f"    {letter.kind_words}{' from ' + source[:1].lower() + source[1:] if source else ''} — "
+                       f"received {uk_date(letter.on)}")
 
 
 @case.command("open")

@@ -195,7 +195,7 @@ class ActionForm(FlaskForm):
 
     expected_version = HiddenField()
     seen_seq = HiddenField()
-    occurred_on = None  # set per form (GovDateField): the day it happened
+    occurred_on: Any = None  # set per form (GovDateField): the day it happened
     occurred_time = StringField("Time (optional)", widget=GovTextInput(),
                                 description="For example, 14:30 (UK time). An urgent case needs one.",
                                 render_kw={"inputmode": "numeric", "autocomplete": "off"})

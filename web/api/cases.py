@@ -17,6 +17,7 @@ from notifications.models import InboxItem
 from notifications.outbox import list_inbox, mark_read, unread_count
 from reprisals.access import visible_cases
 from reprisals.errors import CaseNotFound
+from reprisals.letters import letters_of
 from reprisals.models import Case, User
 from reprisals.protocol import SPEC_KEY
 from reprisals.services import (
@@ -47,6 +48,7 @@ from web.api.models import (
     EstablishmentOut,
     EventOut,
     FieldOut,
+    LetterOut,
     NewCase,
     NotificationList,
     NotificationOut,
@@ -162,6 +164,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         closed_at=case.closed_at, allowed_actions=actions,
         live_deadlines=[_deadline(case.reference, d) for d in live],
         history=[_event(e, field_types, corrections) for e in events],
+        letters=[LetterOut.model_validate(letter.as_dict()) for letter in letters_of(session, case)],
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
         linked_case=links.linked_to.reference if links.linked_to else None,
         linked_cases=[later.reference for later in links.linked_from],

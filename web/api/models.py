@@ -212,6 +212,23 @@ class EventOut(_Out):
     values: dict[str, Any]
 
 
+class LetterOut(_Out):
+    """A letter the case sent (a referral or an escalation) or a response it received."""
+
+    kind: Literal["referral", "escalation", "response"]
+    level: int = Field(description="0 for a referral; the escalation's level (1 or 2) for an escalation.")
+    recipients: list[str] = Field(description="Who the letter went to: the protocol's codes (head_of_establishment, "
+                                              "youth_custody_service, …) or the name typed for another recipient.")
+    on: date = Field(description="The day it was sent or received (UK).")
+    response_due: datetime | None = Field(description="For a letter: when the response it asked for is due (its "
+                                                      "response deadline, as extended); null for a response.")
+    response_received: date | None = Field(description="For a letter: the day the next response was received; "
+                                                       "null if none yet, and for a response.")
+    responder: str | None = Field(description="For a response: who it came from (establishment, central_authority, "
+                                              "department), if recorded.")
+    history_seq: int = Field(description="The action in the history that recorded it.")
+
+
 class CaseDetail(CaseSummary):
     channel: Channel
     age_group: AgeGroup
@@ -222,6 +239,7 @@ class CaseDetail(CaseSummary):
     allowed_actions: list[ActionOut]
     live_deadlines: list[DeadlineOut]
     history: list[EventOut]
+    letters: list[LetterOut] = Field(description="Letters sent and responses received, oldest first.")
     history_verified: bool = Field(description="The case's history chain, its head and its ledger entry check "
                                                "out: nothing was changed, removed or inserted outside the service.")
     history_problems: list[str] = Field(description="What the check found, when history_verified is false.")
