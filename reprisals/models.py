@@ -174,8 +174,11 @@ class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
         CheckConstraint("(outcome IS NULL) = (closed_at IS NULL)", name="closed_has_outcome"),
-        # No check ties the override reason to consent 'none' (migration 0013): under version 2 consent can
-        # change after a referral made on an override, and narrowed consent needs an override too.
+        # The override reason on the case row stands beside consent 'none' only; under version 2, where consent
+        # can change, the ground of each override stays in the history of the action that used it.
+        CheckConstraint(
+            "consent_override_reason IS NULL OR consent = 'none'", name="override_only_without_consent"
+        ),
         # The lead's queue: a body's open cases by risk (covering, so counting them reads no table rows).
         Index("ix_cases_owning_body_code_risk_closed_at", "owning_body_code", "risk", "closed_at"),
         # The case list's default order (newest first): read in index order, stop after a page.

@@ -598,9 +598,11 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
         case.risk = Risk(v["risk"])
     if kind in ("consent", "consent_change"):
         case.consent = Consent(fields["consent"])
+        if case.consent is not Consent.NONE:
+            case.consent_override_reason = None  # consented now: the override's ground stays in history
         case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
                              else moment.astimezone(LONDON).date())
-    if kind == "referral" and fields.get("override_ground"):
+    if kind == "referral" and fields.get("override_ground") and case.consent is Consent.NONE:
         case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])
