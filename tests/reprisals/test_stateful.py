@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from reprisals.access import can_view_case, case_roles
 from reprisals.errors import CaseNotFound, ReprisalsError
-from reprisals.models import Case, Consent, User
+from reprisals.models import Case, User
 from reprisals.protocol import (
     CONSENTED,
     MAX_ESCALATION_LEVEL,
@@ -130,7 +130,8 @@ def _check_invariants(s: Any, wf: Engine, case_ids: list[int]) -> None:
             elif e.trigger in ("refer", "escalate", "reject_response"):
                 if consent not in CONSENTED or lowered:
                     assert fields.get("override_ground") in OVERRIDE_GROUNDS and fields.get("override_reason")
-                    if e.trigger == "refer" and consent == "none" and case.consent is Consent.NONE:
+                    changed = any(m.trigger == "change_consent" for m in moves)
+                    if e.trigger == "refer" and consent == "none" and not changed:
                         assert case.consent_override_reason, case.reference
                 else:
                     assert "override_ground" not in fields and "override_reason" not in fields
