@@ -125,7 +125,8 @@ def _check_invariants(s: Any, wf: Engine, case_ids: list[int]) -> None:
                 consent = fields["consent"]
             elif e.trigger == "change_consent":
                 rank = {"none": 0, "anonymous": 1, "full": 2}
-                lowered = rank[fields["consent"]] < rank[consent] or (lowered and fields["consent"] != "full")
+                lowered = (consent is not None and rank[fields["consent"]] < rank[consent]) or (
+                    lowered and fields["consent"] != "full")
                 consent = fields["consent"]
             elif e.trigger in ("refer", "escalate", "reject_response"):
                 if consent not in CONSENTED or lowered:
