@@ -32,7 +32,8 @@ KNOWN = {
     "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS",
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
-MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest")
+MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
+                     "party_case_closed", "finding_to_confirm")
 
 
 @dataclass(frozen=True)

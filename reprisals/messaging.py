@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from notifications.models import PENDING
 from notifications.outbox import enqueue, enqueue_many
 from notifications.templates import Templates
-from reprisals.models import Case, Role, User
+from reprisals.models import Body, Case, Role, User
 from workflow.calendars import LONDON, WorkingCalendar, calendar_for
 from workflow.clock import ensure_utc
 from workflow.models import DeadlineRow
 from workflow.timers import LIVE, OVERDUE
 
-TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest")
+TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
+                  "party_case_closed", "finding_to_confirm")
 INAPP = "inapp"
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 WORKING_HOURS = (time(9, 0), time(17, 0))
@@ -47,7 +48,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
                       "assigned_by": "Alex Morgan"},
     "daily_digest": {"date_text": "Tue 6 May 2026", "overdue": [_ITEM], "due": [_ITEM], "overdue_count": 1,
                      "due_count": 1, "url": "https://reprisals.example/cases"},
+    "party_case_opened": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
+                          "owning_body": "Independent Monitoring Boards", "party_body": "HM Inspectorate of Prisons"},
+    "party_case_closed": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
+                          "party_body": "HM Inspectorate of Prisons", "outcome": "Substantiated",
+                          "closed_text": "Thu 22 May 2026, 11:00"},
+    "finding_to_confirm": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
+                           "proposed_by": "Alex Morgan", "finding": "Substantiated"},
 }
+
+
+def outcome_words(value: str) -> str:
+    """'partly_substantiated' → 'Partly substantiated' (outcomes and findings, for messages)."""
+    return value.replace("_", " ").capitalize()
 
 
 def leads_of(session: Session, body_code: str) -> list[User]:
@@ -138,6 +151,41 @@ class Messenger:
                   {"reference": case.reference, "url": case_url(self.base_url, case.reference),
                    "assigned_by": by.name},
                   f"assigned:{case.reference}:{assignee.id}:{now.isoformat()}", now)
+
+    def _party_leads(self, session: Session, case: Case) -> list[tuple[User, str]]:
+        codes = sorted(case.party_codes)
+        names = {b.code: b.name for b in session.scalars(select(Body).where(Body.code.in_(codes)))} if codes else {}
+        return [(u, names.get(code, code)) for code, users in leads_of_bodies(session, codes).items() for u in users]
+
+    def party_case_opened(self, session: Session, case: Case, now: datetime) -> None:
+        """A party body's leads are told a case opened (PROTOCOL: without identity; nor the establishment,
+        which with the date could point at the person)."""
+        owning = session.get(Body, case.owning_body_code)
+        for user, body in self._party_leads(session, case):
+            self.send(session, user, "party_case_opened",
+                      {"reference": case.reference, "url": case_url(self.base_url, case.reference),
+                       "owning_body": owning.name if owning else case.owning_body_code, "party_body": body},
+                      f"party-opened:{case.reference}:{user.id}", now)
+
+    def party_case_closed(self, session: Session, case: Case, now: datetime) -> None:
+        """A party body's leads are told a case closed, with its outcome (each closing, if it is reopened)."""
+        assert case.closed_at is not None and case.outcome is not None
+        for user, body in self._party_leads(session, case):
+            self.send(session, user, "party_case_closed",
+                      {"reference": case.reference, "url": case_url(self.base_url, case.reference),
+                       "party_body": body,
+                       "outcome": outcome_words(case.outcome.value), "closed_text": local_text(case.closed_at)},
+                      f"party-closed:{case.reference}:{case.instance.version}:{user.id}", now)
+
+    def finding_to_confirm(self, session: Session, case: Case, proposer: User, finding: str, now: datetime) -> None:
+        """The owning body's other leads are asked to confirm a finding that needs a second lead."""
+        for user in leads_of(session, case.owning_body_code):
+            if user.id == proposer.id:
+                continue
+            self.send(session, user, "finding_to_confirm",
+                      {"reference": case.reference, "url": case_url(self.base_url, case.reference),
+                       "proposed_by": proposer.name, "finding": outcome_words(finding)},
+                      f"finding:{case.reference}:{case.instance.version}:{user.id}", now)
 
     def daily_digests(self, session: Session, now: datetime) -> int:
         """Queue today's digest for each user with something due today or overdue, on working days.

@@ -42,7 +42,7 @@ from reprisals.models import (
     SanctionType,
     User,
 )
-from reprisals.protocol import CONSENT_RANK, SPEC_KEY, kind_of
+from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
 from workflow.clock import ensure_utc
 from workflow.engine import Engine, Offer
@@ -321,8 +321,10 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     if earlier is not None:  # both histories say it: the new case's first event, and this one
         engine.append_event(session, earlier.instance, "case_linked", str(actor.id), now,
                             {"linked_case": reference})
-    if messenger is not None and assignee is not None and assignee.id != actor.id:
-        messenger.case_assigned(session, case, assignee, actor, now)
+    if messenger is not None:
+        if assignee is not None and assignee.id != actor.id:
+            messenger.case_assigned(session, case, assignee, actor, now)
+        messenger.party_case_opened(session, case, now)
     return case
 
 
@@ -452,8 +454,11 @@ def _iso_date(value: object) -> date | None:
 
 def advance_case(session: Session, engine: Engine, actor: User, case: Case, trigger: str,
                  fields: Mapping[str, Any] | None, now: datetime, *,
-                 expected_version: int | None = None, occurred_at: object = None) -> HistoryEvent:
-    """Fire a protocol trigger on a case and record its domain facts in the same transaction.
+                 expected_version: int | None = None, occurred_at: object = None,
+                 messenger: Messenger | None = None) -> HistoryEvent:
+    """Fire a protocol trigger on a case and record its domain facts in the same transaction. With a
+    messenger, the party bodies' leads are told when it closes, and the owning body's other leads when a
+    finding that needs a second lead is proposed.
 
     ``now`` is when it is recorded; ``occurred_at`` when it happened (see :func:`action_moment`): its
     deadlines, the reopen window and ``closed_at`` run from that moment."""
@@ -494,6 +499,11 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
                         expected_version=expected_version, variables=host_vars, occurred_at=moment)
     _sync_case(session, case, instance, event, actor, moment, kind)
     session.flush()
+    if messenger is not None:
+        if case.closed_at is not None and case.outcome is not None:
+            messenger.party_case_closed(session, case, now)
+        elif kind == "finding" and instance.variables.get("proposed_finding") in SECOND_LEAD_OUTCOMES:
+            messenger.finding_to_confirm(session, case, actor, str(instance.variables["proposed_finding"]), now)
     return event
 
 

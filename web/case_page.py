@@ -741,6 +741,7 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         return _render_action(case, spec, trigger, form)
     try:
         advance_case(db(), rt.engine, me(), case, trigger, form.values(), now(), expected_version=expected,
+                     messenger=rt.messenger,
                      occurred_at=occurred_at)
     except StaleInstance:
         db().rollback()

@@ -382,7 +382,7 @@ def case_open(ctx: click.Context, as_email: str, file: Any, as_json: bool) -> No
     rt = runtime(ctx)
     with rt.transaction() as session:
         user = _user(session, as_email)
-        c = open_case(session, rt.engine, rt.cipher, user, rt.clock.now(), data)
+        c = open_case(session, rt.engine, rt.cipher, user, rt.clock.now(), data, messenger=rt.messenger)
         out = _case_dict(rt, session, user, c)
     _emit(out, as_json, lambda d: click.echo(f"opened {d['reference']} at stage {d['stage']}"))
 
@@ -468,7 +468,8 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
         c = get_case(session, user, reference.strip().upper())
         _about_case(rt, user, c)
         before = c.stage
-        advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), expected_version=expected_version,
+        advance_case(session, rt.engine, user, c, trigger, fields, rt.clock.now(), messenger=rt.messenger,
+                     expected_version=expected_version,
                      occurred_at=occurred_at)
         out = _case_dict(rt, session, user, c)
         out["previous_stage"] = before

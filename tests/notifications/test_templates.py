@@ -85,6 +85,15 @@ def test_every_template_renders_and_nothing_identifying_appears_when_real_cases_
         in_triage = open_case(s, wf, cipher(), lead, local("2025-04-16 10:30"), case_data(establishment))
         advance_case(s, wf, lead, in_triage, "record_consent_and_risk", CONSENT, local("2025-04-16 11:00"))
         assign_case(s, wf, lead, in_triage, staff, local("2025-04-16 11:30"), messenger=messenger)
+        # A third, to which HMIP is party: its lead is told it opened and closed; a finding asks the other lead.
+        make_user(s, role=Role.LEAD, body="HMIP", name="Party Lead")
+        third = open_case(s, wf, cipher(), staff, local("2025-04-16 10:30"), case_data(establishment),
+                          messenger=messenger)
+        for trigger, fields in [("record_consent_and_risk", CONSENT), ("refer", REFER),
+                                ("record_response", {"responder": "establishment", "summary": "Restored."}),
+                                ("accept_response", {"proposed_finding": "substantiated", "assessment": "Yes."}),
+                                ("withdraw", {})]:
+            advance_case(s, wf, lead, third, trigger, fields, local("2025-04-17 15:00"), messenger=messenger)
         s.commit()
 
         timers.sweep_due(s, local("2025-04-30 11:00"), handler)  # the reminder (2 hours late), triage overdue
@@ -194,7 +203,8 @@ def test_message_ends_failed_with_a_clear_error_and_the_others_go_when_its_templ
                     for m in s.scalars(select(OutboxMessage))}
         assert statuses.pop("stray") == (FAILED, 1, "message template 'no_such_template': unknown template "
                                                     "(known: reminder, overdue, escalation_prompt, case_assigned,"
-                                                    " daily_digest)")
+                                                    " daily_digest, party_case_opened, party_case_closed,"
+                                                    " finding_to_confirm)")
         assert set(statuses.values()) == {(SENT, 1, None)}
         assert len(log.sent) == 2
         assert len(list(s.scalars(select(InboxItem)))) == 2

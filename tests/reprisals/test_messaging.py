@@ -23,10 +23,11 @@ from reprisals.messaging import SAMPLES, Messenger, Outgoing, message_templates
 from reprisals.models import Case, User
 from reprisals.services import advance_case, assign_case, open_case
 from tests.conftest import Database
-from tests.factories import CONSENT, REFER, TEST_KEY, case_data, cipher, make_user
+from tests.factories import CONSENT, REFER, TEST_KEY, case_data, cipher, make_user, walk_to
 from tests.reprisals.conftest import Cast
 from tests.web.conftest import SECRET_KEY, Cli, assert_refused, base_env
 from workflow.engine import Engine
+from workflow.errors import MissingFields
 
 LONDON = ZoneInfo("Europe/London")
 BASE_URL = "https://reprisals.example.test"
@@ -182,12 +183,66 @@ def test_the_assignee_is_told_when_a_case_is_opened_assigned_to_them_and_nobody_
         open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment), messenger=MESSENGER)  # their own
         s.commit()
 
-        messages = rows(s)
+        messages = rows(s, template="case_assigned")
         assert shape(messages) == {("case_assigned", "inapp", str(cast.staff.id)),
                                    ("case_assigned", "log", cast.staff.email)}
         for m in messages:
             assert m.context == {"reference": assigned.reference, "url": f"{BASE_URL}/cases/{assigned.reference}",
                                  "assigned_by": "Lead One"}
+
+
+# -- the hand-offs: party bodies, the second lead -------------------------------------------------------
+
+
+def test_a_party_bodys_leads_are_told_when_the_case_opens_and_when_it_closes_with_the_outcome(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    now = local("2025-04-16 10:30")
+    with database.session() as s:
+        case = open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment), messenger=MESSENGER)
+        alone = open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment, party_bodies=[]),
+                          messenger=MESSENGER)
+        s.commit()
+        opened = rows(s, template="party_case_opened")
+        # HMIP is party to the first case: its lead (only) is told, in-app and by e-mail; nobody of the second.
+        assert shape(opened) == {("party_case_opened", "inapp", str(cast.party_lead.id)),
+                                 ("party_case_opened", "log", cast.party_lead.email)}
+        assert opened[0].context["reference"] == case.reference and alone.reference not in str(
+            [m.context for m in rows(s)])
+        assert opened[0].context["party_body"] == "HM Inspectorate of Prisons"
+        # Closing, from any stage, tells them again with the outcome; a refused action tells nobody.
+        with pytest.raises(MissingFields):
+            advance_case(s, wf, cast.staff, case, "withdraw", {"reason": 5}, now, messenger=MESSENGER)
+        s.rollback()
+        assert rows(s, template="party_case_closed") == []
+        advance_case(s, wf, cast.staff, case, "withdraw", {}, local("2025-04-17 09:00"), messenger=MESSENGER)
+        s.commit()
+        closed = rows(s, template="party_case_closed")
+        assert shape(closed) == {("party_case_closed", "inapp", str(cast.party_lead.id)),
+                                 ("party_case_closed", "log", cast.party_lead.email)}
+        text = message_templates().render("party_case_closed", closed[0].context).text
+        assert "Outcome: Withdrawn." in text and "Thu 17 Apr 2025, 09:00" in text and case.reference in text
+
+
+def test_the_other_leads_are_asked_to_confirm_a_finding_that_needs_a_second_lead(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    now = local("2025-04-16 10:30")
+    with database.session() as s:
+        case = open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment, party_bodies=[]))
+        walk_to(s, wf, case, "assessment", lead=cast.lead, second_lead=cast.second_lead, now=now)
+        other = open_case(s, wf, cipher(), cast.staff, now, case_data(cast.establishment, party_bodies=[]))
+        walk_to(s, wf, other, "assessment", lead=cast.lead, second_lead=cast.second_lead, now=now)
+        s.commit()
+        advance_case(s, wf, cast.lead, case, "accept_response",
+                     {"proposed_finding": "substantiated", "assessment": "It followed."}, now, messenger=MESSENGER)
+        # "Not substantiated" the proposer may close alone: nobody is asked.
+        advance_case(s, wf, cast.lead, other, "accept_response",
+                     {"proposed_finding": "not_substantiated", "assessment": "It did not."}, now, messenger=MESSENGER)
+        s.commit()
+        asked = rows(s, template="finding_to_confirm")
+        assert shape(asked) == {("finding_to_confirm", "inapp", str(cast.second_lead.id)),
+                                ("finding_to_confirm", "log", cast.second_lead.email)}
+        assert asked[0].context == {"reference": case.reference, "url": f"{BASE_URL}/cases/{case.reference}",
+                                    "proposed_by": "Lead One", "finding": "Substantiated"}
 
 
 def test_nothing_is_sent_when_opening_an_assigned_case_is_refused(database: Database, wf: Engine, cast: Cast) -> None:
@@ -297,13 +352,14 @@ def test_start_up_is_refused_naming_the_variable_when_the_email_channel_is_unkno
     ({"EMAIL_CHANNEL": "notify"}, [
         "REPRISALS_NOTIFY_API_KEY: required when REPRISALS_EMAIL_CHANNEL is notify",
         "REPRISALS_NOTIFY_TEMPLATE_IDS: no Notify template id for reminder, overdue, escalation_prompt, "
-        "case_assigned, daily_digest"]),
+        "case_assigned, daily_digest, party_case_opened, party_case_closed, finding_to_confirm"]),
     ({"EMAIL_CHANNEL": "notify", "NOTIFY_API_KEY": "key", "NOTIFY_TEMPLATE_IDS": "reminder=t1, overdue=t2"}, [
         "REPRISALS_NOTIFY_TEMPLATE_IDS: no Notify template id for escalation_prompt, case_assigned, "
-        "daily_digest"]),
+        "daily_digest, party_case_opened, party_case_closed, finding_to_confirm"]),
     ({"NOTIFY_TEMPLATE_IDS": "reminder"}, [
         "REPRISALS_NOTIFY_TEMPLATE_IDS: 'reminder' is not NAME=TEMPLATE_ID with NAME one of reminder, overdue, "
-        "escalation_prompt, case_assigned, daily_digest"]),
+        "escalation_prompt, case_assigned, daily_digest, party_case_opened, party_case_closed, "
+        "finding_to_confirm"]),
     ({"EMAIL_CHANNEL": "smtp"}, ["REPRISALS_SMTP_URL: required when REPRISALS_EMAIL_CHANNEL is smtp"]),
 ], ids=["notify-bare", "notify-some-ids", "ids-malformed", "smtp-without-url"])
 def test_each_missing_email_setting_is_named_when_the_channel_cannot_work(
@@ -312,14 +368,16 @@ def test_each_missing_email_setting_is_named_when_the_channel_cannot_work(
 
 
 def test_notify_settings_are_kept_when_they_are_complete(tmp_path: Path) -> None:
-    ids = "reminder=t1,overdue=t2,escalation_prompt=t3,case_assigned=t4,daily_digest=t5"
+    ids = ("reminder=t1,overdue=t2,escalation_prompt=t3,case_assigned=t4,daily_digest=t5,party_case_opened=t6,"
+           "party_case_closed=t7,finding_to_confirm=t8")
 
     settings = load_settings(settings_env(tmp_path, EMAIL_CHANNEL="notify", NOTIFY_API_KEY="key",
                                           NOTIFY_TEMPLATE_IDS=ids), dotenv=None)
 
     assert (settings.email_channel, settings.notify_api_key) == ("notify", "key")
     assert settings.notify_template_ids == {"reminder": "t1", "overdue": "t2", "escalation_prompt": "t3",
-                                            "case_assigned": "t4", "daily_digest": "t5"}
+                                            "case_assigned": "t4", "daily_digest": "t5", "party_case_opened": "t6",
+                                            "party_case_closed": "t7", "finding_to_confirm": "t8"}
 
 
 def test_users_add_refuses_with_a_clear_error_and_writes_nothing_when_the_email_is_invalid(

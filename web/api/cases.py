@@ -255,7 +255,7 @@ def act(reference: str, trigger: str) -> Response:
     # a refusal names the case, the action's and stage's labels and what can be done next (web.api)
     g.case_context = {"reference": case.reference, "spec": spec,
                       "next_actions": allowed_actions(runtime().engine, user, case, now())}
-    advance_case(session, runtime().engine, user, case, trigger, body.fields, now(),
+    advance_case(session, runtime().engine, user, case, trigger, body.fields, now(), messenger=runtime().messenger,
                  expected_version=body.expected_version, occurred_at=body.occurred_at)
     detail = _detail(session, user, case)  # before the commit: a saved action is never answered "Nothing was saved"
     session.commit()
