@@ -29,6 +29,7 @@ from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import letters_of, uk_date
 from reprisals.models import Body, Case, CaseNote, Role, User
+from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
 from reprisals.services import (
     LONDON,
     MAX_TEXT,
@@ -223,6 +224,35 @@ def _field_value(kind: FieldType, value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed finding waiting for a second lead (PROTOCOL: the proposer cannot confirm it)."""
+
+    finding: str  # in words
+    proposed_by: User | None
+    on: datetime
+    assessment: str | None  # shown only to those who may read the case's free text
+
+
+def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
+    v = case.instance.variables
+    finding = v.get("proposed_finding")
+    if case.stage in ("closed", "reported", "triage") or finding not in SECOND_LEAD_OUTCOMES:
+        return None
+    h = HistoryEvent
+    rows = db().execute(select(h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
+                                                               h.kind == "transition").order_by(h.seq.desc()))
+    event = next((r for r in rows if kind_of(spec, r.trigger) == "finding"), None)
+    if event is None:
+        return None
+    by = str(v.get("finding_proposed_by") or "")
+    proposer = db().get(User, int(by)) if by.isdigit() else None
+    corrected = event.data.get("occurred_at") if isinstance(event.data, dict) else None
+    on = datetime.fromisoformat(corrected) if isinstance(corrected, str) else event.at
+    text = (event.data.get("fields") or {}).get("assessment") if can_view_identity(me(), case) else None
+    return Proposal(words(str(finding)), proposer, on, text if isinstance(text, str) else None)
+
+
 def _history(case: Case, after_seq: int = 0) -> list[Any]:
     """The case's history as plain rows (no ORM objects: a page shows hundreds of events)."""
     h = HistoryEvent
@@ -390,6 +420,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     may_link = (case.closed_at is not None and user.active and user.role is Role.LEAD
                 and user.body_code == case.owning_body_code)
     actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
+    proposal = _proposal(case, spec)
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
@@ -402,7 +433,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
         timeline=_timeline(spec, events, users, may_identify, visible_links), version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
-        letters=letters_of(db(), case), uk_date=uk_date,
+        letters=letters_of(db(), case), uk_date=uk_date, proposal=proposal,
     ), status
 
 
@@ -669,13 +700,31 @@ def _int(value: Any) -> int | None:
     return int(text) if text.isdigit() and len(text) < 10 else None
 
 
+def _choice_value(choice: Any) -> Any:
+    return choice.value if isinstance(choice, SelectChoice) else choice[0] if isinstance(choice, tuple) else choice
+
+
+def _only_solo_outcomes(form: ActionForm, case: Case, spec: WorkflowSpec, trigger: str) -> None:
+    """The lead who proposed the finding is offered only the outcomes they may close with alone."""
+    if kind_of(spec, trigger) != "closure" or "outcome" not in form:
+        return
+    if not proposed_by_actor(case.instance.variables, actor_for(me(), case).id):
+        return
+    field = form["outcome"]
+    field.choices = [c for c in (field.choices or []) if _choice_value(c) not in SECOND_LEAD_OUTCOMES]
+    field.description = ("You proposed the finding, so you may close the case alone only with these outcomes. "
+                         "Another lead of your body confirms the others.")
+
+
 def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm, *, form_error: str | None = None,
                    conflict: list[TimelineItem] | None = None, possible: bool = True,
                    status: int = 200) -> ResponseReturnValue:
     trig = spec.triggers[trigger]
+    _only_solo_outcomes(form, case, spec, trigger)
+    proposal = _proposal(case, spec) if kind_of(spec, trigger) in ("closure", "send_back") else None
     return render_template(
         "case/action.html", title=f"{trig.label}: case {case.reference}", case=case, trigger=trig, form=form,
-        form_error=form_error, conflict=conflict, possible=possible,
+        form_error=form_error, conflict=conflict, possible=possible, proposal=proposal, local=local,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
         field_names=form.field_names()), status
 
