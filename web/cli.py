@@ -298,8 +298,9 @@ def case() -> None:
 def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
     from reprisals.deadlines import list_deadlines
     from reprisals.letters import letters_of
-    from reprisals.services import allowed_actions, linked_cases
+    from reprisals.services import linked_cases, offered_actions
 
+    offers = offered_actions(rt.engine, user, c, rt.clock.now())
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
                 "status": d.deadline.status} for d in list_deadlines(session, case=c)]
     links = linked_cases(session, user, c)
@@ -314,7 +315,9 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
         "age_group": c.age_group.value, "sanction_types": c.sanction_types,
         "assigned_to": c.assigned_user.email if c.assigned_user else None,
         "outcome": c.outcome.value if c.outcome else None, "closed_at": c.closed_at,
-        "version": c.instance.version, "allowed_actions": allowed_actions(rt.engine, user, c, rt.clock.now()),
+        "version": c.instance.version, "allowed_actions": [o.trigger.name for o in offers],
+        # What the fields must say, for actions whose guards depend on it (an override, a copy).
+        "action_conditions": {o.trigger.name: list(o.conditions) for o in offers if o.conditions},
         "letters": [letter.as_dict() for letter in letters_of(session, c)],
     }
 
@@ -338,6 +341,8 @@ def _print_case(d: dict[str, Any]) -> None:
         click.echo("  deadlines: none running")
     _print_letters(d["letters"])
     click.echo(f"  next: {', '.join(d['allowed_actions']) or 'nothing you can do'}")
+    for name, conditions in d.get("action_conditions", {}).items():
+        click.echo(f"    {name}: {'; '.join(conditions)}")
 
 
 def _print_letters(letters: list[dict[str, Any]]) -> None:
@@ -473,7 +478,9 @@ def case_advance(ctx: click.Context, reference: str, trigger: str, as_email: str
                      occurred_at=occurred_at)
         out = _case_dict(rt, session, user, c)
         out["previous_stage"] = before
-    _emit(out, as_json, lambda d: click.echo(f"{d['reference']}: {d['previous_stage']} → {d['stage']}"))
+    _emit(out, as_json, lambda d: click.echo(
+        f"{d['reference']}: {d['previous_stage']} → {d['stage']}" if d["previous_stage"] != d["stage"]
+        else f"{d['reference']}: recorded; still at {d['stage']}"))
 
 
 @case.command("redate")
