@@ -600,7 +600,7 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
         case.consent = Consent(fields["consent"])
         case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
                              else moment.astimezone(LONDON).date())
-    if kind == "referral" and fields.get("override_ground"):
+    if kind in ("referral", "escalation") and fields.get("override_ground"):  # the latest override disclosed
         case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])

@@ -125,13 +125,14 @@ def _check_invariants(s: Any, wf: Engine, case_ids: list[int]) -> None:
                 consent = fields["consent"]
             elif e.trigger == "change_consent":
                 rank = {"none": 0, "anonymous": 1, "full": 2}
-                lowered = rank[fields["consent"]] < rank[consent] or (lowered and fields["consent"] != "full")
+                # None: never recorded (withdrawn while reported, then reopened): nothing to narrow.
+                lowered = ((consent in rank and rank[fields["consent"]] < rank[consent])
+                           or (lowered and fields["consent"] != "full"))
                 consent = fields["consent"]
             elif e.trigger in ("refer", "escalate", "reject_response"):
                 if consent not in CONSENTED or lowered:
                     assert fields.get("override_ground") in OVERRIDE_GROUNDS and fields.get("override_reason")
-                    if e.trigger == "refer":
-                        assert case.consent_override_reason, case.reference
+                    assert case.consent_override_reason, case.reference
                 else:
                     assert "override_ground" not in fields and "override_reason" not in fields
             elif e.trigger == "record_only":

@@ -77,6 +77,11 @@ class Hand:
         return ref
 
 
+def overridden(web: Web, ref: str) -> str | None:
+    """The override of consent recorded on the case (shown on its page as "Consent overridden")."""
+    return web.database.raw("SELECT consent_override_reason FROM cases WHERE reference = :r", r=ref)[0][0]
+
+
 def establishment(web: Web, type: EstablishmentType) -> int:
     with web.database.session() as s:
         est = make_establishment(s, type=type)
@@ -150,13 +155,17 @@ def test_escalating_and_rejecting_a_response_need_an_override_after_consent_is_n
     lead.act(ref, "change_consent", {"consent": "anonymous", "reason": "Does not want to be named any more."})
     assert lead.offers(ref)["escalate"] == [OVERRIDE_CONDITION]
     lead.refused_because(ref, "escalate", {"reason": "overdue", "recipient": "hmpps"}, NARROWED)
+    assert overridden(web, ref) is None  # referred with consent: nothing overridden yet
     done = lead.act(ref, "escalate", {"reason": "overdue", "recipient": "hmpps", **OVERRIDE})
     assert done["stage"] == "escalated"
+    assert overridden(web, ref) == "risk_to_life: Threats of serious violence."  # recorded on the case
     lead.act(ref, "record_response", {"responder": "central_authority", "summary": "Not addressed."})
     assert lead.offers(ref)["reject_response"] == [OVERRIDE_CONDITION]
     reject = {"reason": "It does not address the threats.", "recipient": "department"}
     lead.refused_because(ref, "reject_response", reject, NARROWED)
-    assert lead.act(ref, "reject_response", {**reject, **OVERRIDE})["stage"] == "escalated"
+    assert lead.act(ref, "reject_response", {**reject, "override_ground": "child_safeguarding",
+                                             "override_reason": "A safeguarding concern."})["stage"] == "escalated"
+    assert overridden(web, ref) == "child_safeguarding: A safeguarding concern."
 
 
 # -- urgent contact ------------------------------------------------------------------------------------
