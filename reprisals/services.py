@@ -612,7 +612,9 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
             case.consent_override_reason = None  # consented now: the override's ground stays in history
         case.consent_date = (date.fromisoformat(fields["consent_date"]) if fields.get("consent_date")
                              else moment.astimezone(LONDON).date())
-    if kind == "referral" and fields.get("override_ground") and case.consent is Consent.NONE:
+    # The latest override that disclosed (referral or escalation), beside consent 'none' (the row's check);
+    # every override's ground is in its action's history.
+    if kind in ("referral", "escalation") and fields.get("override_ground") and case.consent is Consent.NONE:
         case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])

@@ -45,6 +45,7 @@ CHOICE_WORDS = {
     "anonymous": "Anonymous (identifiers removed)",
     "none": "No consent",
     "head_of_establishment": "Head of establishment",
+    "hmpps": "HMPPS",
     "youth_custody_service": "Youth Custody Service",
     "home_office_immigration_enforcement": "Home Office Immigration Enforcement",
     "pecs_contract_management": "PECS contract management",
