@@ -204,17 +204,15 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     expect(page.get_by_role("heading", name="Summary")).to_be_visible()
     assert "Closure check" in deadline_row(page, "Closure check")
 
-    # -- the lead who proposed the finding cannot confirm it -------------------------------------
+    # -- the lead who proposed the finding cannot confirm it: the case waits for another lead ------------
+    expect(page.locator("#second-lead")).to_contain_text("Waiting for a lead other than")
     lead.go(f"/cases/{ref}/actions/close")
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm the finding and close")
-    page.get_by_role("group", name="Outcome").get_by_label("Substantiated", exact=True).check()
-    page.get_by_label("Closing summary").fill("Confirmed.")
-    proceed(lead, "Confirm the finding and close")
-    summary = page.locator(".govuk-error-summary")
-    expect(summary).to_be_visible()
-    expect(summary).to_contain_text("lead")
-    assert page.title().startswith("Error:")
-    lead.check("close-refused")
+    outcomes = page.get_by_role("group", name="Outcome")
+    expect(outcomes.get_by_label("Substantiated", exact=True)).to_have_count(0)  # offered only what they may
+    expect(outcomes.get_by_label("Not substantiated", exact=True)).to_be_visible()
+    expect(page.get_by_text("you may close the case alone only with these outcomes")).to_be_visible()
+    lead.check("close-form-of-the-proposer")
     lead.go(f"/cases/{ref}")
     assert "Closure review" in page.locator(".govuk-summary-list").first.inner_text()
 
