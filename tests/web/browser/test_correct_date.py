@@ -6,16 +6,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from reprisals.models import Case, User
 from reprisals.services import advance_case
+from tests.conftest import DATABASES
 from tests.factories import CONSENT, REFER
 from tests.web.browser.conftest import Live
 from tests.web.browser.test_journeys import CANARIES, fill_date
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
 def test_a_lead_corrects_the_date_a_letter_went_and_sees_the_letters(live: Live, person: Any) -> None:
     world, rt = live.web.world, live.web.rt
     ref = world.reported

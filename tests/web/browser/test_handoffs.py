@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from reprisals.models import Case, Establishment, User
 from reprisals.services import advance_case, open_case
+from tests.conftest import DATABASES
 from tests.factories import REFER, case_data, cipher
 from tests.web.browser.conftest import Live, Pages
 from tests.web.browser.test_journeys import CANARIES, no_identity_in_url, proceed
@@ -83,6 +85,7 @@ def open_urgent_child_case(live: Live) -> str:
     return ref
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
 def test_a_narrowed_consent_needs_an_override_to_refer(live: Live, person: Any) -> None:
     world = live.web.world
     ref = world.triaged  # consent full, risk standard, an adult in a prison
@@ -144,6 +147,7 @@ def test_a_narrowed_consent_needs_an_override_to_refer(live: Live, person: Any) 
     assert "Establishment response" in running_deadlines(page)
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
 def test_an_urgent_childs_referral_copies_the_ycs_and_staff_confirm_contact(live: Live, person: Any) -> None:
     world = live.web.world
     ref = open_urgent_child_case(live)
@@ -197,6 +201,7 @@ def test_an_urgent_childs_referral_copies_the_ycs_and_staff_confirm_contact(live
     staff.check("confirm-contact-not-now")
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
 def test_a_lead_escalates_to_a_recipient_named_by_hand(live: Live, person: Any) -> None:
     world, rt = live.web.world, live.web.rt
     ref = world.triaged

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from reprisals.models import Case, User
 from reprisals.services import advance_case
+from tests.conftest import DATABASES
 from tests.factories import REFER
 from tests.web.browser.conftest import Live
 from tests.web.browser.test_journeys import CANARIES
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
 def test_a_proposed_finding_is_confirmed_or_sent_back_by_another_lead(live: Live, person: Any) -> None:
     world, rt = live.web.world, live.web.rt
     ref = world.triaged
