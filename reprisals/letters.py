@@ -7,8 +7,8 @@ row of that stage entry: ``entry_seq`` is the letter's history event), and was r
 the next response recorded after it.
 
 A recipient is a choice of the protocol (``head_of_establishment``, ``youth_custody_service``…: shown in
-words) or text a person typed (version 1's "Escalated to"; ``other`` with ``recipient_other`` in later
-versions: shown as typed).
+words) or text a person typed (version 1's "Escalated to"; for ``other`` in later versions, ``_sync_case``
+stores what was typed for it): shown as typed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ RECIPIENT_WORDS = {
     "youth_custody_service": "Youth Custody Service",
     "home_office_immigration_enforcement": "Home Office Immigration Enforcement",
     "pecs_contract_management": "PECS contract management",
-    "department": "The department",
+    "department": "Department",
     "other": "Other",
 }
 RESPONDER_WORDS = {"establishment": "The establishment", "central_authority": "The central authority",
@@ -92,18 +92,6 @@ class Letter:
         return RESPONDER_WORDS.get(self.responder, self.responder.replace("_", " ").capitalize())
 
 
-def _recipients(stored: list[str], fields: dict[str, object]) -> tuple[str, ...]:
-    """The recipients as recorded, with ``other`` replaced by what was typed for it."""
-    typed = fields.get("recipient_other")
-    out = []
-    for r in stored or []:
-        if r == "other" and isinstance(typed, str) and typed.strip():
-            out.append(typed.strip())
-        else:
-            out.append(str(r))
-    return tuple(out)
-
-
 def _response_deadline(rows: list[DeadlineRow]) -> DeadlineRow | None:
     named = sorted((r for r in rows if r.name in RESPONSE_DEADLINES), key=lambda r: RESPONSE_DEADLINES.index(r.name))
     if named:
@@ -134,13 +122,13 @@ def letters_of(session: Session, case: Case) -> list[Letter]:
         given = fields.get(c.history_seq, {})
         if c.kind == "response":
             responder = given.get("responder")
-            out.append(Letter(kind=c.kind, level=c.level, recipients=_recipients(c.recipients, given), on=c.on,
+            out.append(Letter(kind=c.kind, level=c.level, recipients=tuple(c.recipients), on=c.on,
                               history_seq=c.history_seq,
                               responder=responder if isinstance(responder, str) and responder else None))
             continue
         due = _response_deadline(deadlines.get(c.history_seq, []))
         answer = next((r for r in responses if r.history_seq > c.history_seq), None)
-        out.append(Letter(kind=c.kind, level=c.level, recipients=_recipients(c.recipients, given), on=c.on,
+        out.append(Letter(kind=c.kind, level=c.level, recipients=tuple(c.recipients), on=c.on,
                           history_seq=c.history_seq, response_due=due.due_at if due is not None else None,
                           response_received=answer.on if answer is not None else None))
     return out

@@ -247,8 +247,8 @@ def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
         return None
     by = str(v.get("finding_proposed_by") or "")
     proposer = db().get(User, int(by)) if by.isdigit() else None
-    corrected = event.data.get("occurred_at") if isinstance(event.data, dict) else None
-    on = datetime.fromisoformat(corrected) if isinstance(corrected, str) else event.at
+    happened = event.data.get("occurred_at") if isinstance(event.data, dict) else None  # as recorded, uncorrected
+    on = datetime.fromisoformat(happened) if isinstance(happened, str) else event.at
     text = (event.data.get("fields") or {}).get("assessment") if can_view_identity(me(), case) else None
     return Proposal(words(str(finding)), proposer, on, text if isinstance(text, str) else None)
 

@@ -36,6 +36,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, StopValidation
 
+from reprisals.letters import RECIPIENT_WORDS
 from reprisals.services import MOMENT_FIELDS
 from workflow.spec import FieldSpec, FieldType, Trigger
 
@@ -44,11 +45,7 @@ CHOICE_WORDS = {
     "full": "Full consent",
     "anonymous": "Anonymous (identifiers removed)",
     "none": "No consent",
-    "head_of_establishment": "Head of establishment",
-    "hmpps": "HMPPS",
-    "youth_custody_service": "Youth Custody Service",
-    "home_office_immigration_enforcement": "Home Office Immigration Enforcement",
-    "pecs_contract_management": "PECS contract management",
+    **RECIPIENT_WORDS,  # head of establishment, HMPPS, the Youth Custody Service… (one list, the domain's)
     "risk_to_life": "Risk to life",
     "child_safeguarding": "Child safeguarding",
     "overdue": "The response is overdue",
