@@ -130,7 +130,7 @@ def test_the_auditor_sees_no_action_and_a_post_is_refused(web: Web) -> None:
     before = case_state(web.database, ref)
     token = csrf_token(auditor.get(f"/cases/{ref}").get_data(as_text=True))
     response = auditor.post(f"/cases/{ref}/actions/refer", data={
-        **hidden(lead_view), "recipients": ["head_of_establishment"], "sent_on": d(), "csrf_token": token})
+        **hidden(lead_view), "recipients": ["head_of_establishment"], "occurred_on": d(), "csrf_token": token})
     assert response.status_code == 403
     assert case_state(web.database, ref) == before
 
@@ -179,14 +179,14 @@ def test_invalid_input_shows_the_error_summary_and_saves_nothing(web: Web) -> No
     assert case_state(web.database, web.world.reported) == before_reported
 
     # required_when is the engine's: an override ground without its reason.
-    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d(),
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "occurred_on": d(),
                                      "override_ground": "risk_to_life"})
     html = response.get_data(as_text=True)
     assert 'href="#override_reason"' in html and "Enter why the lack of consent is overridden" in html
     assert case_state(web.database, ref) == before
 
     # A guard: the referral must go to the head of the establishment.
-    response = lead.submit("refer", {"recipients": ["youth_custody_service"], "sent_on": d()})
+    response = lead.submit("refer", {"recipients": ["youth_custody_service"], "occurred_on": d()})
     html = response.get_data(as_text=True)
     assert "The referral must go to the head of the establishment." in html
     assert case_state(web.database, ref) == before
@@ -213,13 +213,16 @@ def test_a_conflict_overwrites_nothing_shows_the_change_and_resubmission_works(w
     form = lead.form("refer")
     other_name = _assign_behind_their_back(web, ref)
     before = case_state(web.database, ref)
-    data = {"recipients": ["head_of_establishment"], "sent_on": d()}
+    data = {"recipients": ["head_of_establishment"], "occurred_on": d()}
     response = lead.submit("refer", data, form_html=form)
     html = response.get_data(as_text=True)
     assert response.status_code == 409
     assert "This case was changed by someone else while you were working" in html
     assert f"Assigned to {other_name}" in html and "Covering leave" in html
-    assert f'value="{d()[0]}"' in html and 'value="head_of_establishment" checked' in html  # values kept
+    day, month, year = d()
+    for name, value in (("occurred_on", day), ("occurred_on-month", month), ("occurred_on-year", year)):
+        assert re.search(rf'<input[^>]*id="{name}"[^>]*value="{value}"', html), name  # values kept
+    assert 'value="head_of_establishment" checked' in html
     assert case_state(web.database, ref) == before  # nothing overwritten
     assert stage(web, ref) == "triage"
     assert int(hidden(html)["expected_version"]) == int(before["version"])
@@ -238,7 +241,7 @@ def test_a_conflict_that_moved_the_stage_offers_no_resubmission(web: Web) -> Non
     form = lead.form("refer")
     Pages(web, web.world.second_lead, ref).act("decline", {"reason": "Out of scope"})
     before = case_state(web.database, ref)
-    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "sent_on": d()},
+    response = lead.submit("refer", {"recipients": ["head_of_establishment"], "occurred_on": d()},
                            form_html=form)
     html = response.get_data(as_text=True)
     assert response.status_code == 409
@@ -273,7 +276,7 @@ def test_two_leads_acting_at_once_one_wins_and_the_other_gets_the_conflict_page(
         race.hold("refer", after=r"FROM wf_instances .*FOR UPDATE", until_waiting="decline")
         outcomes = race.run_calls({
             "refer": lambda: first.submit("refer", {"recipients": ["head_of_establishment"],
-                                                    "sent_on": d()}, form_html=refer_form),
+                                                    "occurred_on": d()}, form_html=refer_form),
             "decline": lambda: second.submit("decline", {"reason": "Out of scope"}, form_html=decline_form),
         }, "refer", "decline")
     finally:
