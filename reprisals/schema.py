@@ -5,12 +5,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 import notifications.models
+import reprisals.access_log
 import reprisals.accounts
 import reprisals.admin
 import reprisals.models
 import reprisals.protocol_store  # noqa: F401  (these register the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models
+
+# The domain's append-only tables, guarded like history (workflow.db.append_only_ddl).
+DOMAIN_APPEND_ONLY: tuple[str, ...] = ("access_log",)
 
 METADATA: tuple[sa.MetaData, ...] = (workflow.models.metadata, notifications.models.metadata)
 
@@ -25,6 +29,8 @@ def create_all(engine: sa.Engine) -> None:
     workflow.db.create_all(engine)
     with engine.begin() as conn:
         notifications.models.metadata.create_all(conn)
+        for stmt in workflow.db.append_only_ddl(conn.dialect.name, DOMAIN_APPEND_ONLY):
+            conn.execute(sa.text(stmt))
     with Session(engine) as session:
         seed_protocol_bodies(session)
         session.commit()

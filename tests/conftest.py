@@ -59,10 +59,12 @@ class Database:
 
     def disable_append_only(self) -> None:
         """What a database superuser can do: switch off the append-only triggers."""
+        from reprisals.schema import DOMAIN_APPEND_ONLY
         from workflow.db import drop_append_only_ddl
+        from workflow.models import APPEND_ONLY_TABLES
 
         with self.engine.begin() as conn:
-            for stmt in drop_append_only_ddl(self.dialect):
+            for stmt in drop_append_only_ddl(self.dialect, (*APPEND_ONLY_TABLES, *DOMAIN_APPEND_ONLY)):
                 conn.exec_driver_sql(stmt)
 
 

@@ -37,10 +37,12 @@ GUARD_TRIGGERS = {
     "sqlite": {
         "wf_history": {"wf_history_no_update", "wf_history_no_delete"},
         "wf_ledger": {"wf_ledger_no_update", "wf_ledger_no_delete"},
+        "access_log": {"access_log_no_update", "access_log_no_delete"},
     },
     "postgresql": {
         "wf_history": {"wf_history_append_only", "wf_history_no_truncate"},
         "wf_ledger": {"wf_ledger_append_only", "wf_ledger_no_truncate"},
+        "access_log": {"access_log_append_only", "access_log_no_truncate"},
     },
 }
 

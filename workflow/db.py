@@ -126,12 +126,16 @@ def append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) 
     return out
 
 
-def drop_append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> list[str]:
+def drop_append_only_ddl(dialect: str, tables: tuple[str, ...] = APPEND_ONLY_TABLES, *,
+                         keep_function: bool = False) -> list[str]:
+    """The reverse of :func:`append_only_ddl`; ``keep_function`` leaves PostgreSQL's shared trigger
+    function for the tables still guarded by it."""
     out: list[str] = []
     if dialect == "postgresql":
         for t in tables:
             out += [f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}", f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}"]
-        out.append("DROP FUNCTION IF EXISTS wf_refuse_change()")
+        if not keep_function:
+            out.append("DROP FUNCTION IF EXISTS wf_refuse_change()")
     else:
         for t in tables:
             out += [f"DROP TRIGGER IF EXISTS {t}_no_update", f"DROP TRIGGER IF EXISTS {t}_no_delete"]
