@@ -765,11 +765,14 @@ def event_data(cipher: Cipher, session: Session, instance_id: int, seq: int,
     return Keyring(cipher).reveal_stored(session, instance_id, seq, data)
 
 
-def letter_recipients(cipher: Cipher, session: Session, contact: CaseContact, instance_id: int) -> list[str]:
-    """A letter's recipients: protocol choices as stored, a hand-typed one decrypted."""
+def recipient_revealer(cipher: Cipher, session: Session, case: Case) -> Callable[[CaseContact, object], str]:
+    """For ``letters_of``: reads a recipient typed by hand (for a viewer who may read the case's free text)."""
     keys = Keyring(cipher)
-    return [str(keys.reveal(session, instance_id, f"contact:{contact.history_seq}:recipient", r)) for r in
-            contact.recipients]
+
+    def reveal(contact: CaseContact, value: object) -> str:
+        return str(keys.reveal(session, case.instance_id, f"contact:{contact.history_seq}:recipient", value))
+
+    return reveal
 
 
 def rotate_keys(session: Session, cipher: Cipher,

@@ -42,13 +42,13 @@ from reprisals.services import (
     corrected_moments,
     event_data,
     get_case,
-    letter_recipients,
     linked_cases,
     occurred_at_of,
     offered_actions,
     read_description,
     read_note,
     read_override_reason,
+    recipient_revealer,
     redate_action,
     view_identity,
     why_not_now,
@@ -349,15 +349,6 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
     return items
 
 
-def _recipient_reveal(case: Case) -> Any:
-    """Reads a hand-typed recipient of the case's letters (for a viewer who may read free text)."""
-    def reveal(contact: Any, _value: object) -> str:
-        typed = [r for r in letter_recipients(runtime().cipher, db(), contact, case.instance_id)
-                 if r not in contact.recipients]
-        return typed[0] if typed else ""
-    return reveal
-
-
 def _placeholders(data: dict[str, Any]) -> dict[str, Any]:
     """Event data for a viewer who may not read its free text: each sealed value is ``HIDDEN_TEXT``."""
     return reveal_data(data, lambda _path, _value: HIDDEN_TEXT)
@@ -463,7 +454,8 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         timeline=_timeline(spec, events, users, may_identify, visible_links, case.instance_id),
         version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
-        letters=letters_of(db(), case, _recipient_reveal(case) if may_identify else None), uk_date=uk_date,
+        letters=letters_of(db(), case, recipient_revealer(runtime().cipher, db(), case) if may_identify else None),
+        uk_date=uk_date,
         proposal=proposal,
     ), status
 

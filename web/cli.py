@@ -299,9 +299,10 @@ def case() -> None:
 
 
 def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
+    from reprisals.access import can_view_identity
     from reprisals.deadlines import list_deadlines
     from reprisals.letters import letters_of
-    from reprisals.services import linked_cases, offered_actions
+    from reprisals.services import linked_cases, offered_actions, recipient_revealer
 
     offers = offered_actions(rt.engine, user, c, rt.clock.now())
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
@@ -321,7 +322,8 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
         "version": c.instance.version, "allowed_actions": [o.trigger.name for o in offers],
         # What the fields must say, for actions whose guards depend on it (an override, a copy).
         "action_conditions": {o.trigger.name: list(o.conditions) for o in offers if o.conditions},
-        "letters": [letter.as_dict() for letter in letters_of(session, c)],
+        "letters": [letter.as_dict() for letter in letters_of(
+            session, c, recipient_revealer(rt.cipher, session, c) if can_view_identity(user, c) else None)],
     }
 
 
@@ -613,13 +615,14 @@ def keys_generate() -> None:
 @keys.command("rotate")
 @click.pass_context
 def keys_rotate(ctx: click.Context) -> None:
-    """Re-encrypt every stored identity with the first key; afterwards the others can be removed."""
+    """Re-wrap every case's data key (and the reports being written) with the first key; afterwards the
+    others can be removed. What each case key sealed does not change."""
     from reprisals.services import rotate_keys
 
     rt = runtime(ctx)
-    with rt.transaction() as session, progress_bar("re-encrypting") as progress:
+    with rt.transaction() as session, progress_bar("re-wrapping case keys") as progress:
         changed = rotate_keys(session, rt.cipher, progress)
-    click.echo(f"re-encrypted {changed} value(s) with the first key")
+    click.echo(f"re-wrapped {changed} key(s) or draft(s) with the first key")
 
 
 # -- serving --------------------------------------------------------------------------------------

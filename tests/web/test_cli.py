@@ -24,6 +24,7 @@ from reprisals.demo import CASES, DEMO_PASSWORD, USERS
 from reprisals.errors import IdentityUnreadable
 from reprisals.models import Case, Detainee, Role, User
 from reprisals.passwords import verify_password
+from reprisals.sealing import Keyring
 from reprisals.services import read_description
 from tests.conftest import Database, EmptyDatabase
 from tests.factories import (
@@ -640,9 +641,11 @@ def _read_identity(database: Database, cipher: Cipher) -> set[str]:
         out = set()
         for c in s.scalars(sa.select(Case)):
             d = c.detainee
-            out |= {read_description(cipher, c), cipher.decrypt(f"detainee:{c.id}:name", d.name_ciphertext),
-                    cipher.decrypt(f"detainee:{c.id}:number", d.number_ciphertext or ""),
-                    cipher.decrypt(f"detainee:{c.id}:date_of_birth", d.date_of_birth_ciphertext or "")}
+            keys = Keyring(cipher)
+            out |= {read_description(cipher, c),
+                    keys.decrypt(s, c.instance_id, f"detainee:{c.id}:name", d.name_ciphertext),
+                    keys.decrypt(s, c.instance_id, f"detainee:{c.id}:number", d.number_ciphertext or ""),
+                    keys.decrypt(s, c.instance_id, f"detainee:{c.id}:date_of_birth", d.date_of_birth_ciphertext or "")}
     return out
 
 
@@ -656,12 +659,12 @@ def test_keys_rotate_lets_the_old_key_be_dropped_when_new_key_is_put_first(
     result = run("keys", "rotate", env={"REPRISALS_ENCRYPTION_KEYS": f"{new},{TEST_KEY}"})
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == "re-encrypted 8 value(s) with the first key\n"  # 2 cases x description, name, number, dob
+    assert result.stdout == "re-wrapped 2 key(s) or draft(s) with the first key\n"  # the 2 cases' keys
     assert _read_identity(database, Cipher([new])) == set(CANARIES)
     shown = run("case", "show", world.reported, "--as", world.lead, "--json", env=only_new)
     assert shown.exit_code == 0, shown.output
     again = run("keys", "rotate", env=only_new)
-    assert again.stdout == "re-encrypted 0 value(s) with the first key\n"
+    assert again.stdout == "re-wrapped 0 key(s) or draft(s) with the first key\n"
 
 
 def test_keys_rotate_refuses_and_changes_nothing_when_a_stored_value_matches_no_configured_key(
@@ -725,7 +728,7 @@ def test_long_commands_draw_progress_on_a_terminal_and_nothing_extra_when_captur
                               timeout=60, check=False).returncode == 0
 
     for args, label, result in [(("audit", "verify"), "checking history", "history verified: 12 cases"),
-                                (("keys", "rotate"), "re-encrypting", "re-encrypted 0 value(s)")]:
+                                (("keys", "rotate"), "re-wrapping case keys", "re-wrapped 0 key(s)")]:
         leader, follower = pty.openpty()  # standard error is a terminal; standard output is captured
         proc = subprocess.Popen([str(REPRISALS_BIN), *args], stdout=subprocess.PIPE, stderr=follower, env=env,
                                 cwd=tmp_path, text=True)

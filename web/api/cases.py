@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from notifications.models import InboxItem
 from notifications.outbox import list_inbox, mark_read, unread_count
-from reprisals.access import visible_cases
+from reprisals.access import can_view_identity, visible_cases
 from reprisals.errors import CaseNotFound
 from reprisals.letters import letters_of
 from reprisals.models import Case, User
@@ -30,6 +30,7 @@ from reprisals.services import (
     occurred_at_of,
     offered_actions,
     open_case,
+    recipient_revealer,
     redate_action,
 )
 from web.api import ApiProblem, api_user, bearer, bp, invalid, json_body, query_args
@@ -164,7 +165,9 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         closed_at=case.closed_at, allowed_actions=actions,
         live_deadlines=[_deadline(case.reference, d) for d in live],
         history=[_event(e, field_types, corrections) for e in events],
-        letters=[LetterOut.model_validate(letter.as_dict()) for letter in letters_of(session, case)],
+        letters=[LetterOut.model_validate(letter.as_dict()) for letter in letters_of(
+            session, case, recipient_revealer(runtime().cipher, session, case) if can_view_identity(user, case)
+            else None)],
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
         linked_case=links.linked_to.reference if links.linked_to else None,
         linked_cases=[later.reference for later in links.linked_from],
