@@ -52,7 +52,7 @@ TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
 THROTTLE_WINDOW = timedelta(minutes=15)  # one bucket of failures
 THROTTLE_LOOKBACK = timedelta(hours=24)  # the buckets that count (older ones are deleted)
 FREE_FAILURES = 5  # for one account from one address, before the first wait
-FREE_FAILURES_PER_CLIENT = 30  # from one address across accounts (an office behind one address)
+FREE_FAILURES_PER_CLIENT = 20  # from one address, across accounts
 FIRST_WAIT = timedelta(minutes=1)  # then doubling with each further failure
 LONGEST_WAIT = timedelta(hours=1)
 UNDER_ATTACK = 50  # failures of one account, from any addresses: only addresses it has used may try
@@ -207,7 +207,8 @@ def _window(now: datetime) -> datetime:
 def _wait(failures: int, free: int) -> timedelta:
     if failures < free:
         return timedelta(0)
-    return min(FIRST_WAIT * 2 ** min(failures - free, 16), LONGEST_WAIT)
+    doublings: int = min(failures - free, 16)
+    return min(FIRST_WAIT * (1 << doublings), LONGEST_WAIT)
 
 
 def _check_waits(session: Session, account_hash: str, client_hash: str, now: datetime) -> None:
@@ -254,11 +255,11 @@ def _count_failure(session: Session, account_hash: str, client_hash: str, now: d
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(SignInBucket).values(account_hash=account_hash, client_hash=client_hash, window_start=_window(now),
                                        failures=1, refused=int(refused), last_at=now)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[SignInBucket.account_hash, SignInBucket.client_hash, SignInBucket.window_start],
         set_={"failures": SignInBucket.failures + 1, "refused": SignInBucket.refused + int(refused),
               "last_at": stmt.excluded.last_at}).returning(SignInBucket.refused)
-    count = int(session.execute(stmt).scalar_one())
+    count = int(session.execute(upsert).scalar_one())
     session.execute(delete(SignInBucket).where(SignInBucket.window_start <= now - THROTTLE_LOOKBACK))
     return count
 

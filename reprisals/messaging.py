@@ -26,6 +26,7 @@ from workflow.timers import LIVE, OVERDUE
 
 TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
                   "party_case_closed", "finding_to_confirm", "sign_in_attack")
+ACCOUNT_TEMPLATES = ("sign_in_attack",)  # about the recipient's own account, not a case
 INAPP = "inapp"
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 WORKING_HOURS = (time(9, 0), time(17, 0))
