@@ -201,7 +201,9 @@ def client_network(client: str) -> str:
 
 
 def _window(now: datetime) -> datetime:
-    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    """The start of the bucket ``now`` falls in (windows start on the quarter hour)."""
+    step = int(THROTTLE_WINDOW.total_seconds() // 60)
+    return now.replace(minute=now.minute - now.minute % step, second=0, microsecond=0)
 
 
 def _wait(failures: int, free: int) -> timedelta:

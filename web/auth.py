@@ -31,8 +31,8 @@ class SignOutForm(FlaskForm):
 
 
 def _client() -> str:
-    # The direct peer; behind REPRISALS_TRUSTED_PROXIES proxies, ProxyFix (web/app.py) has put the address
-    # the nearest trusted proxy saw there. A client's own X-Forwarded-For is never read here.
+    # The direct peer; behind REPRISALS_TRUSTED_PROXIES proxies, ProxyFix (web/app.py) has put there the
+    # address the outermost trusted proxy saw. A client's own X-Forwarded-For is never read.
     return request.remote_addr or "unknown"
 
 
@@ -48,10 +48,10 @@ def sign_in() -> ResponseReturnValue:
             signed = check_password(db(), form.email.data or "", form.password.data or "", _client(), now(),
                                     messenger=runtime().messenger)
         except Throttled as exc:
-            db().commit()  # a refusal from a new address is counted and logged; a plain wait wrote nothing
             form.email.errors = [str(exc)]
             response = make_response(render_template("auth/sign_in.html", form=form), 429)
             response.headers["Retry-After"] = str(exc.retry_after)
+            db().commit()  # a refusal from a new address is counted and logged; a plain wait wrote nothing
             return response
         db().commit()  # the session row, or the recorded failure
         if signed is None:
