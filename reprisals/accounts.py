@@ -4,10 +4,16 @@
   stored, never the token itself. Signing out, deactivation and a password change end the rows, so a
   copied cookie stops working at once (a signed-cookie session alone would survive sign-out).
   Sessions end after ``IDLE`` without use and ``ABSOLUTE`` after sign-in, whichever comes first.
-* Failed sign-ins are rows too (``sign_in_failures``), so every worker process counts the same
-  failures: after ``MAX_FAILURES`` for one address, or ``MAX_FAILURES_PER_CLIENT`` from one client,
-  within ``THROTTLE_WINDOW``, sign-in is refused for that window. The address is stored hashed; an
-  unknown address is counted exactly like a known one, so throttling reveals nothing.
+* Guessing is slowed before any password is hashed (decision 20). Failed sign-ins are counted in
+  buckets (``sign_in_buckets``): one row per account, client address and 15-minute window, with a
+  count, upserted — never a row per failure, so an attacker cannot fill the database, and every worker
+  process counts the same failures. Within ``THROTTLE_LOOKBACK``, after ``FREE_FAILURES`` for one
+  account from one address, or ``FREE_FAILURES_PER_CLIENT`` from one address, each further attempt
+  waits (1 minute, then doubling, at most ``LONGEST_WAIT``) and is refused at once with the wait
+  (HTTP 429, ``Retry-After``). After ``UNDER_ATTACK`` failures of one account from any addresses, it
+  is refused from addresses it has never signed in from (``sign_in_addresses``), so the owner still
+  signs in from their usual places; the owner is told. Addresses and accounts are stored hashed; an
+  unknown account is counted and answered exactly like a known one, so throttling reveals nothing.
 * API tokens are random, shown once, stored as SHA-256, revocable by their owner or an admin.
 * A report being written (its answers include who the person is) is a row of its session
   (``report_drafts``), encrypted and bound to that session: it ends with the session, and a draft
@@ -18,13 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, func, or_, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
+from reprisals import access_log
 from reprisals.crypto import Cipher
 from reprisals.errors import IdentityUnreadable, InvalidInput, NotAllowed
 from reprisals.models import Role, User
@@ -32,12 +43,19 @@ from reprisals.passwords import hash_password, needs_rehash, verify_password
 from workflow.clock import ensure_utc
 from workflow.models import Base
 
+if TYPE_CHECKING:
+    from reprisals.messaging import Messenger
+
 IDLE = timedelta(minutes=30)
 ABSOLUTE = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
-THROTTLE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES = 5
-MAX_FAILURES_PER_CLIENT = 20
+THROTTLE_WINDOW = timedelta(minutes=15)  # one bucket of failures
+THROTTLE_LOOKBACK = timedelta(hours=24)  # the buckets that count (older ones are deleted)
+FREE_FAILURES = 5  # for one account from one address, before the first wait
+FREE_FAILURES_PER_CLIENT = 20  # from one address, across accounts
+FIRST_WAIT = timedelta(minutes=1)  # then doubling with each further failure
+LONGEST_WAIT = timedelta(hours=1)
+UNDER_ATTACK = 50  # failures of one account, from any addresses: only addresses it has used may try
 TOKEN_PREFIX = "rpr_"  # noqa: S105 (a prefix, not a secret)
 
 # A valid hash to verify against when the address is unknown, so both paths cost the same.
@@ -72,15 +90,31 @@ class ReportDraft(Base):
     updated_at: Mapped[datetime] = mapped_column(index=True)
 
 
-class SignInFailure(Base):
-    __tablename__ = "sign_in_failures"
-    __table_args__ = (Index("ix_sign_in_failures_account_at", "account_hash", "at"),
-                      Index("ix_sign_in_failures_client_at", "client_hash", "at"))
+class SignInBucket(Base):
+    """Failed sign-ins of one account (hashed address) from one client address (hashed) in one window
+    of ``THROTTLE_WINDOW``: a count, upserted. ``refused`` counts those refused from a new address."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account_hash: Mapped[str] = mapped_column(String(64))
-    client_hash: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column()
+    __tablename__ = "sign_in_buckets"
+    __table_args__ = (Index("ix_sign_in_buckets_client_window", "client_hash", "window_start"),
+                      Index("ix_sign_in_buckets_window", "window_start"))
+
+    account_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column()
+
+
+class SignInAddress(Base):
+    """A client address (hashed, as its network: see ``client_network``) a user has signed in from."""
+
+    __tablename__ = "sign_in_addresses"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column()
+    last_at: Mapped[datetime] = mapped_column()
 
 
 class ApiToken(Base):
@@ -110,10 +144,35 @@ class Heartbeat(Base):
 
 
 class Throttled(Exception):
-    """Too many failed sign-ins; the message names no account."""
+    """Too many failed sign-ins: refused before the password is checked, nothing counted.
+    ``retry_after`` is in whole seconds; the message names no account."""
 
-    def __init__(self, minutes: int) -> None:
-        super().__init__(f"Too many failed attempts to sign in. Wait {minutes} minutes and try again.")
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(self.words(_duration(self.retry_after)))
+
+    @staticmethod
+    def words(wait: str) -> str:
+        return f"Too many failed attempts to sign in. Wait {wait} and try again."
+
+
+class RefusedFromNewAddress(Throttled):
+    """The account has had ``UNDER_ATTACK`` failures: it may be signed in to only from an address it
+    has signed in from before. Counted (and logged once per window and address); the caller commits."""
+
+    @staticmethod
+    def words(wait: str) -> str:
+        return ("There have been many failed attempts to sign in to this account, so for now it can only be "
+                "signed in to from a network it has been signed in from before. Sign in from one of those, or "
+                f"try again in {wait}.")
+
+
+def _duration(seconds: int) -> str:
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    hours = math.ceil(minutes / 60)
+    return f"{hours} hour" + ("s" if hours != 1 else "")
 
 
 @dataclass(frozen=True)
@@ -126,36 +185,142 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _throttled(session: Session, account_hash: str, client_hash: str, now: datetime) -> bool:
-    since = now - THROTTLE_WINDOW
-    by_account = session.scalar(select(func.count()).select_from(SignInFailure).where(
-        SignInFailure.account_hash == account_hash, SignInFailure.at > since)) or 0
-    if by_account >= MAX_FAILURES:
-        return True
-    by_client = session.scalar(select(func.count()).select_from(SignInFailure).where(
-        SignInFailure.client_hash == client_hash, SignInFailure.at > since)) or 0
-    return by_client >= MAX_FAILURES_PER_CLIENT
+def client_network(client: str) -> str:
+    """What a client address is counted as: an IPv4 address itself, an IPv6 address its /64 (one
+    subscriber's network: they may use any of its 2^64 addresses, and privacy addresses change daily),
+    anything else as given."""
+    try:
+        ip = ipaddress.ip_address(client.strip())
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
-def sign_in(session: Session, email: str, password: str, client: str, now: datetime) -> SignedIn | None:
+def _window(now: datetime) -> datetime:
+    """The start of the bucket ``now`` falls in (windows start on the quarter hour)."""
+    step = int(THROTTLE_WINDOW.total_seconds() // 60)
+    return now.replace(minute=now.minute - now.minute % step, second=0, microsecond=0)
+
+
+def _wait(failures: int, free: int) -> timedelta:
+    if failures < free:
+        return timedelta(0)
+    doublings: int = min(failures - free, 16)
+    return min(FIRST_WAIT * (1 << doublings), LONGEST_WAIT)
+
+
+def _check_waits(session: Session, account_hash: str, client_hash: str, now: datetime) -> None:
+    """Raise :class:`Throttled` if this address, or this account from it, must still wait."""
+    pair = SignInBucket.account_hash == account_hash
+    row = session.execute(select(
+        func.coalesce(func.sum(SignInBucket.failures), 0), func.max(SignInBucket.last_at),
+        func.coalesce(func.sum(case((pair, SignInBucket.failures), else_=0)), 0),
+        func.max(case((pair, SignInBucket.last_at), else_=None)),
+    ).where(SignInBucket.client_hash == client_hash, SignInBucket.window_start > now - THROTTLE_LOOKBACK)).one()
+    by_client, client_last, by_pair, pair_last = row
+    until = max((ensure_utc(last) + _wait(int(n), free) for n, last, free in (
+        (by_client, client_last, FREE_FAILURES_PER_CLIENT), (by_pair, pair_last, FREE_FAILURES))
+        if last is not None), default=now)
+    if until > now:
+        raise Throttled((until - now).total_seconds())
+
+
+def _attack_windows(session: Session, account_hash: str, now: datetime) -> list[tuple[datetime, int]]:
+    """The account's failures per window within the lookback, oldest first."""
+    rows = session.execute(select(SignInBucket.window_start, func.sum(SignInBucket.failures))
+                           .where(SignInBucket.account_hash == account_hash,
+                                  SignInBucket.window_start > now - THROTTLE_LOOKBACK)
+                           .group_by(SignInBucket.window_start).order_by(SignInBucket.window_start))
+    return [(ensure_utc(at), int(n)) for at, n in rows]
+
+
+def _attack_ends(windows: list[tuple[datetime, int]]) -> datetime | None:
+    """When the account falls below ``UNDER_ATTACK`` failures if nothing more fails (``None``: it is)."""
+    total = sum(n for _, n in windows)
+    if total < UNDER_ATTACK:
+        return None
+    for at, n in windows:
+        total -= n
+        if total < UNDER_ATTACK:
+            return at + THROTTLE_LOOKBACK  # this window leaves the lookback
+    return None  # not reached: the total falls to 0
+
+
+def _count_failure(session: Session, account_hash: str, client_hash: str, now: datetime, *,
+                   refused: bool = False) -> int:
+    """Add one failure to its bucket (an upsert), and delete buckets past the lookback. Returns the
+    bucket's count of refusals from a new address."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(SignInBucket).values(account_hash=account_hash, client_hash=client_hash, window_start=_window(now),
+                                       failures=1, refused=int(refused), last_at=now)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[SignInBucket.account_hash, SignInBucket.client_hash, SignInBucket.window_start],
+        set_={"failures": SignInBucket.failures + 1, "refused": SignInBucket.refused + int(refused),
+              "last_at": stmt.excluded.last_at}).returning(SignInBucket.refused)
+    count = int(session.execute(upsert).scalar_one())
+    session.execute(delete(SignInBucket).where(SignInBucket.window_start <= now - THROTTLE_LOOKBACK))
+    return count
+
+
+def _tell_owner(session: Session, user: User | None, windows: list[tuple[datetime, int]], now: datetime,
+                messenger: Messenger | None) -> None:
+    if messenger is not None and user is not None and user.active and sum(n for _, n in windows) >= UNDER_ATTACK:
+        messenger.sign_in_attack(session, user, UNDER_ATTACK, now)
+
+
+def sign_in(session: Session, email: str, password: str, client: str, now: datetime, *,
+            messenger: Messenger | None = None) -> SignedIn | None:
     """Check the password and start a server-side session. ``None`` for a wrong address or password
-    (indistinguishable); :class:`Throttled` after too many failures. The caller commits either way:
-    a failure is recorded so that every worker sees it."""
+    (indistinguishable). Before any password is hashed: :class:`Throttled` while this address, or this
+    account from it, must wait (nothing is written); :class:`RefusedFromNewAddress` when the account is
+    under attack and this address has never signed in to it (counted, logged, the owner told through
+    ``messenger``). The caller commits in every case: what was counted must be seen by every worker."""
     now = ensure_utc(now)
     address = normalise_email(email)
-    account_hash, client_hash = _digest("account:" + address), _digest("client:" + client)
-    if _throttled(session, account_hash, client_hash, now):
-        raise Throttled(int(THROTTLE_WINDOW.total_seconds() // 60))
+    account_hash, client_hash = _digest("account:" + address), _digest("client:" + client_network(client))
+    _check_waits(session, account_hash, client_hash, now)
     user = session.scalars(select(User).where(func.lower(User.email) == address)).one_or_none()
+    windows = _attack_windows(session, account_hash, now)
+    if sum(n for _, n in windows) >= UNDER_ATTACK:
+        # The same statement whether or not the account exists: the answer must not tell.
+        known = session.scalar(select(func.count()).select_from(SignInAddress).where(
+            SignInAddress.user_id == (user.id if user else 0), SignInAddress.client_hash == client_hash))
+        if not known:
+            if _count_failure(session, account_hash, client_hash, now, refused=True) == 1 and user is not None:
+                access_log.record(session, now, "sign_in_refused", subject=user, client=client)
+            windows = _attack_windows(session, account_hash, now)
+            _tell_owner(session, user, windows, now, messenger)
+            session.flush()
+            raise RefusedFromNewAddress(((_attack_ends(windows) or now) - now).total_seconds())
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.active:
-        session.add(SignInFailure(account_hash=account_hash, client_hash=client_hash, at=now))
+        _count_failure(session, account_hash, client_hash, now)
+        _tell_owner(session, user, _attack_windows(session, account_hash, now), now, messenger)
         session.flush()
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    session.execute(delete(SignInFailure).where(SignInFailure.account_hash == account_hash))
+    # This address's failures on this account are forgiven; the account's others still count.
+    session.execute(delete(SignInBucket).where(SignInBucket.account_hash == account_hash,
+                                               SignInBucket.client_hash == client_hash))
+    signed_in_from(session, user, client, now)
     return start_session(session, user, now)
+
+
+def signed_in_from(session: Session, user: User, client: str, now: datetime) -> None:
+    """The user has signed in from ``client``: it becomes an address they may sign in from while their
+    account is under attack, and the access log says so (``signed_in``, the address hashed)."""
+    now = ensure_utc(now)
+    client_hash = _digest("client:" + client_network(client))
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(SignInAddress).values(user_id=user.id, client_hash=client_hash, first_at=now, last_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=[SignInAddress.user_id, SignInAddress.client_hash],
+                                               set_={"last_at": stmt.excluded.last_at}))
+    access_log.record(session, now, "signed_in", actor=user, client=client)
 
 
 def start_session(session: Session, user: User, now: datetime) -> SignedIn:
@@ -193,10 +358,12 @@ def _end(row: WebSession, now: datetime, why: str) -> None:
         session.execute(delete(ReportDraft).where(ReportDraft.session_id == row.id))
 
 
-def end_session(session: Session, token: str, now: datetime) -> None:
+def end_session(session: Session, token: str, now: datetime, *, client: str | None = None) -> None:
+    """Sign out: end the session (and its draft), and say so in the access log."""
     row = session.scalars(select(WebSession).where(WebSession.token_hash == _digest(token))).one_or_none()
     if row is not None and row.ended_at is None:
         _end(row, ensure_utc(now), "signed_out")
+        access_log.record(session, now, "signed_out", actor=row.user_id, client=client)
 
 
 def end_all_sessions(session: Session, user: User, now: datetime, why: str) -> int:

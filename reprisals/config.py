@@ -29,11 +29,12 @@ ENVIRONMENTS = ("development", "production", "test")
 KNOWN = {
     "ENV", "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "ENCRYPTION_KEYS", "SMTP_URL", "BASE_URL",
     "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES", "EMAIL_CHANNEL", "MAIL_FROM",
-    "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS",
+    "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS", "TRUSTED_PROXIES",
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
+MAX_TRUSTED_PROXIES = 5
 MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                     "party_case_closed", "finding_to_confirm")
+                     "party_case_closed", "finding_to_confirm", "sign_in_attack")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Settings:
     notify_base_url: str = "https://api.notifications.service.gov.uk"
     notify_template_ids: dict[str, str] = field(default_factory=dict)
     outbox_max_attempts: int = 8
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto are believed
 
     @property
     def is_production(self) -> bool:
@@ -189,6 +191,15 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         else:
             problems.append(f"{PREFIX}OUTBOX_MAX_ATTEMPTS: '{raw_attempts}' is not a whole number from 1 to 100")
 
+    trusted_proxies = 0
+    raw_proxies = get("TRUSTED_PROXIES")
+    if raw_proxies is not None:
+        if raw_proxies.strip().isdigit() and int(raw_proxies) <= MAX_TRUSTED_PROXIES:
+            trusted_proxies = int(raw_proxies)
+        else:
+            problems.append(f"{PREFIX}TRUSTED_PROXIES: '{raw_proxies}' is not a whole number from 0 to "
+                            f"{MAX_TRUSTED_PROXIES} (how many reverse proxies are in front of the service; 0 for none)")
+
     base_url = (get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
     if not (base_url.startswith("http://") or base_url.startswith("https://")):
         problems.append(f"{PREFIX}BASE_URL: must be an http:// or https:// address")
@@ -228,4 +239,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         raise ConfigurationError(problems)
     assert secret is not None
     return Settings(mode, instance, url, secret, keys, smtp, base_url, interval, end, level, tuple(files),
-                    tuple(warnings), channel, mail_from, notify_key, notify_url, template_ids, max_attempts)
+                    tuple(warnings), channel, mail_from, notify_key, notify_url, template_ids, max_attempts,
+                    trusted_proxies=trusted_proxies)

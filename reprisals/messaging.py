@@ -25,7 +25,8 @@ from workflow.models import DeadlineRow
 from workflow.timers import LIVE, OVERDUE
 
 TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                  "party_case_closed", "finding_to_confirm")
+                  "party_case_closed", "finding_to_confirm", "sign_in_attack")
+ACCOUNT_TEMPLATES = ("sign_in_attack",)  # about the recipient's own account, not a case
 INAPP = "inapp"
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 WORKING_HOURS = (time(9, 0), time(17, 0))
@@ -55,6 +56,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
                           "closed_text": "Thu 22 May 2026, 11:00"},
     "finding_to_confirm": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
                            "proposed_by": "Alex Morgan", "finding": "Substantiated"},
+    "sign_in_attack": {"attempts": 50, "date_text": "Tue 6 May 2026, 17:00", "url": "https://reprisals.example/account"},
 }
 
 
@@ -186,6 +188,19 @@ class Messenger:
                       {"reference": case.reference, "url": case_url(self.base_url, case.reference),
                        "proposed_by": proposer.name, "finding": outcome_words(finding)},
                       f"finding:{case.reference}:{case.instance.version}:{user.id}", now)
+
+    def sign_in_attack(self, session: Session, user: User, attempts: int, now: datetime) -> None:
+        """The owner of an account under attack is told: in the app, and by e-mail at once even if they
+        turned e-mail off (it is about their account's safety, not a case). Once a UK day while it lasts
+        (the key holds the day); no address, nothing about who tried."""
+        cal = self.calendar
+        assert cal is not None
+        day = cal.local_date(now).isoformat()
+        context = {"attempts": attempts, "date_text": local_text(now),
+                   "url": f"{self.base_url.rstrip('/')}/account"}
+        key = f"sign-in-attack:{user.id}:{day}"
+        enqueue(session, f"{key}:{INAPP}", INAPP, str(user.id), "sign_in_attack", context, now, urgent=True)
+        enqueue(session, f"{key}:email", self.email_channel, user.email, "sign_in_attack", context, now, urgent=True)
 
     def daily_digests(self, session: Session, now: datetime) -> int:
         """Queue today's digest for each user with something due today or overdue, on working days.

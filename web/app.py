@@ -15,6 +15,7 @@ from govuk_frontend_wtf.main import WTFormsHelpers
 from jinja2 import ChoiceLoader, PackageLoader, PrefixLoader
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifications.outbox import unread_count
 from reprisals.accounts import heartbeat_age, load_session
@@ -28,6 +29,7 @@ from web.security import add_security_headers, csp_nonce, enforce, public
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30
+HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
               admin.invitation_bp, api.bp)
@@ -46,6 +48,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["reprisals"] = rt
+    if settings.trusted_proxies:
+        # The client address is the one the outermost trusted proxy saw (the N-th X-Forwarded-For value
+        # from the right); values a client sent are to the left of it and never read. Not X-Forwarded-Host:
+        # a proxy that does not set it would let the client choose the Host.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.jinja_loader = ChoiceLoader([
         PackageLoader("web"),
         PrefixLoader({"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja"),
@@ -73,6 +81,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         app.register_blueprint(bp)
     app.before_request(enforce(app))
     app.after_request(add_security_headers)
+    if settings.is_production:
+        @app.after_request
+        def _hsts(response: Any) -> Any:
+            # Production is served over TLS only (README): browsers refuse plain HTTP for a year.
+            response.headers["Strict-Transport-Security"] = HSTS
+            return response
 
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:

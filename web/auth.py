@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -12,7 +12,7 @@ from wtforms.validators import InputRequired, Length
 
 from reprisals.accounts import Throttled, end_session
 from reprisals.accounts import sign_in as check_password
-from web.context import Principal, db, now
+from web.context import Principal, db, now, runtime
 from web.security import public, safe_next, signed_in
 
 bp = Blueprint("auth", __name__)
@@ -31,7 +31,8 @@ class SignOutForm(FlaskForm):
 
 
 def _client() -> str:
-    # The direct peer only: X-Forwarded-For is trusted only when a proxy fixer is configured for it.
+    # The direct peer; behind REPRISALS_TRUSTED_PROXIES proxies, ProxyFix (web/app.py) has put there the
+    # address the outermost trusted proxy saw. A client's own X-Forwarded-For is never read.
     return request.remote_addr or "unknown"
 
 
@@ -44,11 +45,14 @@ def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     if form.validate_on_submit():
         try:
-            signed = check_password(db(), form.email.data or "", form.password.data or "", _client(), now())
+            signed = check_password(db(), form.email.data or "", form.password.data or "", _client(), now(),
+                                    messenger=runtime().messenger)
         except Throttled as exc:
-            db().rollback()
             form.email.errors = [str(exc)]
-            return render_template("auth/sign_in.html", form=form), 429
+            response = make_response(render_template("auth/sign_in.html", form=form), 429)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            db().commit()  # a refusal from a new address is counted and logged; a plain wait wrote nothing
+            return response
         db().commit()  # the session row, or the recorded failure
         if signed is None:
             form.email.errors = ["Enter a correct email address and password"]
@@ -64,7 +68,7 @@ def sign_in() -> ResponseReturnValue:
 def sign_out() -> ResponseReturnValue:
     form = SignOutForm()
     if form.validate_on_submit():
-        end_session(db(), current_user.token, now())
+        end_session(db(), current_user.token, now(), client=_client())
         db().commit()
         logout_user()
         session.clear()

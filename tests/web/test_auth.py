@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from reprisals.accounts import ABSOLUTE, IDLE, MAX_FAILURES
+from reprisals.accounts import ABSOLUTE, FREE_FAILURES, IDLE
 from tests.web.conftest import PASSWORD, Web, csrf_token
 
 
@@ -47,20 +47,28 @@ def test_wrong_password_and_unknown_account_get_the_same_answer(web: Web) -> Non
     assert web.database.raw("SELECT count(*) AS n FROM web_sessions")[0].n == 0
 
 
-def test_ten_wrong_passwords_are_throttled_even_the_right_one_then(web: Web) -> None:
-    statuses = [_sign_in_response(web, web.client(), web.world.staff, f"wrong {i}").status_code for i in range(10)]
+def test_wrong_passwords_wait_a_minute_then_doubling_answered_at_once_with_429_and_retry_after(web: Web) -> None:
+    statuses = [_sign_in_response(web, web.client(), web.world.staff, f"wrong {i}").status_code
+                for i in range(FREE_FAILURES)]
+    assert statuses == [200] * FREE_FAILURES
 
-    assert statuses[:MAX_FAILURES] == [200] * MAX_FAILURES
-    assert set(statuses[MAX_FAILURES:]) == {429}
-    blocked = _sign_in_response(web, web.client(), web.world.staff, PASSWORD)
-    assert blocked.status_code == 429
-    assert "Too many failed attempts" in blocked.get_data(as_text=True)
+    blocked = _sign_in_response(web, web.client(), web.world.staff, PASSWORD)  # even the right password
+    assert (blocked.status_code, blocked.headers["Retry-After"]) == (429, "60")
+    html = blocked.get_data(as_text=True)
+    assert "Too many failed attempts to sign in. Wait 1 minute and try again." in html
+    assert 'class="govuk-error-summary"' in html and 'href="#email"' in html
+    web.clock.advance(timedelta(seconds=60))
+    assert _sign_in_response(web, web.client(), web.world.staff, "wrong again").status_code == 200
+    doubled = _sign_in_response(web, web.client(), web.world.staff, PASSWORD)
+    assert (doubled.status_code, doubled.headers["Retry-After"]) == (429, "120")
+    assert "Wait 2 minutes" in doubled.get_data(as_text=True)
     # An unknown address is throttled the same way: the answer reveals nothing about accounts.
-    for i in range(MAX_FAILURES):
-        _sign_in_response(web, web.client(), "ghost@example.test", f"wrong {i}")
-    assert _sign_in_response(web, web.client(), "ghost@example.test", "x").status_code == 429
-    # ... and the window passes.
-    web.clock.advance(timedelta(minutes=16))
+    for i in range(FREE_FAILURES):
+        assert _sign_in_response(web, web.client(), "ghost@example.test", f"wrong {i}").status_code == 200
+    ghost = _sign_in_response(web, web.client(), "ghost@example.test", "x")
+    assert (ghost.status_code, ghost.headers["Retry-After"]) == (429, "60")
+    # ... and the wait passes.
+    web.clock.advance(timedelta(seconds=120))
     assert _sign_in_response(web, web.client(), web.world.staff, PASSWORD).status_code == 302
 
 
@@ -75,7 +83,7 @@ def test_throttling_counts_across_processes_not_per_process(web: Web, tmp_path: 
                                 clock=web.clock)
     second = create_app(runtime=rt2, testing=True)
     try:
-        for i in range(MAX_FAILURES):
+        for i in range(FREE_FAILURES):
             app_client = (web.client() if i % 2 else second.test_client())
             _sign_in_response(web, app_client, web.world.staff, f"wrong {i}")
         assert _sign_in_response(web, second.test_client(), web.world.staff, PASSWORD).status_code == 429

@@ -44,6 +44,7 @@ def test_defaults_give_sqlite_and_persisted_dev_keys_in_instance_folder_when_env
     assert any(w.startswith("REPRISALS_ENCRYPTION_KEYS is not set") and "DEVELOPMENT" in w for w in first.warnings)
     assert (first.scheduler_interval, first.working_day_end, first.log_level) == (15.0, time(17, 0), "INFO")
     assert first.base_url == "http://127.0.0.1:5000"
+    assert first.trusted_proxies == 0  # X-Forwarded-For is believed only when told how many proxies set it
 
     second = load_settings({}, dotenv=None)
 
@@ -59,6 +60,7 @@ def test_given_values_are_used_without_warnings_when_everything_is_set(tmp_path:
         "REPRISALS_ENCRYPTION_KEYS": f" {key} , {generate_key()} ", "REPRISALS_SCHEDULER_INTERVAL": "2.5",
         "REPRISALS_WORKING_DAY_END": "16:30", "REPRISALS_BASE_URL": "https://reprisals.example/",
         "REPRISALS_LOG_LEVEL": "debug", "REPRISALS_SMTP_URL": "smtps://mail.example:465",
+        "REPRISALS_TRUSTED_PROXIES": "1",
     }, dotenv=None)
 
     assert settings.is_production
@@ -67,6 +69,7 @@ def test_given_values_are_used_without_warnings_when_everything_is_set(tmp_path:
     assert settings.encryption_keys[0] == key and len(settings.encryption_keys) == 2
     assert (settings.scheduler_interval, settings.working_day_end) == (2.5, time(16, 30))
     assert (settings.base_url, settings.log_level) == ("https://reprisals.example", "DEBUG")
+    assert settings.trusted_proxies == 1
     assert list(tmp_path.iterdir()) == []  # no development key written
 
 
@@ -99,6 +102,9 @@ def test_production_refuses_listing_both_keys_and_writes_none_when_keys_are_miss
     ("SMTP_URL", "mail.example:25", "smtp://user:password@host:587"),
     ("BASE_URL", "reprisals.example", "must be an http:// or https:// address"),
     ("PROTOCOL_FILES", "/no/such/spec.yaml", "/no/such/spec.yaml does not exist"),
+    ("TRUSTED_PROXIES", "yes", "'yes' is not a whole number from 0 to 5 (how many reverse proxies are in front"),
+    ("TRUSTED_PROXIES", "-1", "is not a whole number from 0 to 5"),
+    ("TRUSTED_PROXIES", "9", "is not a whole number from 0 to 5"),
     ("FOO", "1", "unknown setting"),
 ])
 def test_one_line_names_the_variable_when_a_value_is_bad(tmp_path: Path, name: str, value: str, fragment: str) -> None:

@@ -4,8 +4,10 @@ no caching of signed-in pages; GOV.UK Frontend served from this site, not a CDN.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from tests.web.conftest import Web
+from tests.factories import TEST_KEY
+from tests.web.conftest import SECRET_KEY, Web
 
 
 def test_pages_carry_the_security_headers_and_a_strict_csp(web: Web) -> None:
@@ -43,3 +45,18 @@ def test_assets_are_served_from_this_site(web: Web) -> None:
     js = web.client().get("/static/govuk/govuk-frontend.min.js")
     assert css.status_code == js.status_code == 200
     assert b"@font-face" not in css.data  # system fonts: GDS Transport is for GOV.UK domains only
+
+
+def test_hsts_is_sent_in_production_only(tmp_path: Path) -> None:
+    from reprisals.config import load_settings
+    from web.app import create_app
+
+    production, development = (create_app(load_settings({
+        "REPRISALS_ENV": env, "REPRISALS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"), "REPRISALS_SECRET_KEY": SECRET_KEY,
+        "REPRISALS_ENCRYPTION_KEYS": TEST_KEY}, dotenv=None), testing=True).test_client()
+        for env in ("production", "development"))
+
+    for path in ("/sign-in", "/does-not-exist", "/static/govuk/govuk-frontend.min.css"):
+        assert production.get(path).headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+        assert "Strict-Transport-Security" not in development.get(path).headers
