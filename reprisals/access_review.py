@@ -101,9 +101,10 @@ def visible_to(viewer: User | None) -> ColumnElement[bool]:
     if not can_review(viewer):
         return false()
     body = viewer.body_code
-    case_of_body = exists().where(Case.id == AccessEntry.case_id, or_(
-        Case.owning_body_code == body,
-        exists().where(CaseParty.case_id == Case.id, CaseParty.body_code == body)))
+    case = aliased(Case)  # the page's statement joins Case for the reference: this one is its own
+    case_of_body = exists().where(case.id == AccessEntry.case_id, or_(
+        case.owning_body_code == body,
+        exists().where(CaseParty.case_id == case.id, CaseParty.body_code == body)))
     members = select(User.id).where(User.body_code == body)
     bodied = select(User.id).where(User.body_code.is_not(None))
     names_member = or_(AccessEntry.actor_id.in_(members), AccessEntry.subject_user_id.in_(members))

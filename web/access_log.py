@@ -175,7 +175,7 @@ def _render(asked: Asked, status: int = 200) -> ResponseReturnValue:
         result = list_entries(db(), viewer, asked.filters, limit=PAGE_SIZE)
     first = (page - 1) * PAGE_SIZE + 1
     return render_template(
-        "access_log/index.html", title="Access log", form=asked.form, errors=asked.errors, result=result,
+        "access_log/index.html", title="Access log", filters=asked.form, errors=asked.errors, result=result,
         page=page, pages=pages, first=first, last=first + len(result.rows) - 1, filtered=asked.filtered,
         pagination=_pagination(asked, page, pages), csv_href=_href(asked, "access_log.download"),
         link_cases=viewer.role is Role.AUDITOR, cap=COUNT_CAP), status
