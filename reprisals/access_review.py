@@ -50,8 +50,8 @@ class LogFilters:
     until: date | None = None
 
     def words(self) -> dict[str, Any]:
-        """The filters as an export entry records them: codes and dates, no internal id but the
-        person's (who is the entry's subject as well)."""
+        """The filters as an export entry's detail records them: the kind, the case's reference, the
+        dates. The person filtered by is the entry's subject, and the case its case."""
         out: dict[str, Any] = {}
         if self.kind:
             out["kind"] = self.kind
