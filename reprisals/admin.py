@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from reprisals import access_log
 from reprisals.accounts import end_all_sessions
 from reprisals.emails import email_problem, normalise_email
 from reprisals.errors import InvalidInput, NotAllowed
@@ -157,13 +158,19 @@ def change_role(session: Session, admin: User, user: User, role_text: Any, body_
     session.flush()
 
 
-def set_active(session: Session, admin: User, user: User, active: bool, now: datetime) -> None:
+def set_active(session: Session, admin: User, user: User, active: bool, now: datetime, *,
+               client: str | None = None) -> None:
+    """Deactivate (ending every session) or reactivate ``user``; a change is an access-log entry."""
     _require_admin(admin)
     if user.id == admin.id and not active:
         raise NotAllowed("you cannot deactivate yourself")
+    changed = user.active != active
     user.active = active
     if not active:
         end_all_sessions(session, user, now, "deactivated")
+    if changed:
+        access_log.record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin,
+                          subject=user, client=client)
     session.flush()
 
 

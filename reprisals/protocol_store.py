@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from reprisals import access_log
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Role, User
 from reprisals.protocol import GUARDS, SPEC_KEY, meaning_problems
@@ -75,8 +76,10 @@ def validate_protocol(engine: Engine, text: str) -> WorkflowSpec:
     return spec
 
 
-def upload_protocol(session: Session, engine: Engine, admin: User, text: str, now: datetime) -> ProtocolVersion:
-    """Store a valid spec (inactive) and register it in ``engine``. Nothing is stored if invalid."""
+def upload_protocol(session: Session, engine: Engine, admin: User, text: str, now: datetime, *,
+                    client: str | None = None) -> ProtocolVersion:
+    """Store a valid spec (inactive) and register it in ``engine``, with its access-log entry. Nothing
+    is stored if invalid."""
     if admin.role is not Role.ADMIN:
         raise NotAllowed("only an administrator can upload a protocol version")
     spec = validate_protocol(engine, text)
@@ -87,13 +90,16 @@ def upload_protocol(session: Session, engine: Engine, admin: User, text: str, no
                           uploaded_at=ensure_utc(now), active=False)
     session.add(row)
     session.flush()
+    access_log.record(session, now, "protocol_uploaded", actor=admin, client=client,
+                      detail={"protocol": spec.key, "version": spec.version})
     engine.register(spec)
     return row
 
 
-def activate_protocol(session: Session, engine: Engine, admin: User, key: str, version: int) -> None:
+def activate_protocol(session: Session, engine: Engine, admin: User, key: str, version: int, now: datetime, *,
+                      client: str | None = None) -> None:
     """New cases of ``key`` start on ``version``: an uploaded version, or (clearing the choice) the
-    newest shipped one."""
+    newest shipped one. The access log records it."""
     if admin.role is not Role.ADMIN:
         raise NotAllowed("only an administrator can activate a protocol version")
     rows = list(session.scalars(select(ProtocolVersion).where(ProtocolVersion.key == key).with_for_update()))
@@ -104,6 +110,8 @@ def activate_protocol(session: Session, engine: Engine, admin: User, key: str, v
     if chosen is not None:
         session.execute(update(ProtocolVersion).where(ProtocolVersion.id == chosen.id).values(active=True))
         _ensure_registered(engine, chosen)
+    access_log.record(session, now, "protocol_activated", actor=admin, client=client,
+                      detail={"protocol": key, "version": version, "shipped": chosen is None})
     session.flush()
     session.expire_all()
 

@@ -3,7 +3,7 @@ failed messages. Every route is for administrators; the invitation page is publi
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -233,7 +233,7 @@ def set_active(user_id: int) -> ResponseReturnValue:
         abort(400)
     activate = not target.active
     try:
-        ops.set_active(db(), me(), target, activate, now())
+        ops.set_active(db(), me(), target, activate, now(), client=request.remote_addr)
     except NotAllowed as exc:
         db().rollback()
         flash(str(exc).capitalize() + ".", "info")
@@ -420,7 +420,7 @@ def protocols() -> ResponseReturnValue:
                 errors = [{"text": "Upload a YAML file or paste the YAML", "href": "#text"}]
         if not errors:
             try:
-                row = upload_protocol(db(), runtime().engine, me(), text, now())
+                row = upload_protocol(db(), runtime().engine, me(), text, now(), client=request.remote_addr)
             except SpecError as exc:
                 db().rollback()
                 errors = [{"text": f"{p.path}: {p.message}" if p.path else p.message[:1].upper() + p.message[1:],
@@ -442,7 +442,7 @@ def activate(key: str, version: int) -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        activate_protocol(db(), runtime().engine, me(), key, version)
+        activate_protocol(db(), runtime().engine, me(), key, version, now(), client=request.remote_addr)
     except InvalidInput:
         db().rollback()
         abort(404)

@@ -16,6 +16,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from reprisals.access_log import KINDS
 from reprisals.config import load_settings
 from reprisals.crypto import generate_key
 from reprisals.emails import email_problem, normalise_email
@@ -577,25 +578,90 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check every hash chain; exit 1 and name each broken link if history was altered."""
+    """Check every hash chain of the history and the access log (each entry and each sealed day); exit 1
+    and name each problem if either was altered."""
+    from reprisals.access_log import verify_log
     from workflow.history import verify
 
     rt = runtime(ctx)
     with rt.sessions() as session, progress_bar("checking history") as progress:
         report = verify(session, progress)
+        log_report = verify_log(session)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "instances": report.instances, "events": report.events,
+        click.echo(json.dumps({"ok": report.ok and log_report.ok, "instances": report.instances,
+                               "events": report.events,
                                "findings": [{"what": f.what, "instance": f.instance_id, "seq": f.seq,
-                                             "message": f.message} for f in report.findings]}, indent=2))
-    elif report.ok:
-        click.echo(f"history verified: {report.instances} cases, {report.events} events, no broken links")
+                                             "message": f.message} for f in report.findings],
+                               "access_log": {"ok": log_report.ok, "entries": log_report.entries,
+                                              "sealed_days": log_report.days, "problems": log_report.problems}},
+                              indent=2))
     else:
-        for finding in report.findings:
-            click.echo(f"BROKEN: {finding.message}", err=True)
-        click.echo(f"history NOT verified: {len(report.findings)} problem(s) in {report.instances} cases, "
-                   f"{report.events} events", err=True)
-    if not report.ok:
+        if report.ok:
+            click.echo(f"history verified: {report.instances} cases, {report.events} events, no broken links")
+        else:
+            for finding in report.findings:
+                click.echo(f"BROKEN: {finding.message}", err=True)
+            click.echo(f"history NOT verified: {len(report.findings)} problem(s) in {report.instances} cases, "
+                       f"{report.events} events", err=True)
+        if log_report.ok:
+            click.echo(f"access log verified: {log_report.entries} entries, {log_report.days} sealed days, "
+                       "no broken links")
+        else:
+            for problem in log_report.problems:
+                click.echo(f"BROKEN: {problem}", err=True)
+            click.echo(f"access log NOT verified: {len(log_report.problems)} problem(s) in {log_report.entries} "
+                       f"entries, {log_report.days} sealed days", err=True)
+    if not (report.ok and log_report.ok):
         sys.exit(1)
+
+
+@audit.command("log")
+@click.option("--kind", type=click.Choice(sorted(KINDS)), help="Only entries of this kind.")
+@click.option("--person", "person_email", help="E-mail of a person who acted or was acted on.")
+@click.option("--case", "reference", help="Only entries about this case (its reference).")
+@click.option("--from", "since", type=click.DateTime(["%Y-%m-%d"]), help="From this UK day (2026-03-02).")
+@click.option("--to", "until", type=click.DateTime(["%Y-%m-%d"]), help="To this UK day, included.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many (text).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text", show_default=True,
+              help="csv: every matching entry, header first; recorded in the log as an export.")
+@click.pass_context
+def audit_log(ctx: click.Context, kind: str | None, person_email: str | None, reference: str | None,
+              since: datetime | None, until: datetime | None, limit: int, fmt: str) -> None:
+    """List access-log entries, newest first (the operator sees them all)."""
+    from reprisals.access_review import LogFilters, all_entries, find_case, list_entries, record_export, to_csv
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        person_id = None
+        if person_email:
+            person = session.scalars(select(User).where(User.email == normalise_email(person_email))).one_or_none()
+            if person is None:
+                raise InvalidInput({"--person": f"no user has the e-mail {person_email}"})
+            person_id = person.id
+        try:
+            case_id = find_case(session, None, reference) if reference else None
+        except InvalidInput as exc:
+            raise InvalidInput({"--case": exc.errors["case"]}) from None
+        filters = LogFilters(kind=kind, person_id=person_id, case_id=case_id,
+                             case_reference=reference.strip().upper() if reference else None,
+                             since=since.date() if since else None, until=until.date() if until else None)
+        if filters.since and filters.until and filters.until < filters.since:
+            raise InvalidInput({"--to": "must be the same day as --from or after it"})
+        if fmt == "csv":
+            text, count = to_csv(all_entries(session, None, filters))
+            record_export(session, rt.clock.now(), None, filters, count, via="cli")
+        else:
+            page = list_entries(session, None, filters, limit=limit)
+    if fmt == "csv":
+        click.echo(text, nl=False)
+        return
+    for row in page.rows:
+        about = "; ".join(x for x in (f"on {row.subject}" if row.subject else "", row.case_reference or "",
+                                      row.detail) if x)
+        click.echo(f"{row.uk_time}  {row.what} — {row.actor} ({row.via.lower()})" + (f": {about}" if about else ""))
+    shown = len(page.rows)
+    more = f"more than {page.total:,}" if page.capped else f"{page.total:,}"
+    click.echo(f"{shown} of {more} entries shown, newest first" if page.total else "no entries match")
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -617,11 +683,13 @@ def keys_generate() -> None:
 def keys_rotate(ctx: click.Context) -> None:
     """Re-wrap every case's data key (and the reports being written) with the first key; afterwards the
     others can be removed. What each case key sealed does not change."""
+    from reprisals.access_log import record
     from reprisals.services import rotate_keys
 
     rt = runtime(ctx)
     with rt.transaction() as session, progress_bar("re-wrapping case keys") as progress:
         changed = rotate_keys(session, rt.cipher, progress)
+        record(session, rt.clock.now(), "keys_rotated", via="cli", detail={"keys_rewrapped": changed})
     click.echo(f"re-wrapped {changed} key(s) or draft(s) with the first key")
 
 
@@ -799,6 +867,13 @@ def report_figures(ctx: click.Context, period: str, body_code: str | None, publi
     with rt.sessions() as session:
         result = figures(session, chosen, body_code.upper() if body_code else None, now=rt.clock.now())
     received, closed = shown_count(result.received, publish), shown_count(result.closed, publish)
+    if fmt in ("csv", "json"):  # a copy that leaves the service: an export, as the page's CSV download is
+        from reprisals.access_log import record
+
+        with rt.transaction() as session:
+            record(session, rt.clock.now(), "export", via="cli",
+                   detail={"what": "figures", "period": chosen.label, "body": result.body.code if result.body else
+                           "all", "counts": "for publication" if publish else "exact", "format": fmt})
     if fmt == "csv":
         click.echo(to_csv(result, publish=publish), nl=False)
         return

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from wtforms import Form, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
+from reprisals import access_log
 from reprisals.errors import InvalidInput
 from reprisals.models import Body, Role, User
 from reprisals.reports import LONDON, Figures, Period, figures, parse_period, to_csv
@@ -107,5 +108,10 @@ def download() -> ResponseReturnValue:
     name = f"reprisals-figures-{period.start.isoformat()}-to-{period.end.isoformat()}"
     name += f"-{body}" if body else ""
     name += "-for-publication" if publish else "-exact-not-for-publication"
-    return Response(to_csv(result, publish=publish), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    text = to_csv(result, publish=publish)
+    # The download is an access-log entry, committed before the file goes (no entry, no file).
+    access_log.record(db(), now(), "export", actor=me(), client=request.remote_addr,
+                      detail={"what": "figures", "period": period.label, "body": result.body.code if result.body else
+                              "all", "counts": "for publication" if publish else "exact"})
+    db().commit()
+    return Response(text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -5,7 +5,8 @@ store, so nothing pickled survives a deploy): the deadline sweep and outbox deli
 are explicit — ``misfire_grace_time=None`` (a late tick still runs), ``coalesce=True``,
 ``max_instances=1`` — and the first run of each is immediate, so everything that fell due while the
 scheduler was down is processed at start, oldest first. Several schedulers may run at once against
-PostgreSQL: timers and messages are claimed with ``FOR UPDATE SKIP LOCKED``.
+PostgreSQL: timers and messages are claimed with ``FOR UPDATE SKIP LOCKED``. Each sweep also seals the
+access log's finished days (``seal_access_log``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import os
 import signal
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import IntegrityError
 
 from notifications.channels import Channel, InAppChannel, LogChannel, NotifyChannel, SmtpChannel, SmtpSettings
 from notifications.outbox import DeliveryResult, deliver_due
+from reprisals.access_log import seal_days
 from reprisals.accounts import beat, purge_drafts
 from reprisals.config import Settings
 from reprisals.deadlines import make_timer_handler
@@ -37,6 +40,7 @@ SWEEP_JOB_ID = "deadline-sweep"
 DELIVERY_JOB_ID = "outbox-delivery"
 DIGEST_JOB_ID = "daily-digest"
 DIGEST_TIME = (8, 0)  # 08:00 Europe/London; the job itself skips days that are not working days
+SEAL_GRACE = timedelta(minutes=15)  # a day is sealed once it has been over this long
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
 
@@ -61,6 +65,7 @@ def run_sweep(rt: Runtime, now: datetime | None = None, *, heartbeat: bool = Fal
             result = rt.timers.sweep_due(session, rt.clock.now(), handler, clock=rt.clock)
         else:
             result = rt.timers.sweep_due(session, now, handler)
+    seal_access_log(rt, now or rt.clock.now())
     with rt.transaction() as session:
         if heartbeat:
             beat(session, "scheduler", rt.clock.now())  # /healthz and /healthz/scheduler report its age
@@ -68,6 +73,22 @@ def run_sweep(rt: Runtime, now: datetime | None = None, *, heartbeat: bool = Fal
     if result.fired or result.failed:
         log.info("sweep: %s fired, %s failed, %s skipped", result.fired, result.failed, result.skipped)
     return result
+
+
+def seal_access_log(rt: Runtime, now: datetime) -> int:
+    """Seal the access log's days that ended at least ``SEAL_GRACE`` ago, in its own short transaction
+    (decision 23). The grace lets a request that took its moment just before midnight, or a web server
+    whose clock is a little behind, commit its entry before that day is sealed. Two schedulers sealing
+    the same day at once: one inserts the day's row, the other's insert conflicts and it leaves it."""
+    try:
+        with rt.transaction() as session:
+            sealed = seal_days(session, now - SEAL_GRACE)
+    except IntegrityError:
+        log.info("access log: another scheduler sealed the same day; left to it")
+        return 0
+    if sealed:
+        log.info("access log: %s day(s) sealed", sealed)
+    return sealed
 
 
 def _scheduled_sweep(rt: Runtime) -> SweepResult:

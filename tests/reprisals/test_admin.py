@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
+from reprisals import access_log
 from reprisals import admin as ops
 from reprisals.accounts import sign_in, start_session
 from reprisals.errors import InvalidInput, NotAllowed
@@ -80,6 +81,12 @@ def test_deactivation_ends_sessions_not_self(session: Session, cast: Cast) -> No
     assert all(r.ended_why == "deactivated" for r in session.query(WebSession).filter_by(user_id=staff.id))
     with pytest.raises(NotAllowed):
         ops.set_active(session, admin, admin, False, NOW)
+    ops.set_active(session, admin, staff, False, NOW)  # no change: nothing to log
+    ops.set_active(session, admin, staff, True, NOW, client="198.51.100.7")
+    logged = [(e.kind, e.actor_id, e.subject_user_id, e.client_hash is not None) for e in access_log.entries(session)
+              if e.kind in ("account_deactivated", "account_reactivated")]
+    assert logged == [("account_reactivated", admin.id, staff.id, True),
+                      ("account_deactivated", admin.id, staff.id, False)]
     with pytest.raises(InvalidInput):
         ops.change_role(session, admin, admin, "lead", "IMB", NOW)
     ops.change_role(session, admin, staff, "auditor", "PPO", NOW)
@@ -113,7 +120,7 @@ def test_protocol_versions(session: Session, cast: Cast) -> None:
     upload_protocol(session, engine, admin, text, NOW)
     assert engine.versions(SPEC_KEY) == [1, 2, 3]
     assert active_version(session, engine, SPEC_KEY) == 2  # stored but not active: the newest shipped
-    activate_protocol(session, engine, admin, SPEC_KEY, 3)
+    activate_protocol(session, engine, admin, SPEC_KEY, 3, NOW)
     assert active_version(session, engine, SPEC_KEY) == 3
     # another process (a fresh engine) registers the active version when it is asked for it
     other = build_engine(cipher=cipher())
@@ -123,6 +130,11 @@ def test_protocol_versions(session: Session, cast: Cast) -> None:
                                                                                  (2, False, False, True),
                                                                                  (1, False, False, False)]
     with pytest.raises(InvalidInput):
-        activate_protocol(session, engine, admin, SPEC_KEY, 9)
-    activate_protocol(session, engine, admin, SPEC_KEY, 2)
+        activate_protocol(session, engine, admin, SPEC_KEY, 9, NOW)
+    activate_protocol(session, engine, admin, SPEC_KEY, 2, NOW)
     assert active_version(session, engine, SPEC_KEY) == 2
+    # Logged: the one upload that was stored and the two activations, oldest last; refusals left nothing.
+    logged = [(e.kind, e.actor_id, e.detail) for e in access_log.entries(session) if e.kind.startswith("protocol_")]
+    assert logged == [("protocol_activated", admin.id, {"protocol": SPEC_KEY, "version": 2, "shipped": True}),
+                      ("protocol_activated", admin.id, {"protocol": SPEC_KEY, "version": 3, "shipped": False}),
+                      ("protocol_uploaded", admin.id, {"protocol": SPEC_KEY, "version": 3})]

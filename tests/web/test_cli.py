@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 import migrations
+from reprisals import access_log
 from reprisals.crypto import Cipher
 from reprisals.demo import CASES, DEMO_PASSWORD, USERS
 from reprisals.errors import IdentityUnreadable
@@ -404,8 +405,12 @@ def test_audit_verify_passes_when_history_is_untouched(run: Cli, history: World)
     result = run("audit", "verify")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == "history verified: 2 cases, 4 events, no broken links\n"
+    history_line, log_line = result.stdout.splitlines()
+    assert history_line == "history verified: 2 cases, 4 events, no broken links"
+    assert re.fullmatch(r"access log verified: \d+ entries, 0 sealed days, no broken links", log_line), log_line
     as_json = json.loads(run("audit", "verify", "--json").stdout)
+    assert as_json.pop("access_log") == {"ok": True, "entries": int(log_line.split()[3]), "sealed_days": 0,
+                                         "problems": []}
     assert as_json == {"ok": True, "instances": 2, "events": 4, "findings": []}
 
 
@@ -665,6 +670,10 @@ def test_keys_rotate_lets_the_old_key_be_dropped_when_new_key_is_put_first(
     assert shown.exit_code == 0, shown.output
     again = run("keys", "rotate", env=only_new)
     assert again.stdout == "re-wrapped 0 key(s) or draft(s) with the first key\n"
+    with database.session() as s:  # each rotation is in the access log, as the operator's
+        assert [(e.kind, e.via, e.actor_id, e.detail) for e in access_log.entries(s, kind="keys_rotated")] == [
+            ("keys_rotated", "cli", None, {"keys_rewrapped": 0}),
+            ("keys_rotated", "cli", None, {"keys_rewrapped": 2})]
 
 
 def test_keys_rotate_refuses_and_changes_nothing_when_a_stored_value_matches_no_configured_key(
@@ -703,6 +712,9 @@ def test_report_figures_counts_the_demo_cases_in_text_csv_and_json_and_refuses_a
     assert "table,row,count" in lines
     for secret in ("Zebediah", "CANARY"):
         assert secret not in text.stdout + as_json.stdout + as_csv.stdout
+    with database.session() as s:  # the copies that left (CSV, JSON) are exports in the access log; text is not
+        assert [(e.via, e.detail["format"], e.detail["body"]) for e in access_log.entries(s, kind="export")] == [
+            ("cli", "csv", "IMB"), ("cli", "json", "all")]
 
     # One day's few demo cases: counts under 5 never appear, in the summary either.
     days_ago = min(c[4] for c in CASES)  # the most recent day (demo cases are received days before now)
