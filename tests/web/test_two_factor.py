@@ -5,7 +5,6 @@ session that gave its second factor (never through the API)."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from reprisals.models import User
 from reprisals.runtime import Runtime
 from tests.conftest import DATABASES
 from tests.web.conftest import PASSWORD, Cli, Web, csrf_token, settings_env
+from tests.web.two_factor_pages import CODES, SECRET, enrol
 
-SECRET = re.compile(r'id="secret">([A-Z2-7 ]+)<')
-CODES = re.compile(r"<li><code>([A-Z0-9-]{19})</code></li>")
 
 
 def _user_id(web: Web, email: str) -> int:
@@ -49,23 +47,6 @@ def _sign_in(web: Web, email: str, client: FlaskClient | None = None, **kw: Any)
     response = _post(client, "/sign-in", {"email": email, "password": PASSWORD}, **kw)
     assert response.status_code == 302, _text(response)[:500]
     return client, response
-
-
-def _enrol(web: Web, client: FlaskClient, **kw: Any) -> tuple[str, list[str]]:
-    """Set up two-factor sign-in through the page; returns the secret and the recovery codes."""
-    page = client.get("/two-factor/set-up", **kw)
-    assert page.status_code == 200
-    html = _text(page)
-    found = SECRET.search(html)
-    assert found, "no secret shown as text"
-    secret = found.group(1).replace(" ", "")
-    assert "<svg" in html and 'role="img"' in html and "style=" not in html.split("<svg", 1)[1].split("</svg>")[0]
-    done = client.post("/two-factor/set-up", data={"code": pyotp.TOTP(secret).at(web.clock.now()),
-                                                   "csrf_token": csrf_token(html)}, **kw)
-    assert done.status_code == 200, _text(done)[:2000]
-    codes = CODES.findall(_text(done))
-    assert len(codes) == 10 and len(set(codes)) == 10
-    return secret, codes
 
 
 def _code(web: Web, secret: str) -> str:
@@ -145,7 +126,7 @@ def test_enrol_through_the_pages_then_sign_in_with_a_code(web: Web) -> None:
 
 def test_a_recovery_code_works_once(web: Web) -> None:
     client, _ = _sign_in(web, web.world.staff)
-    _secret, codes = _enrol(web, client)
+    _secret, codes = enrol(web, client)
     first, _ = _sign_in(web, web.world.staff)
     bad = _post(first, "/sign-in/recovery-code", {"code": "not-a-code"})
     assert bad.status_code == 400 and "The recovery code is not correct" in _text(bad)
@@ -171,7 +152,7 @@ def test_a_recovery_code_works_once(web: Web) -> None:
 def test_a_reset_takes_an_admin_and_a_lead_of_the_body_or_for_an_admin_the_operator(web: Web, run: Cli) -> None:
     w = web.world
     member, _ = _sign_in(web, w.staff)
-    _enrol(web, member)
+    enrol(web, member)
     staff_id = _user_id(web, w.staff)
     admin, _ = _sign_in(web, w.admin)
     user_page = _text(admin.get(f"/admin/users/{staff_id}"))
@@ -213,7 +194,7 @@ def test_a_reset_takes_an_admin_and_a_lead_of_the_body_or_for_an_admin_the_opera
 
     # An administrator's: only the operator.
     admin, _ = _sign_in(web, web.world.admin)
-    _enrol(web, admin)
+    enrol(web, admin)
     admin_id = _user_id(web, web.world.admin)
     page = _text(admin.get(f"/admin/users/{admin_id}"))
     assert "reprisals users reset-2fa" in page and "Ask for a reset" not in page
@@ -246,7 +227,7 @@ def test_api_tokens_only_from_a_two_factor_session_or_the_operator(web: Web, run
     assert "a token acts as you without that step" in _text(refused)
     assert web.database.raw("SELECT count(*) AS n FROM api_tokens")[0].n == 0
 
-    _enrol(web, client)  # this session has now given its second factor
+    enrol(web, client)  # this session has now given its second factor
     made = _post(client, "/account/tokens", {"name": "report script"}, form_page="/account/")
     assert made.status_code == 200
     secret = _text(made).split('id="secret">', 1)[1].split("<", 1)[0]
@@ -300,7 +281,7 @@ def test_production_requires_every_account_to_set_it_up_first(web: Web, producti
         assert blocked.status_code == 302 and blocked.headers["Location"].startswith("/two-factor/set-up"), path
     page = _text(client.get("/two-factor/set-up", **https))
     assert "Every account of this service must sign in with a second step" in page
-    _enrol(web, client, **https)
+    enrol(web, client, **https)
     assert client.get("/cases/", **https).status_code == 200
     (entry,) = _log(web, "two_factor_enrolled")
     assert entry.subject_user_id == _user_id(web, web.world.auditor)
