@@ -44,6 +44,7 @@ from reprisals.models import (
 )
 from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
+from reprisals.two_factor import rotate_secrets
 from workflow.clock import ensure_utc
 from workflow.engine import Engine, Offer
 from workflow.errors import GuardFailed, MissingFields
@@ -758,6 +759,7 @@ def rotate_keys(session: Session, cipher: Cipher,
             n.text_ciphertext = cipher.rotate(n.text_ciphertext)
             changed += 1
         step()
+    changed += rotate_secrets(session, cipher)  # two-factor secrets (few: not counted in the progress)
     session.flush()
     return changed
 

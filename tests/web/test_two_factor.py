@@ -16,12 +16,13 @@ from flask.testing import FlaskClient
 
 from reprisals.access_log import AccessEntry
 from reprisals.accounts import user_for_token
-from reprisals.models import User
+from reprisals.crypto import Cipher, generate_key
 from reprisals.runtime import Runtime
+from reprisals.services import rotate_keys
 from tests.conftest import DATABASES
+from tests.factories import TEST_KEY
 from tests.web.conftest import PASSWORD, Cli, Web, csrf_token, settings_env
 from tests.web.two_factor_pages import CODES, SECRET, enrol
-
 
 
 def _user_id(web: Web, email: str) -> int:
@@ -79,6 +80,13 @@ def test_enrol_through_the_pages_then_sign_in_with_a_code(web: Web) -> None:
     # The secret is stored encrypted, the codes hashed.
     stored = web.database.raw("SELECT secret_ciphertext FROM two_factor_credentials")[0].secret_ciphertext
     assert secret not in stored
+    new_key = generate_key()
+    with web.database.session() as s:  # `keys rotate` re-encrypts it, sealed to the user
+        assert rotate_keys(s, Cipher([new_key, TEST_KEY])) >= 1
+        s.commit()
+    rotated = web.database.raw("SELECT secret_ciphertext FROM two_factor_credentials")[0].secret_ciphertext
+    assert Cipher([new_key]).decrypt(f"totp:{_user_id(web, lead)}", rotated) == secret
+    web.database.raw("UPDATE two_factor_credentials SET secret_ciphertext = :c", c=stored)
     hashes = " ".join(r.code_hash for r in web.database.raw("SELECT code_hash FROM recovery_codes"))
     assert not any(c.replace("-", "") in hashes or c in hashes for c in codes)
     assert "Make new recovery codes" in _text(client.get("/account/"))
