@@ -89,6 +89,7 @@ def password() -> ResponseReturnValue:
         return _page(form, 400, password=form)
     # Every session of the user ended (other devices are signed out); this one continues in a new one.
     signed = start_session(db(), user, now())
+    signed.session.two_factor_at = current_user.web_session.two_factor_at  # it gave its second factor already
     db().commit()
     session.clear()
     login_user(Principal(signed.session, signed.token), remember=False)

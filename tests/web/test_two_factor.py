@@ -24,6 +24,8 @@ from tests.factories import TEST_KEY
 from tests.web.conftest import PASSWORD, Cli, Web, csrf_token, settings_env
 from tests.web.two_factor_pages import CODES, SECRET, enrol
 
+NEW_PASSWORD = "another long passphrase here"
+
 
 def _user_id(web: Web, email: str) -> int:
     return int(web.database.raw("SELECT id FROM users WHERE email = :e", e=email)[0].id)
@@ -147,7 +149,8 @@ def test_a_recovery_code_works_once(web: Web) -> None:
     used = _post(second, "/sign-in/recovery-code", {"code": codes[3]})
     assert used.status_code == 400 and "That recovery code has been used already" in _text(used)
     assert second.get("/cases/").status_code == 302
-    assert _post(second, "/sign-in/recovery-code", {"code": codes[4]}).status_code == 302
+    elsewhere = _post(second, "/sign-in/recovery-code?next=//evil.example", {"code": codes[4]})
+    assert elsewhere.status_code == 302 and elsewhere.headers["Location"] == "/"  # never off the site
     # New codes replace the old ones.
     renewed = _post(second, "/account/two-factor/recovery-codes", {}, form_page="/account/")
     fresh = CODES.findall(_text(renewed))
@@ -236,6 +239,9 @@ def test_api_tokens_only_from_a_two_factor_session_or_the_operator(web: Web, run
     assert web.database.raw("SELECT count(*) AS n FROM api_tokens")[0].n == 0
 
     enrol(web, client)  # this session has now given its second factor
+    changed = _post(client, "/account/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                                  "confirm_password": NEW_PASSWORD}, form_page="/account/")
+    assert changed.status_code == 302  # the session that continues keeps its second factor
     made = _post(client, "/account/tokens", {"name": "report script"}, form_page="/account/")
     assert made.status_code == 200
     secret = _text(made).split('id="secret">', 1)[1].split("<", 1)[0]
