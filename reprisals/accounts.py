@@ -76,6 +76,8 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     ended_why: Mapped[str | None] = mapped_column(String(40))
+    # When this session gave its second factor (reprisals.two_factor); None: the password only.
+    two_factor_at: Mapped[datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
@@ -445,9 +447,12 @@ def change_password(session: Session, user: User, current: str, new: str, now: d
 # -- API tokens ------------------------------------------------------------------------------------
 
 
-def create_token(session: Session, owner: User, name: str, now: datetime, *, by: User | None = None) -> tuple[
-        ApiToken, str]:
-    """A new token for ``owner`` (made by the owner or an admin); the secret is returned once only."""
+def create_token(session: Session, owner: User, name: str, now: datetime, *, by: User | None = None,
+                 via: str = "web", client: str | None = None) -> tuple[ApiToken, str]:
+    """A new token for ``owner`` (made by the owner or an admin; ``via="cli"``: the operator); the secret
+    is returned once only. Logged (``token_created``). Browser pages make tokens only from a session that
+    gave its second factor (``reprisals.two_factor.has_second_factor``); the API cannot make them."""
+    operator = by is None and via == "cli"
     by = by or owner
     if by.id != owner.id and by.role is not Role.ADMIN:
         raise NotAllowed("only the owner or an admin can create a token")
@@ -460,15 +465,22 @@ def create_token(session: Session, owner: User, name: str, now: datetime, *, by:
     row = ApiToken(token_hash=_digest(secret), user_id=owner.id, name=name, created_at=ensure_utc(now))
     session.add(row)
     session.flush()
+    access_log.record(session, now, "token_created", actor=None if operator else by, via=via, subject=owner,
+                      client=client, detail={"token": row.id})
     return row, secret
 
 
-def revoke_token(session: Session, token_id: int, by: User, now: datetime) -> ApiToken:
+def revoke_token(session: Session, token_id: int, by: User, now: datetime, *, via: str = "web",
+                 client: str | None = None) -> ApiToken:
+    """Revoke a token (its owner or an admin; ``via="cli"``: the operator, passing the owner as ``by``).
+    Logged (``token_revoked``) the first time."""
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != by.id and by.role is not Role.ADMIN):
         raise NotAllowed("no such token")
     if row.revoked_at is None:
         row.revoked_at = ensure_utc(now)
+        access_log.record(session, now, "token_revoked", actor=None if via == "cli" else by, via=via,
+                          subject=row.user_id, client=client, detail={"token": row.id})
     return row
 
 

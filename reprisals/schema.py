@@ -10,7 +10,8 @@ import reprisals.accounts
 import reprisals.admin
 import reprisals.models
 import reprisals.protocol_store
-import reprisals.sealing  # noqa: F401  (these register the domain's tables on the engine's MetaData)
+import reprisals.sealing
+import reprisals.two_factor  # noqa: F401  (these register the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models
 

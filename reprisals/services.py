@@ -45,6 +45,7 @@ from reprisals.models import (
 from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
 from reprisals.sealing import HOST_SEALED, SEALED, Keyring, keyring_of, rewrap_keys
+from reprisals.two_factor import rotate_secrets
 from workflow.clock import ensure_utc
 from workflow.engine import Engine, Offer
 from workflow.errors import GuardFailed, MissingFields
@@ -787,5 +788,6 @@ def rotate_keys(session: Session, cipher: Cipher,
         if cipher.needs_rotation(draft.ciphertext):
             draft.ciphertext = cipher.rotate(draft.ciphertext)
             changed += 1
+    changed += rotate_secrets(session, cipher)  # two-factor secrets
     session.flush()
     return changed

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user
+from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovPasswordInput, GovRadioInput, GovSubmitInput, GovTextInput
 from wtforms import PasswordField, RadioField, StringField, SubmitField
@@ -15,6 +15,7 @@ from reprisals.accounts import change_password, create_token, revoke_token, star
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.messaging import local_text
 from reprisals.passwords import MIN_LENGTH
+from reprisals.two_factor import has_second_factor
 from web.context import Principal, db, me, now
 from web.security import signed_in
 
@@ -42,6 +43,10 @@ class TokenForm(FlaskForm):
                                    Length(max=100, message="Token name must be 100 characters or fewer")])
     submit = SubmitField("Create token", widget=GovSubmitInput())
 
+NEEDS_SECOND_FACTOR = ("You can create API tokens only after signing in with two-factor sign-in (a code "
+                               "from your app): a token acts as you without that step. Set up two-factor sign-in "
+                               "below, or sign out and in again with your code.")
+
 class ActionForm(FlaskForm):
     """A button that changes something: only the CSRF token is posted."""
 
@@ -52,7 +57,8 @@ def _page(form: FlaskForm | None = None, status: int = 200, **forms: FlaskForm) 
     context = {"password_form": forms.get("password") or PasswordForm(formdata=None),
                "preference_form": preference, "token_form": forms.get("token") or TokenForm(formdata=None),
                "tokens": tokens_of(db(), user), "min_length": MIN_LENGTH, "user": user,
-               "local_text": local_text}
+               "local_text": local_text, "second_factor": has_second_factor(current_user.web_session),
+               "no_token_reason": NEEDS_SECOND_FACTOR}
     if form is not None:
         context["form"] = form  # the one with errors: base.html shows its error summary
     return render_template("account/index.html", title="Your account", **context), status
@@ -83,6 +89,7 @@ def password() -> ResponseReturnValue:
         return _page(form, 400, password=form)
     # Every session of the user ended (other devices are signed out); this one continues in a new one.
     signed = start_session(db(), user, now())
+    signed.session.two_factor_at = current_user.web_session.two_factor_at  # it gave its second factor already
     db().commit()
     session.clear()
     login_user(Principal(signed.session, signed.token), remember=False)
@@ -107,8 +114,12 @@ def new_token() -> ResponseReturnValue:
     form = TokenForm()
     if not form.validate_on_submit():
         return _page(form, 400, token=form)
+    if not has_second_factor(current_user.web_session):
+        # A token acts as you with no second step: only a session that gave one may make it.
+        form.name.errors = [NEEDS_SECOND_FACTOR]
+        return _page(form, 403, token=form)
     try:
-        row, secret = create_token(db(), me(), form.name.data or "", now())
+        row, secret = create_token(db(), me(), form.name.data or "", now(), client=request.remote_addr)
     except InvalidInput as exc:
         db().rollback()
         form.name.errors = [f"Token name: {exc.errors.get('name', 'is not valid')}"]
@@ -123,7 +134,7 @@ def revoke(token_id: int) -> ResponseReturnValue:
         abort(400)
     user = me()
     try:
-        row = revoke_token(db(), token_id, user, now())
+        row = revoke_token(db(), token_id, user, now(), client=request.remote_addr)
     except NotAllowed:
         abort(404)
     if row.user_id != user.id:  # an admin revokes others' tokens elsewhere, not from their own account page

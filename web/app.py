@@ -23,7 +23,7 @@ from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
 from reprisals.models import Role
 from reprisals.runtime import Runtime
-from web import access_log, account, admin, api, auth, case_page, cases, home, inbox, reports
+from web import access_log, account, admin, api, auth, case_page, cases, home, inbox, reports, two_factor
 from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
 
@@ -32,7 +32,7 @@ RETRY_AFTER_SECONDS = 30
 HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
-              admin.invitation_bp, access_log.bp, api.bp)
+              admin.invitation_bp, access_log.bp, api.bp, two_factor.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         g.unread_count = 0
         if not hasattr(g, "_login_user"):
             g._login_user = AnonymousUserMixin()  # the page shows no account links rather than asking the database
+        elif isinstance(g._login_user, Principal) and not hasattr(g._login_user, "_second_step"):
+            g._login_user._second_step = "code"  # nor asks it whether the second step was given
         response = make_response(_page(503, "Sorry, there is a problem with the service",
                                        "Nothing was saved. Try again in a few minutes."))
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -13,7 +13,7 @@ from wtforms.validators import InputRequired, Length
 from reprisals.accounts import Throttled, end_session
 from reprisals.accounts import sign_in as check_password
 from web.context import Principal, db, now, runtime
-from web.security import public, safe_next, signed_in
+from web.security import public, safe_next, second_step_page, signed_in
 
 bp = Blueprint("auth", __name__)
 
@@ -64,7 +64,7 @@ def sign_in() -> ResponseReturnValue:
 
 
 @bp.post("/sign-out")
-@signed_in
+@second_step_page  # a session that has given only its password can end itself too
 def sign_out() -> ResponseReturnValue:
     form = SignOutForm()
     if form.validate_on_submit():

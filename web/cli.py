@@ -234,6 +234,28 @@ def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | 
         click.echo(f"user {user.id} added: {email} ({role}{', ' + user.body_code if user.body_code else ''})")
 
 
+@users.command("reset-2fa")
+@click.argument("email")
+@click.pass_context
+def users_reset_2fa(ctx: click.Context, email: str) -> None:
+    """Reset a user's two-factor sign-in (a lost device): they set it up again at their next sign-in.
+    The only way for an administrator's; for a member of a body an admin and a lead can do it on the
+    pages. Ends the user's sessions; logged as the operator's."""
+    from reprisals.two_factor import reset
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = session.scalars(select(User).where(User.email == normalise_email(email))).one_or_none()
+        if user is None:
+            fail(f"there is no user with e-mail {email.strip()}")
+        done = reset(session, user, rt.clock.now(), actor=None, via="cli")
+        name = user.email
+    if not done:
+        fail(f"{name} has not set up two-factor sign-in: there is nothing to reset")
+    click.echo(f"two-factor sign-in of {name} reset: they set it up again when they next sign in "
+               "(their sessions have ended)")
+
+
 # -- protocol -------------------------------------------------------------------------------------
 
 

@@ -202,7 +202,7 @@ def tokens_add(ctx: click.Context, email: str, name: str, as_json: bool) -> None
     rt = runtime(ctx)
     with rt.transaction() as session:
         user = _user(session, email)
-        row, secret = create_token(session, user, name, rt.clock.now())
+        row, secret = create_token(session, user, name, rt.clock.now(), via="cli")  # logged as the operator's
         out = {**_token_dict(row), "secret": secret}
     if as_json:
         _emit(out, True, lambda _d: None)
@@ -247,7 +247,7 @@ def tokens_revoke(ctx: click.Context, token_id: str) -> None:
         if row is None:
             fail(f"there is no API token {int(token_id)} (see `reprisals tokens list`)")
         already = row.revoked_at
-        revoke_token(session, row.id, row.user, rt.clock.now())  # the operator acts for the owner
+        revoke_token(session, row.id, row.user, rt.clock.now(), via="cli")  # the operator acts for the owner
         message = (f"API token {row.id} ({row.name}) of {row.user.email} "
                    + (f"was already revoked on {_when(already)}" if already else "is revoked"))
     click.echo(message)

@@ -32,6 +32,19 @@ class Principal(UserMixin):
     def is_active(self) -> bool:
         return bool(self.user.active)
 
+    @property
+    def second_step_due(self) -> str | None:
+        """What this session must still do before it counts as signed in (``"code"``, ``"enrol"``) or
+        ``None`` (reprisals.two_factor.second_step; required for every account in production)."""
+        if not hasattr(self, "_second_step"):
+            from reprisals.two_factor import second_step
+
+            self._second_step = second_step(db(), self.web_session, required=runtime().settings.is_production)
+        return self._second_step
+
+    def second_step_done(self) -> None:
+        self._second_step = None
+
 
 def runtime() -> Runtime:
     rt: Runtime = current_app.extensions["reprisals"]

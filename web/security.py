@@ -31,12 +31,15 @@ class Rule:
     public: bool = False
     api: bool = False
     roles: frozenset[Role] | None = None
+    partial: bool = False  # reachable by a session that has given its password but not its second factor
 
     def describe(self) -> str:
         if self.public:
             return "public"
         if self.api:
             return "api token"
+        if self.partial:
+            return "signed in, second step or not"
         return "signed in" + (f" as {'/'.join(sorted(r.value for r in self.roles))}" if self.roles else "")
 
 
@@ -50,6 +53,9 @@ def _with(rule: Rule) -> Callable[[F], F]:
 public = _with(Rule(public=True))
 api_token = _with(Rule(api=True))
 signed_in = _with(Rule())
+# The second-step pages (and signing out): a session with the password only may reach them, and
+# nothing else (web/two_factor.py).
+second_step_page = _with(Rule(partial=True))
 
 
 def roles(*allowed: Role) -> Callable[[F], F]:
@@ -80,6 +86,10 @@ def enforce(app: Flask) -> Callable[[], ResponseReturnValue | None]:
             return None
         if not current_user.is_authenticated:
             return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+        if not rule.partial and (step := current_user.second_step_due) is not None:
+            # The password only: not signed in yet, except for the second step (reprisals.two_factor).
+            target = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("two_factor.enrol" if step == "enrol" else "two_factor.code", next=target))
         if rule.roles is not None and current_user.user.role not in rule.roles:
             abort(403)
         return None

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from reprisals.accounts import user_for_token
 from reprisals.models import User
 from tests.web.conftest import PASSWORD, Web
+from tests.web.two_factor_pages import enrol
 
 NEW = "a brand new long passphrase"
 
@@ -70,6 +71,7 @@ def test_email_preference_toggles(web: Web) -> None:
 
 def test_tokens_create_show_once_and_revoke(web: Web) -> None:
     client = web.sign_in(web.world.lead)
+    enrol(web, client)  # tokens are made only from a session that gave its second factor
     empty = web.post(client, "/account/tokens", {"name": "  "}, form_page="/account/")
     assert empty.status_code == 400 and "govuk-error-summary" in empty.get_data(as_text=True)
     r = web.post(client, "/account/tokens", {"name": "report script"}, form_page="/account/")

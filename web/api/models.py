@@ -317,10 +317,6 @@ class NotificationRead(_Out):
 # -- tokens -----------------------------------------------------------------------------------------
 
 
-class NewToken(_In):
-    name: str = Field(min_length=1, max_length=100)
-
-
 class TokenOut(_Out):
     id: int
     name: str
@@ -328,10 +324,6 @@ class TokenOut(_Out):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
-
-
-class TokenCreated(TokenOut):
-    secret: str = Field(description="Shown once: only its SHA-256 is kept.")
 
 
 class TokenList(_Out):

@@ -1,17 +1,18 @@
-"""API tokens over the API: list yours, create one for yourself (the secret is shown once), revoke
-yours (admins: anyone's)."""
+"""API tokens over the API: list yours, revoke yours (admins: anyone's). A token cannot make tokens:
+they are made from a browser session that gave its second factor, or by the operator (``reprisals
+tokens add``); there is deliberately no POST here (tests/web/test_two_factor.py keeps it so)."""
 
 from __future__ import annotations
 
-from flask import Response, url_for
+from flask import Response, request
 from sqlalchemy import select
 
-from reprisals.accounts import ApiToken, create_token, revoke_token
+from reprisals.accounts import ApiToken, revoke_token
 from reprisals.errors import NotAllowed
 from reprisals.models import Role
-from web.api import ApiProblem, api_user, bearer, bp, json_body
+from web.api import ApiProblem, api_user, bearer, bp
 from web.api.cases import _json
-from web.api.models import NewToken, TokenCreated, TokenList, TokenOut
+from web.api.models import TokenList, TokenOut
 from web.api.spec import document
 from web.context import db, now
 from web.security import api_token
@@ -33,19 +34,6 @@ def list_tokens() -> Response:
     return _json(TokenList(items=[_token(r) for r in rows]))
 
 
-@bp.post("/tokens")
-@api_token
-@bearer
-@document(201, TokenCreated, 400, 415, json=NewToken, tag="tokens")
-def new_token() -> Response:
-    """Create a token for yourself. The secret is in this response only."""
-    body = json_body(NewToken)
-    row, secret = create_token(db(), api_user(), body.name, now())
-    db().commit()
-    created = TokenCreated(**_token(row).model_dump(), secret=secret)
-    return _json(created, 201, {"Location": url_for("api.list_tokens")})
-
-
 @bp.delete("/tokens/<int(min=1, max=2147483647):token_id>")
 @api_token
 @bearer
@@ -54,7 +42,7 @@ def delete_token(token_id: int) -> Response:
     """Revoke one of your tokens (an admin may revoke anyone's). Revoking twice is harmless."""
     user = api_user()
     try:
-        row = revoke_token(db(), token_id, user, now())
+        row = revoke_token(db(), token_id, user, now(), via="api", client=request.remote_addr)
     except NotAllowed:
         raise ApiProblem(404, "Not found", "You have no such token.") from None
     db().commit()
