@@ -32,8 +32,9 @@ KNOWN = {
     "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS",
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
+# The templates that can go by e-mail (each needs a Notify template id); ``account_to_confirm`` is in-app only.
 MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                     "party_case_closed", "finding_to_confirm")
+                     "party_case_closed", "finding_to_confirm", "invitation")
 
 
 @dataclass(frozen=True)

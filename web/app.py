@@ -22,7 +22,7 @@ from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
 from reprisals.models import Role
 from reprisals.runtime import Runtime
-from web import account, admin, api, auth, case_page, cases, home, inbox, reports
+from web import account, admin, api, auth, case_page, cases, confirmations, home, inbox, reports
 from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
-              admin.invitation_bp, api.bp)
+              admin.invitation_bp, confirmations.bp, api.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
