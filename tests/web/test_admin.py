@@ -3,7 +3,6 @@ versions, failed messages; every admin route refuses non-admins."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
