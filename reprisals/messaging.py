@@ -252,7 +252,7 @@ class Messenger:
                 lead_cache[case.owning_body_code] = leads_of(session, case.owning_body_code)
             people += lead_cache[case.owning_body_code]
             for person in unique_users(people):
-                if not person.active:
+                if not person.active or person.pending:  # pending: nothing of cases (decision 22)
                     continue
                 _, overdue, due = per_user.setdefault(person.id, (person, [], []))
                 (overdue if deadline.status == OVERDUE or deadline.due_at <= now else due).append(item)
