@@ -29,6 +29,8 @@ TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "
 # Messages whose text holds a secret (a link that signs someone up): e-mail only, never the in-app inbox or
 # the application log; with the ``log`` channel their text goes to the operator's console (development).
 SECRET_TEMPLATES = frozenset({"invitation"})
+# Messages about accounts, not cases: they carry no case reference (tests/web/test_invitation_attack.py).
+ACCOUNT_TEMPLATES = frozenset({"invitation", "account_to_confirm"})
 INAPP = "inapp"
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 WORKING_HOURS = (time(9, 0), time(17, 0))
