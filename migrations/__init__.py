@@ -17,6 +17,7 @@ a revision that rebuilds ``wf_history`` or ``wf_ledger`` must re-run ``append_on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
@@ -41,14 +42,19 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade the database to ``revision`` in one transaction (on SQLite too)."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", encryption_keys: Sequence[str] = ()) -> None:
+    """Upgrade the database to ``revision`` in one transaction (on SQLite too). Revisions that re-encrypt
+    (0017) need the configured ``encryption_keys`` when the database holds cases."""
+    config = alembic_config(url)
+    config.attributes["encryption_keys"] = list(encryption_keys)
+    command.upgrade(config, revision)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, encryption_keys: Sequence[str] = ()) -> None:
     """Downgrade the database to ``revision`` (``"base"`` drops everything) in one transaction."""
-    command.downgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    config.attributes["encryption_keys"] = list(encryption_keys)
+    command.downgrade(config, revision)
 
 
 def current(url: str) -> str | None:

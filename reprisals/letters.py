@@ -13,6 +13,7 @@ stores what was typed for it): shown as typed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -99,8 +100,19 @@ def _response_deadline(rows: list[DeadlineRow]) -> DeadlineRow | None:
     return next((r for r in sorted(rows, key=lambda r: r.id) if r.name.endswith("response")), None)
 
 
-def letters_of(session: Session, case: Case) -> list[Letter]:
-    """The case's letters and responses in the order they were recorded (three queries)."""
+HIDDEN_RECIPIENT = "Another recipient, named by hand (show identity to read it)"
+
+
+def letters_of(session: Session, case: Case, reveal: Callable[[CaseContact, object], str] | None = None
+               ) -> list[Letter]:
+    """The case's letters and responses in the order they were recorded (three queries). A recipient typed
+    by hand is sealed with the case's key: ``reveal`` (for a viewer who may read it) gives its text, else it
+    is ``HIDDEN_RECIPIENT``."""
+
+    def recipients(c: CaseContact) -> tuple[str, ...]:
+        return tuple(r if isinstance(r, str) else (reveal(c, r) if reveal is not None else HIDDEN_RECIPIENT)
+                     for r in c.recipients)
+
     contacts = list(session.scalars(select(CaseContact).where(CaseContact.case_id == case.id)
                                     .order_by(CaseContact.history_seq, CaseContact.id)))
     if not contacts:
@@ -122,13 +134,13 @@ def letters_of(session: Session, case: Case) -> list[Letter]:
         given = fields.get(c.history_seq, {})
         if c.kind == "response":
             responder = given.get("responder")
-            out.append(Letter(kind=c.kind, level=c.level, recipients=tuple(c.recipients), on=c.on,
+            out.append(Letter(kind=c.kind, level=c.level, recipients=recipients(c), on=c.on,
                               history_seq=c.history_seq,
                               responder=responder if isinstance(responder, str) and responder else None))
             continue
         due = _response_deadline(deadlines.get(c.history_seq, []))
         answer = next((r for r in responses if r.history_seq > c.history_seq), None)
-        out.append(Letter(kind=c.kind, level=c.level, recipients=tuple(c.recipients), on=c.on,
+        out.append(Letter(kind=c.kind, level=c.level, recipients=recipients(c), on=c.on,
                           history_seq=c.history_seq, response_due=due.due_at if due is not None else None,
                           response_received=answer.on if answer is not None else None))
     return out

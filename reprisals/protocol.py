@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from reprisals.crypto import Cipher
 from workflow.calendars import DEFAULT_DAY_END
 from workflow.engine import Condition, Engine, GuardContext
 from workflow.errors import Problem
@@ -305,10 +306,15 @@ def bundled_specs() -> list[WorkflowSpec]:
             for f in sorted(folder.iterdir(), key=lambda f: f.name) if f.name.endswith(".yaml")]
 
 
-def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEFAULT_DAY_END) -> Engine:
-    """An engine with the protocol's guards, every bundled spec version registered, and deadline
-    timers created on every stage change (working days end at ``day_end``, UK time)."""
-    engine = Engine(guards=dict(GUARDS), began_as="the case was received", spec_check=meaning_problems)
+def build_engine(extra_spec_files: list[Path] | None = None, day_end: time = DEFAULT_DAY_END, *,
+                 cipher: Cipher) -> Engine:
+    """An engine with the protocol's guards, every bundled spec version registered, deadline timers created
+    on every stage change (working days end at ``day_end``, UK time), and the case keys (wrapped by
+    ``cipher``) sealing sensitive text in history."""
+    from reprisals.sealing import Keyring
+
+    engine = Engine(guards=dict(GUARDS), began_as="the case was received", spec_check=meaning_problems,
+                    sealer=Keyring(cipher))
     Timers(day_end=day_end).attach(engine)
     for spec in bundled_specs():
         engine.register(spec)

@@ -42,12 +42,13 @@ class Runtime:
         if problems:
             raise ConfigurationError(problems)
         sessions = sessionmaker(db, expire_on_commit=False)
-        engine = build_engine(list(settings.protocol_files), day_end=settings.working_day_end)
+        cipher = Cipher(settings.encryption_keys)
+        engine = build_engine(list(settings.protocol_files), day_end=settings.working_day_end, cipher=cipher)
         # Versions uploaded by admins are read when a case on one is first touched (no I/O at start-up).
         engine.loader = load_stored_spec
-        return cls(settings, db, sessions, engine, Cipher(settings.encryption_keys), clock or SystemClock(),
-                   Timers(settings.working_day_end), templates, Messenger(settings.base_url, settings.email_channel,
-                                                                      production=settings.is_production))
+        return cls(settings, db, sessions, engine, cipher, clock or SystemClock(),
+                   Timers(settings.working_day_end), templates,
+                   Messenger(settings.base_url, settings.email_channel, production=settings.is_production))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -9,7 +9,8 @@ import reprisals.access_log
 import reprisals.accounts
 import reprisals.admin
 import reprisals.models
-import reprisals.protocol_store  # noqa: F401  (these register the domain's tables on the engine's MetaData)
+import reprisals.protocol_store
+import reprisals.sealing  # noqa: F401  (these register the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models
 

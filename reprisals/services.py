@@ -16,9 +16,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity, visible_cases
 from reprisals.crypto import Cipher
@@ -45,6 +45,7 @@ from reprisals.models import (
 )
 from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
+from reprisals.sealing import HOST_SEALED, SEALED, Keyring, keyring_of, rewrap_keys
 from workflow.clock import ensure_utc
 from workflow.engine import Engine, Offer
 from workflow.errors import GuardFailed, MissingFields
@@ -315,12 +316,15 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     case.parties = [CaseParty(body_code=c) for c in sorted(set(parties))]
     session.add(case)
     session.flush()
-    case.description_ciphertext = cipher.encrypt(f"case:{case.id}:description", description)
+    # The case's own key (envelope encryption, reprisals.sealing): identity, description, notes and the free
+    # text of its history are sealed with it. The report's draft, sealed to the session, is deleted with it.
+    key = Keyring(cipher).for_instance(session, instance.id, create_at=now)
+    case.description_ciphertext = key.encrypt(f"case:{case.id}:description", description)
     session.add(Detainee(
         case_id=case.id,
-        name_ciphertext=cipher.encrypt(f"detainee:{case.id}:name", person_name),
-        number_ciphertext=cipher.encrypt(f"detainee:{case.id}:number", number) if number else None,
-        date_of_birth_ciphertext=(cipher.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
+        name_ciphertext=key.encrypt(f"detainee:{case.id}:name", person_name),
+        number_ciphertext=key.encrypt(f"detainee:{case.id}:number", number) if number else None,
+        date_of_birth_ciphertext=(key.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
                                   if dob else None),
     ))
     session.flush()
@@ -519,7 +523,8 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
         host_vars["closed_at"] = moment.isoformat()
     event = engine.fire(session, instance, trigger, cactor, fields, now,
                         expected_version=expected_version, variables=host_vars, occurred_at=moment)
-    _sync_case(session, case, instance, event, actor, moment, kind)
+    typed = trig is not None and "recipient" in trig.fields and trig.fields["recipient"].is_sensitive  # version 1
+    _sync_case(session, keyring_of(engine), case, instance, event, actor, moment, kind, typed_recipient=typed)
     session.flush()
     if messenger is not None:
         if case.closed_at is not None and case.outcome is not None:
@@ -600,7 +605,7 @@ def redate_action(session: Session, engine: Engine, timers: Timers, actor: User,
     was = occurred_at_of(target, corrections)
     event = engine.append_event(session, instance, "action_redated", str(actor.id), now,
                                 {"corrected_to": moment.isoformat(), "was": was.isoformat(), "reason": clean_reason},
-                                corrects_seq=seq)
+                                corrects_seq=seq, sealed=HOST_SEALED["action_redated"])
     timers.redate(session, engine, instance, seq, was, moment, now)
     latest = max(e.seq for e in events if e.kind == "transition")
     if seq == latest:
@@ -620,11 +625,11 @@ def redate_action(session: Session, engine: Engine, timers: Timers, actor: User,
     return event
 
 
-def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: HistoryEvent,
-               actor: User, moment: datetime, kind: str | None) -> None:
+def _sync_case(session: Session, keys: Keyring, case: Case, instance: WorkflowInstance, event: HistoryEvent,
+               actor: User, moment: datetime, kind: str | None, *, typed_recipient: bool = False) -> None:
     """Mirror the facts the domain queries on (stage, risk, consent, outcome) from the instance."""
     v = instance.variables
-    fields = event.data.get("fields", {})
+    fields = event.plain_data.get("fields", {})  # as given: the stored data has its free text sealed
     case.current_stage = instance.stage
     if v.get("risk"):
         case.risk = Risk(v["risk"])
@@ -637,7 +642,8 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
     # The latest override that disclosed (referral or escalation), beside consent 'none' (the row's check);
     # every override's ground is in its action's history.
     if kind in ("referral", "escalation") and fields.get("override_ground") and case.consent is Consent.NONE:
-        case.consent_override_reason = f"{fields['override_ground']}: {fields['override_reason']}"
+        case.consent_override_reason = keys.encrypt(session, instance.id, f"case:{case.id}:override",
+                                                    f"{fields['override_ground']}: {fields['override_reason']}")
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])
         case.closed_at = moment
@@ -647,9 +653,11 @@ def _sync_case(session: Session, case: Case, instance: WorkflowInstance, event: 
     if kind in ("referral", "escalation", "response"):
         on = fields.get("sent_on") or fields.get("received_on") or moment.astimezone(LONDON).date().isoformat()
         recipients = list(fields.get("recipients") or [])
-        if fields.get("recipient"):  # an escalation's: a central authority, or another named by hand
-            recipients.append(fields["recipient_other"] if fields["recipient"] == "other" and
-                              fields.get("recipient_other") else fields["recipient"])
+        if fields.get("recipient"):  # an escalation's: a central authority, or another named by hand (sealed)
+            typed = (fields["recipient_other"] if fields["recipient"] == "other" and fields.get("recipient_other")
+                     else fields["recipient"] if typed_recipient else None)
+            recipients.append({SEALED: keys.encrypt(session, instance.id, f"contact:{event.seq}:recipient", typed)}
+                              if typed else fields["recipient"])
         recipients += [c for c in fields.get("copies") or [] if c not in recipients]
         session.add(CaseContact(case_id=case.id, kind=kind, level=int(v.get("escalation_level") or 0),
                                 recipients=recipients, on=date.fromisoformat(on), history_seq=event.seq,
@@ -697,7 +705,7 @@ def assign_case(session: Session, engine: Engine, actor: User, case: Case, assig
     case.assigned_user_id = assignee.id if assignee else None
     event = engine.append_event(session, case.instance, "assigned", str(actor.id), now,
                                 {"from": previous, "to": case.assigned_user_id, "reason": clean_reason},
-                                expected_version=expected_version)
+                                expected_version=expected_version, sealed=HOST_SEALED["assigned"])
     if messenger is not None and assignee is not None and assignee.id != previous:
         messenger.case_assigned(session, case, assignee, actor, now)
     return event
@@ -715,13 +723,23 @@ def add_note(session: Session, engine: Engine, cipher: Cipher, actor: User, case
     note = CaseNote(case_id=case.id, author_id=actor.id, at=ensure_utc(now), text_ciphertext="")
     session.add(note)
     session.flush()
-    note.text_ciphertext = cipher.encrypt(f"note:{note.id}", clean)
+    note.text_ciphertext = Keyring(cipher).encrypt(session, case.instance_id, f"note:{note.id}", clean)
     engine.append_event(session, case.instance, "note_added", str(actor.id), now, {"note_id": note.id})
     return note
 
 
 def read_note(cipher: Cipher, note: CaseNote) -> str:
-    return cipher.decrypt(f"note:{note.id}", note.text_ciphertext)
+    session, case = _session_of(note), None
+    case = session.get(Case, note.case_id)
+    assert case is not None
+    return Keyring(cipher).decrypt(session, case.instance_id, f"note:{note.id}", note.text_ciphertext)
+
+
+def _session_of(row: object) -> Session:
+    session = object_session(row)
+    if session is None:
+        raise RuntimeError("reading sealed text needs a row attached to a database session")
+    return session
 
 
 def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, reason: str,
@@ -736,50 +754,57 @@ def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User,
     if errors or clean is None:
         raise InvalidInput(errors)
     d = case.detainee
+    keys, iid = Keyring(cipher), case.instance_id
     identity = Identity(
-        name=cipher.decrypt(f"detainee:{case.id}:name", d.name_ciphertext),
-        number=cipher.decrypt(f"detainee:{case.id}:number", d.number_ciphertext) if d.number_ciphertext else None,
-        date_of_birth=(cipher.decrypt(f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
+        name=keys.decrypt(session, iid, f"detainee:{case.id}:name", d.name_ciphertext),
+        number=(keys.decrypt(session, iid, f"detainee:{case.id}:number", d.number_ciphertext)
+                if d.number_ciphertext else None),
+        date_of_birth=(keys.decrypt(session, iid, f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
                        if d.date_of_birth_ciphertext else None),
     )
-    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now, {"reason": clean})
+    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now, {"reason": clean},
+                        sealed=HOST_SEALED["identity_viewed"])
     return identity
 
 
 def read_description(cipher: Cipher, case: Case) -> str:
-    return cipher.decrypt(f"case:{case.id}:description", case.description_ciphertext)
+    return Keyring(cipher).decrypt(_session_of(case), case.instance_id, f"case:{case.id}:description",
+                                   case.description_ciphertext)
+
+
+def read_override_reason(cipher: Cipher, case: Case) -> str | None:
+    """The ground and reason of the override beside consent 'none' (sealed with the case's key)."""
+    if case.consent_override_reason is None:
+        return None
+    return Keyring(cipher).decrypt(_session_of(case), case.instance_id, f"case:{case.id}:override",
+                                   case.consent_override_reason)
+
+
+def event_data(cipher: Cipher, session: Session, instance_id: int, seq: int,
+               data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An event's data with its sealed values (an action's free text, a typed reason) decrypted: for those
+    who may see it (the caller checks)."""
+    return Keyring(cipher).reveal_stored(session, instance_id, seq, data)
+
+
+def letter_recipients(cipher: Cipher, session: Session, contact: CaseContact, instance_id: int) -> list[str]:
+    """A letter's recipients: protocol choices as stored, a hand-typed one decrypted."""
+    keys = Keyring(cipher)
+    return [str(keys.reveal(session, instance_id, f"contact:{contact.history_seq}:recipient", r)) for r in
+            contact.recipients]
 
 
 def rotate_keys(session: Session, cipher: Cipher,
                 progress: Callable[[int, int], None] | None = None) -> int:
-    """Re-encrypt every ciphertext with the primary key. Returns how many values changed. ``progress`` is
-    told how many rows (cases, detainees, notes) have been looked at, of how many, as it goes."""
-    total = sum(session.scalar(select(func.count()).select_from(m)) or 0 for m in (Case, Detainee, CaseNote))
-    changed = done = 0
+    """After a new key is put first in the configured keys: re-wrap every case's data key with it (what is
+    sealed under a case's key does not change) and re-encrypt the report drafts in progress. Returns how many
+    values changed; ``progress`` is told how many case keys have been looked at, of how many."""
+    from reprisals.accounts import ReportDraft
 
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    for case in session.scalars(select(Case)):
-        if cipher.needs_rotation(case.description_ciphertext):
-            case.description_ciphertext = cipher.rotate(case.description_ciphertext)
+    changed = rewrap_keys(session, cipher, progress)
+    for draft in session.scalars(select(ReportDraft)):
+        if cipher.needs_rotation(draft.ciphertext):
+            draft.ciphertext = cipher.rotate(draft.ciphertext)
             changed += 1
-        step()
-    for d in session.scalars(select(Detainee)):
-        for attr in ("name_ciphertext", "number_ciphertext", "date_of_birth_ciphertext"):
-            token = getattr(d, attr)
-            if token and cipher.needs_rotation(token):
-                setattr(d, attr, cipher.rotate(token))
-                changed += 1
-        step()
-    for n in session.scalars(select(CaseNote)):
-        if cipher.needs_rotation(n.text_ciphertext):
-            n.text_ciphertext = cipher.rotate(n.text_ciphertext)
-            changed += 1
-        step()
     session.flush()
     return changed
-

@@ -30,6 +30,7 @@ from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import letters_of, uk_date
 from reprisals.models import Body, Case, CaseNote, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
+from reprisals.sealing import reveal_data
 from reprisals.services import (
     LONDON,
     MAX_TEXT,
@@ -40,12 +41,15 @@ from reprisals.services import (
     assign_case,
     assignable_users,
     corrected_moments,
+    event_data,
     get_case,
+    letter_recipients,
     linked_cases,
     occurred_at_of,
     offered_actions,
     read_description,
     read_note,
+    read_override_reason,
     redate_action,
     view_identity,
     why_not_now,
@@ -241,7 +245,7 @@ def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
     if case.stage in ("closed", "reported", "triage") or finding not in SECOND_LEAD_OUTCOMES:
         return None
     h = HistoryEvent
-    rows = db().execute(select(h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
+    rows = db().execute(select(h.seq, h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
                                                                h.kind == "transition").order_by(h.seq.desc()))
     event = next((r for r in rows if kind_of(spec, r.trigger) == "finding"), None)
     if event is None:
@@ -250,7 +254,10 @@ def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
     proposer = db().get(User, int(by)) if by.isdigit() else None
     happened = event.data.get("occurred_at") if isinstance(event.data, dict) else None  # as recorded, uncorrected
     on = datetime.fromisoformat(happened) if isinstance(happened, str) else event.at
-    text = (event.data.get("fields") or {}).get("assessment") if can_view_identity(me(), case) else None
+    text = None
+    if can_view_identity(me(), case):
+        text = (event_data(runtime().cipher, db(), case.instance_id, event.seq, event.data)
+                .get("fields") or {}).get("assessment")
     return Proposal(words(str(finding)), proposer, on, text if isinstance(text, str) else None)
 
 
@@ -262,8 +269,12 @@ def _history(case: Case, after_seq: int = 0) -> list[Any]:
         .where(h.instance_id == case.instance_id, h.seq > after_seq).order_by(h.seq)))
 
 
+HIDDEN_TEXT = "Recorded (shown only to people who may see who the person is)"
+
+
 def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
-              may_read_text: bool, visible_links: frozenset[str] = frozenset()) -> list[TimelineItem]:
+              may_read_text: bool, visible_links: frozenset[str] = frozenset(),
+              instance_id: int | None = None) -> list[TimelineItem]:
     """Newest first. Free text a trigger recorded (summaries, assessments) may identify the person:
     it is shown only to people who may see identity. A linked case is named only if the viewer may see
     it (``visible_links``)."""
@@ -279,7 +290,8 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
     for e in reversed(events):
         who = name_of(e.actor_id) if e.actor_id else "The system"
         details: list[tuple[str, str]] = []
-        data = e.data or {}
+        data = (event_data(runtime().cipher, db(), instance_id, e.seq, e.data) if may_read_text and instance_id
+                else _placeholders(e.data or {}))
         if e.kind == "created":
             what = "Case opened"
             if data.get("linked_case"):
@@ -298,8 +310,8 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
                 fspec = trig.fields.get(fname) if trig else None
                 label = label_of(fname, fspec) if fspec else words(fname)
                 kind = fspec.type if fspec else FieldType.STRING
-                if kind is FieldType.TEXT and not may_read_text:
-                    details.append((label, "Recorded (shown only to people who may see who the person is)"))
+                if (kind is FieldType.TEXT and not may_read_text) or value == HIDDEN_TEXT:
+                    details.append((label, HIDDEN_TEXT))
                 else:
                     details.append((label, _field_value(kind, value)))
         elif e.kind == "identity_viewed":
@@ -336,6 +348,20 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
         items.append(TimelineItem(local(happened), happened.isoformat(), who, what, details,
                                   recorded_later(happened, e.at), e.seq, e.kind == "transition"))
     return items
+
+
+def _recipient_reveal(case: Case) -> Any:
+    """Reads a hand-typed recipient of the case's letters (for a viewer who may read free text)."""
+    def reveal(contact: Any, _value: object) -> str:
+        typed = [r for r in letter_recipients(runtime().cipher, db(), contact, case.instance_id)
+                 if r not in contact.recipients]
+        return typed[0] if typed else ""
+    return reveal
+
+
+def _placeholders(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data for a viewer who may not read its free text: each sealed value is ``HIDDEN_TEXT``."""
+    return reveal_data(data, lambda _path, _value: HIDDEN_TEXT)
 
 
 def _case_link(reference: str) -> Markup:
@@ -380,7 +406,10 @@ def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User 
         rows.append({"key": {"text": "Outcome"},
                      "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
     if case.consent_override_reason:
-        rows.append({"key": {"text": "Consent overridden"}, "value": {"text": words(case.consent_override_reason)}})
+        reason = (read_override_reason(runtime().cipher, case) if can_view_identity(me(), case) else None)
+        rows.append({"key": {"text": "Consent overridden"},
+                     "value": {"text": words(reason) if reason else "Yes. " + HIDDEN_TEXT.replace("Recorded", "The "
+                               "ground and reason are recorded")}})
     if links.linked_to is not None:
         rows.append({"key": {"text": "Linked to"},
                      "value": {"html": Markup("{} (this case was opened from it)").format(
@@ -432,9 +461,11 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         may_link=may_link,
         lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
-        timeline=_timeline(spec, events, users, may_identify, visible_links), version=case.instance.version,
+        timeline=_timeline(spec, events, users, may_identify, visible_links, case.instance_id),
+        version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
-        letters=letters_of(db(), case), uk_date=uk_date, proposal=proposal,
+        letters=letters_of(db(), case, _recipient_reveal(case) if may_identify else None), uk_date=uk_date,
+        proposal=proposal,
     ), status
 
 
@@ -733,7 +764,7 @@ def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) ->
     events = _history(case, _int(form.seen_seq.data) or 0)
     users = _users({e.actor_id for e in events} |
                    {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")})
-    changes = _timeline(spec, events, users, can_view_identity(me(), case))
+    changes = _timeline(spec, events, users, can_view_identity(me(), case), instance_id=case.instance_id)
     form.expected_version.data = str(case.instance.version)
     form.seen_seq.data = str(case.instance.head_seq)
     for f in form:

@@ -157,7 +157,10 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     import migrations
 
     rt = runtime(ctx)
-    migrations.upgrade(rt.settings.database_url, revision)
+    try:
+        migrations.upgrade(rt.settings.database_url, revision, rt.settings.encryption_keys)
+    except RuntimeError as exc:  # a revision's own refusal (e.g. keys it needs), in its words
+        fail(str(exc))
     click.echo(f"database at revision {migrations.current(rt.settings.database_url)}")
 
 
@@ -415,6 +418,7 @@ def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, 
         out = _case_dict(rt, session, user, c)
         if history:
             from reprisals.access import can_view_identity
+            from reprisals.services import event_data
 
             events = get_case_history(session, rt.engine, c)
             ids = {int(e.actor_id) for e in events if e.actor_id and str(e.actor_id).isdigit()}
@@ -426,7 +430,8 @@ def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, 
             out["history"] = [{"seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage,
                                "to": e.to_stage, "at": e.at,
                                "actor": names.get(str(e.actor_id), "unknown user") if e.actor_id else "the system",
-                               "data": e.data if full else sorted(e.data or {})}
+                               "data": (event_data(rt.cipher, session, c.instance_id, e.seq, e.data) if full
+                                        else sorted(e.data or {}))}
                               for e in events]
 
     def human(d: dict[str, Any]) -> None:

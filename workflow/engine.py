@@ -14,7 +14,7 @@ never given ``to_<stage>`` methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ from workflow.errors import (
     UnknownTrigger,
 )
 from workflow.fields import LONDON, check_fields
-from workflow.history import LEDGER, LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
+from workflow.history import HASH_VERSION, LEDGER, LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
 from workflow.models import ChainHead, HistoryEvent, LedgerEntry, WorkflowInstance
 from workflow.moments import local_words
 from workflow.spec import Trigger, WorkflowSpec
@@ -52,6 +52,14 @@ class Actor(Protocol):
 
     @property
     def roles(self) -> frozenset[str]: ...
+
+
+class Sealer(Protocol):
+    """The host's encryption of sensitive values in history (a field marked sensitive, a reason typed by a
+    person): ``seal`` turns the text into what is stored — and hashed — in the event's data. The engine
+    itself never reads a sealed value."""
+
+    def seal(self, session: Session, instance: WorkflowInstance, scope: str, value: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,8 @@ class Engine:
     # Finds a spec version this process has not registered (e.g. uploaded to the database by another
     # process): called with the instance's session, key and version; returns the spec or None.
     loader: Callable[[Session, str, int], WorkflowSpec | None] | None = None
+    # Seals sensitive field values and named reasons before they are hashed into history (None: stored as given).
+    sealer: Sealer | None = None
     # Where "today" is for a not_future date field (a date typed by a person is a local date).
     zone: tzinfo = LONDON
     # How refusals name the moment an instance started (``start``'s ``occurred_at``), e.g. "the case was
@@ -408,7 +418,8 @@ class Engine:
         if data:
             event_data.update(data)
         event = self._append(session, instance, kind="transition", actor_id=actor.id, now=now,
-                             data=event_data, trigger=trig.name, from_stage=source, to_stage=model.stage)
+                             data=event_data, trigger=trig.name, from_stage=source, to_stage=model.stage,
+                             sealed=[f"fields.{k}" for k in clean if trig.fields[k].is_sensitive])
         self._flush(session, instance)
         change = StageChange(instance, compiled.spec, trig.name, source, model.stage, now, event, moment,
                              stays=trig.stays, closes=trig.closes)
@@ -427,8 +438,10 @@ class Engine:
         *,
         corrects_seq: int | None = None,
         expected_version: int | None = None,
+        sealed: Collection[str] = (),
     ) -> HistoryEvent:
-        """Append a host event (a note, an assignment, an identity view) to the instance's chain."""
+        """Append a host event (a note, an assignment, an identity view) to the instance's chain. The values
+        of ``data`` named in ``sealed`` (a reason typed by a person) are sealed by the engine's sealer."""
         now = ensure_utc(now)
         if kind in ("created", "transition"):
             raise ValueError(f"event kind '{kind}' is reserved for the engine")
@@ -438,7 +451,7 @@ class Engine:
             raise ValueError(f"event {corrects_seq} does not exist in this history")
         self.lock(session, instance)
         event = self._append(session, instance, kind=kind, actor_id=actor_id, now=now,
-                             data=dict(data or {}), corrects_seq=corrects_seq)
+                             data=dict(data or {}), corrects_seq=corrects_seq, sealed=sealed)
         self._flush(session, instance)
         return event
 
@@ -488,13 +501,19 @@ class Engine:
         from_stage: str | None = None,
         to_stage: str | None = None,
         corrects_seq: int | None = None,
+        sealed: Collection[str] = (),
     ) -> HistoryEvent:
         seq = instance.head_seq + 1
         prev = instance.head_hash if instance.head_seq else genesis_hash(instance.id)
+        plain = data
+        if sealed and self.sealer is not None:
+            data = self._sealed(session, instance, seq, data, sealed)
         event = HistoryEvent(
             instance_id=instance.id, seq=seq, kind=kind, trigger=trigger, from_stage=from_stage,
             to_stage=to_stage, actor_id=actor_id, at=now, data=data, corrects_seq=corrects_seq, prev_hash=prev,
+            hash_version=HASH_VERSION,
         )
+        event.__dict__["_plain_data"] = plain  # HistoryEvent.plain_data: for the host, in this transaction
         event.hash = event_hash(event)
         session.add(event)
         # Moving the head bumps the instance's version: a concurrent append loses, never forks.
@@ -502,6 +521,25 @@ class Engine:
         instance.head_hash = event.hash
         instance.updated_at = now
         return event
+
+    def _sealed(self, session: Session, instance: WorkflowInstance, seq: int, data: dict[str, Any],
+                paths: Collection[str]) -> dict[str, Any]:
+        """A copy of ``data`` whose values at ``paths`` (``reason``, ``fields.summary``) are sealed by the host:
+        text that is empty or absent stays as it is."""
+        assert self.sealer is not None
+        out = dict(data)
+        for path in paths:
+            head, _, name = path.rpartition(".")
+            holder = out
+            if head:
+                inner = out.get(head)
+                if not isinstance(inner, dict):
+                    continue
+                holder = out[head] = dict(inner)
+            value = holder.get(name)
+            if isinstance(value, str) and value:
+                holder[name] = self.sealer.seal(session, instance, f"wf:{instance.id}:{seq}:{path}", value)
+        return out
 
     def _flush(self, session: Session, instance: WorkflowInstance) -> None:
         # Read the id first: a failed flush expires the instance, and loading it again would raise
@@ -526,7 +564,7 @@ class Engine:
             session.add(head)
             session.flush()
         entry = LedgerEntry(seq=head.seq + 1, instance_id=instance_id, genesis_hash=genesis,
-                            prev_hash=head.hash)
+                            prev_hash=head.hash, hash_version=HASH_VERSION)
         entry.hash = ledger_hash(entry)
         session.add(entry)
         # A compare-and-set on the head: on SQLite (no row locks) a lost race shows as 0 rows.

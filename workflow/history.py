@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,7 +39,24 @@ def genesis_hash(instance_id: int) -> str:
 LEDGER_GENESIS = hashlib.sha256(b"wf-ledger:genesis").hexdigest()
 
 
+HASH_VERSION = 2  # what new events and ledger entries are hashed with (decision 20)
+
+
+def _digest_v2(items: list[Any]) -> str:
+    """Version 2: SHA-256 over the canonical JSON (orjson, keys sorted, UTF-8) of a list whose first item is
+    the version — about seven times faster to compute than version 1's ``json.dumps`` of a dict."""
+    return hashlib.sha256(orjson.dumps(items, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def event_hash(event: HistoryEvent) -> str:
+    if (event.hash_version or 1) >= 2:
+        return _digest_v2([2, event.instance_id, event.seq, event.kind, event.trigger, event.from_stage,
+                           event.to_stage, event.actor_id, _iso(event.at), event.data, event.corrects_seq,
+                           event.prev_hash])
+    return event_hash_v1(event)
+
+
+def event_hash_v1(event: HistoryEvent) -> str:
     return _digest({
         "instance": event.instance_id,
         "seq": event.seq,
@@ -55,6 +73,12 @@ def event_hash(event: HistoryEvent) -> str:
 
 
 def ledger_hash(entry: LedgerEntry) -> str:
+    if (entry.hash_version or 1) >= 2:
+        return _digest_v2([2, entry.seq, entry.instance_id, entry.genesis_hash, entry.prev_hash])
+    return ledger_hash_v1(entry)
+
+
+def ledger_hash_v1(entry: LedgerEntry) -> str:
     return _digest({
         "seq": entry.seq,
         "instance": entry.instance_id,

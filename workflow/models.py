@@ -111,9 +111,19 @@ class HistoryEvent(Base):
     corrects_seq: Mapped[int | None] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    # How ``hash`` was computed (workflow.history.event_hash): 1, the first format; 2, the current one.
+    hash_version: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
 
     def __repr__(self) -> str:
         return f"<HistoryEvent {self.instance_id}#{self.seq} {self.kind} {self.trigger or ''}>"
+
+    @property
+    def plain_data(self) -> dict[str, Any]:
+        """The data as the engine was given it, before the host's sealer encrypted sensitive values: only on
+        the event object the engine just wrote (for the host's bookkeeping in the same transaction); an
+        event read from the database gives its stored data."""
+        plain = self.__dict__.get("_plain_data")
+        return plain if isinstance(plain, dict) else self.data
 
 
 class LedgerEntry(Base):
@@ -126,6 +136,25 @@ class LedgerEntry(Base):
     genesis_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash_version: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+
+
+class ChainRebuild(Base):
+    """A chain rewritten into another hash format (a migration that had to change what history holds): its
+    head before and after, so that a head noted down before can be followed to the one after. The ledger's
+    rebuild has no instance."""
+
+    __tablename__ = "wf_chain_rebuilds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int | None] = mapped_column(Integer)
+    old_head_seq: Mapped[int] = mapped_column(Integer)
+    old_head_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    new_head_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    from_version: Mapped[int] = mapped_column(Integer)
+    to_version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
 
 
 class ChainHead(Base):

@@ -121,6 +121,15 @@ class FieldSpec(_Strict):
     required_when: dict[str, tuple[str, ...]] | None = None
     # A date or datetime of something that has happened: not after today (the engine's zone) or now.
     not_future: bool = False
+    # Typed text may name someone: the host seals it in history (workflow.engine.Sealer). Text and hand-typed
+    # strings are sensitive unless the protocol file says ``sensitive: false``; other types never are.
+    sensitive: bool | None = None
+
+    @property
+    def is_sensitive(self) -> bool:
+        if self.type not in (FieldType.STRING, FieldType.TEXT):
+            return False
+        return True if self.sensitive is None else self.sensitive
 
 
 class VariableSpec(_Strict):

@@ -243,7 +243,7 @@ class Timers:
         previous = deadline.due_at
         engine.append_event(session, instance, "deadline_extended", actor_id, now,
                             {"deadline": deadline.name, "from": previous.isoformat(), "to": new_due.isoformat(),
-                             "reason": reason})
+                             "reason": reason}, sealed=("reason",))
         self._cancel_pending(session, deadline)
         deadline.due_at = new_due
         deadline.generation += 1
@@ -266,7 +266,7 @@ class Timers:
             raise DeadlineError(f"'{deadline.label}' is already overdue; extend it instead of pausing")
         reason = _reason(reason, missing="pausing a clock needs a reason")
         engine.append_event(session, instance, "deadline_paused", actor_id, now,
-                            {"deadline": deadline.name, "reason": reason})
+                            {"deadline": deadline.name, "reason": reason}, sealed=("reason",))
         self._cancel_pending(session, deadline)
         deadline.status, deadline.paused_at = PAUSED, now
         session.flush()
@@ -296,7 +296,7 @@ class Timers:
             new_due = deadline.due_at + (now - deadline.paused_at)
         engine.append_event(session, instance, "deadline_resumed", actor_id, now,
                             {"deadline": deadline.name, "reason": reason,
-                             "from": deadline.due_at.isoformat(), "to": new_due.isoformat()})
+                             "from": deadline.due_at.isoformat(), "to": new_due.isoformat()}, sealed=("reason",))
         deadline.due_at, deadline.status, deadline.paused_at = new_due, OPEN, None
         deadline.generation += 1
         session.flush()

@@ -37,6 +37,7 @@ from transitions import Machine
 
 from reprisals.protocol import SPEC_KEY, build_engine
 from tests.bench.common import fmt_int, fmt_ratio, table
+from tests.factories import cipher
 from workflow.engine import _Model
 from workflow.spec import WorkflowSpec
 
@@ -202,7 +203,7 @@ def measure(approach: Approach, n: int, *, memory: bool, limit_s: float | None =
 
 
 def run(n: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    engine = build_engine()
+    engine = build_engine(cipher=cipher())
     spec = engine.spec(SPEC_KEY)
     t0 = time.perf_counter()  # what (a) pays once per spec version and process
     Machine(model=None, initial=spec.initial, **machine_kwargs(spec))

@@ -510,7 +510,7 @@ def _repeat(one: CaseRun, n: int) -> Callable[[], None]:
 
 def run(n_cases: int, rounds: int, *, profile_cases: int | None = None, force_profile: bool = False,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    wf, bare, key = build_engine(), bare_engine(), cipher()
+    wf, bare, key = build_engine(cipher=cipher()), bare_engine(), cipher()
     factories = _factories(wf, bare, key)
     totals: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}  # per round: [wall, cpu]
     checks: dict[str, list[str]] = {}

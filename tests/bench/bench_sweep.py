@@ -83,7 +83,7 @@ from reprisals.protocol import SPEC_KEY, build_engine
 from reprisals.runtime import Runtime
 from reprisals.schema import create_all
 from tests.bench.common import ProfileSummary, fmt_int, fmt_ratio, profile, table, timed
-from tests.factories import TEST_KEY, make_establishment, make_user, seed_bodies
+from tests.factories import TEST_KEY, cipher, make_establishment, make_user, seed_bodies
 from web.scheduler import SWEEP_JOB_ID, build_scheduler
 from workflow.db import create_db_engine
 from workflow.models import metadata
@@ -349,7 +349,7 @@ def make_cast(engine: sa.Engine) -> Cast:
 
 
 def _spec_deadlines() -> dict[tuple[str, str], Any]:
-    spec = build_engine().spec(SPEC_KEY)
+    spec = build_engine(cipher=cipher()).spec(SPEC_KEY)
     return {(stage, d.name): d for stage, st in spec.stages.items() for d in st.deadlines}
 
 

@@ -70,7 +70,7 @@ def assert_no_canary(text: str, where: str) -> None:
 
 def test_every_template_renders_and_nothing_identifying_appears_when_real_cases_queue_every_message(
         database: Database, caplog: pytest.LogCaptureFixture) -> None:
-    wf, timers, messenger = build_engine(), Timers(), Messenger(BASE_URL)
+    wf, timers, messenger = build_engine(cipher=cipher()), Timers(), Messenger(BASE_URL)
     handler = make_timer_handler(messenger)
     with database.session() as s:
         establishment = make_establishment(s, name=ESTABLISHMENT)

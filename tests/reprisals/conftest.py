@@ -21,7 +21,7 @@ COUNTED_TABLES = ("cases", "detainees", "wf_instances", "wf_history", "wf_ledger
 @pytest.fixture(scope="session")
 def wf() -> Engine:
     """The protocol engine, built once (the product builds one per process)."""
-    return build_engine()
+    return build_engine(cipher=cipher())
 
 
 @pytest.fixture

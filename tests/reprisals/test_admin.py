@@ -14,6 +14,7 @@ from reprisals.messaging import Messenger
 from reprisals.models import Role, User
 from reprisals.protocol import SPEC_KEY, build_engine, bundled_specs
 from reprisals.protocol_store import activate_protocol, active_version, known_versions, upload_protocol
+from tests.factories import cipher
 from tests.reprisals.conftest import Cast
 from tests.support.invitations import invitation_token
 from workflow.errors import SpecError
@@ -109,7 +110,7 @@ def test_establishment_validation(session: Session, cast: Cast) -> None:
 
 
 def test_protocol_versions(session: Session, cast: Cast) -> None:
-    engine = build_engine()  # its own: uploads register into it
+    engine = build_engine(cipher=cipher())  # its own: uploads register into it
     admin = _admin(session, cast)
     with pytest.raises(SpecError) as bad:
         upload_protocol(session, engine, admin, "key: sanctions\nversion: [", NOW)
@@ -125,7 +126,7 @@ def test_protocol_versions(session: Session, cast: Cast) -> None:
     activate_protocol(session, engine, admin, SPEC_KEY, 3)
     assert active_version(session, engine, SPEC_KEY) == 3
     # another process (a fresh engine) registers the active version when it is asked for it
-    other = build_engine()
+    other = build_engine(cipher=cipher())
     assert active_version(session, other, SPEC_KEY) == 3 and 3 in other.versions(SPEC_KEY)
     rows = known_versions(session, engine, SPEC_KEY)
     assert [(v.version, v.active, v.uploaded, v.activatable) for v in rows] == [(3, True, True, False),

@@ -25,7 +25,8 @@ from reprisals.deadlines import (
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger
 from reprisals.models import Case, User
-from reprisals.services import advance_case, open_case
+from reprisals.sealing import is_sealed
+from reprisals.services import advance_case, event_data, open_case
 from tests.conftest import Database
 from tests.factories import (
     ACCEPT,
@@ -302,8 +303,9 @@ def test_leads_of_the_owning_and_party_bodies_move_a_deadline_and_the_reminder_f
     event = s.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == case.instance_id)
                       .order_by(HistoryEvent.seq.desc())).first()
     assert event is not None
-    assert (event.kind, event.actor_id, event.data["reason"]) == (
-        "deadline_extended", str(cast.party_lead.id), "The governor asked for a week")
+    assert (event.kind, event.actor_id, event_data(cipher(), s, event.instance_id, event.seq, event.data)["reason"]
+            ) == ("deadline_extended", str(cast.party_lead.id), "The governor asked for a week")
+    assert is_sealed(event.data["reason"])  # a typed reason is sealed with the case's key in history
 
     pause_deadline(s, wf, TIMERS, cast.lead, case, "establishment_response", "Lockdown at the prison",
                    local("2025-04-23 09:00"))

@@ -16,9 +16,12 @@ from sqlalchemy.orm import Session
 from reprisals.crypto import Cipher, generate_key
 from reprisals.errors import CaseNotFound, IdentityUnreadable, InvalidInput, NotAllowed, ReprisalsError
 from reprisals.models import CaseNote, Detainee
+from reprisals.protocol import build_engine
+from reprisals.sealing import CaseKey, is_sealed
 from reprisals.services import (
     add_note,
     advance_case,
+    event_data,
     get_case,
     open_case,
     read_description,
@@ -206,15 +209,20 @@ def test_only_the_new_key_reads_everything_when_keys_are_rotated(
         before = {d.id: (d.name_ciphertext, d.number_ciphertext, d.date_of_birth_ciphertext)
                   for d in s.scalars(select(Detainee))}
         notes = len(s.scalars(select(CaseNote)).all())
+        wrapped = {k.instance_id: k.wrapped for k in s.scalars(select(CaseKey))}
+        assert len(wrapped) == len(refs) and notes
         changed = rotate_keys(s, Cipher([new, old]))
-        assert changed == len(refs) * 4 + notes  # description, name, number, date of birth; notes
+        assert changed == len(refs)  # each case's key is re-wrapped; what it sealed does not change
         s.commit()
     with database.session() as s:
         after = {d.id: (d.name_ciphertext, d.number_ciphertext, d.date_of_birth_ciphertext)
                  for d in s.scalars(select(Detainee))}
-        assert all(set(before[k]).isdisjoint(after[k]) for k in before)
+        assert after == before
+        assert all(wrapped[k.instance_id] != k.wrapped for k in s.scalars(select(CaseKey)))
         assert rotate_keys(s, Cipher([new, old])) == 0  # nothing left to rotate
+    with database.session() as s:
         new_only, old_only = Cipher([new]), Cipher([old])
+        wf = build_engine(cipher=new_only)  # the engine seals the view's reason with the keys configured now
         for ref in refs:
             case = get_case(s, cast.lead, ref)
             identity = view_identity(s, wf, new_only, cast.lead, case, "after rotation", T0)
@@ -249,7 +257,9 @@ def test_identity_viewed_event_records_who_and_why_when_permitted_users_view(
     with database.session() as s2:
         events = [e for e in wf.history(s2, get_case(s2, cast.lead, case.reference).instance)
                   if e.kind == "identity_viewed"]
-        assert [(e.actor_id, e.data["reason"]) for e in events] == seen
+        assert [(e.actor_id, event_data(cipher(), s2, e.instance_id, e.seq, e.data)["reason"])
+                for e in events] == seen
+        assert all(is_sealed(e.data["reason"]) for e in events)  # sealed with the case's key in history
         assert all(e.at == T0 + timedelta(hours=1) for e in events)
         assert case.stage == "reported"  # a view is logged, not a move
 

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from reprisals.letters import Letter, letters_of
+from reprisals.letters import HIDDEN_RECIPIENT, Letter, letters_of
 from reprisals.models import Case
+from reprisals.sealing import Keyring
 from reprisals.services import advance_case, open_case, redate_action
 from tests.factories import CONSENT, REFER, RESPONSE, case_data, cipher
 from tests.reprisals.conftest import Cast
@@ -75,7 +76,10 @@ def test_escalations_have_their_level_their_typed_recipient_and_their_own_due_da
                  at("2025-05-07"))
     advance_case(session, wf, cast.lead, case, "escalate", escalation(wf, case, "Ministry of Justice"),
                  at("2025-05-22"))
-    referral, first, second = letters_of(session, case)
+    assert [x.recipient_words for x in letters_of(session, case)][1:] == [[HIDDEN_RECIPIENT]] * 2  # sealed
+    keys = Keyring(cipher())
+    referral, first, second = letters_of(session, case, lambda c, v: keys.reveal(
+        session, case.instance_id, f"contact:{c.history_seq}:recipient", v))
     assert [x.kind_words for x in (referral, first, second)] == ["Referral", "Escalation (level 1)",
                                                                  "Escalation (level 2)"]
     assert first.recipient_words == ["HMPPS <Area> & Co"] and second.recipients == ("Ministry of Justice",)

@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.models import Case, CaseContact, Outcome
+from reprisals.sealing import is_sealed
 from reprisals.services import (
     add_note,
     advance_case,
     assign_case,
+    event_data,
     get_case,
     get_case_history,
     open_case,
+    read_override_reason,
     view_identity,
 )
 from tests.conftest import Database
@@ -185,11 +188,14 @@ def test_override_recorded_on_case_and_history_when_lead_refers_without_consent_
     with database.session() as s2:
         fresh = get_case(s2, cast.lead, case.reference)
         assert fresh.stage == "referred"
-        assert fresh.consent_override_reason == "risk_to_life: Threats to kill reported."
+        assert read_override_reason(cipher(), fresh) == "risk_to_life: Threats to kill reported."
+        assert "Threats" not in (fresh.consent_override_reason or "")  # sealed with the case's key
         stored = s2.get(HistoryEvent, event.id)
         assert stored.actor_id == str(cast.lead.id)
-        assert stored.data["fields"]["override_ground"] == "risk_to_life"
-        assert stored.data["fields"]["override_reason"] == "Threats to kill reported."
+        assert stored.data["fields"]["override_ground"] == "risk_to_life"  # a choice: not sealed
+        assert is_sealed(stored.data["fields"]["override_reason"])
+        assert event_data(cipher(), s2, stored.instance_id, stored.seq, stored.data)["fields"][
+            "override_reason"] == "Threats to kill reported."
         assert verify(s2).ok
 
 

@@ -144,7 +144,7 @@ class World:
 
 @pytest.fixture(scope="session")
 def wf() -> Engine:
-    return build_engine()
+    return build_engine(cipher=cipher())
 
 
 @pytest.fixture

@@ -425,7 +425,7 @@ def _forge_event(db: Database, short: int, long: int) -> None:
         head = s.scalars(sa.select(HistoryEvent).where(HistoryEvent.instance_id == short)).one()
         forged = HistoryEvent(instance_id=short, seq=2, kind="transition", trigger="withdraw", from_stage="reported",
                               to_stage="closed", actor_id=head.actor_id, at=head.at, data={}, corrects_seq=None,
-                              prev_hash=head.hash, hash="")
+                              prev_hash=head.hash, hash="", hash_version=2)
         forged.hash = event_hash(forged)
         s.add(forged)
         s.commit()

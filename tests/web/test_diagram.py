@@ -7,6 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from reprisals.protocol import build_engine
+from tests.factories import cipher
 from tests.web.conftest import Web
 from web.diagram import CURRENT_FILL, VISITED_FILL, render_svg
 from workflow.spec import WorkflowSpec, load_spec
@@ -15,7 +16,7 @@ NS = {"svg": "http://www.w3.org/2000/svg"}
 
 
 def _spec() -> WorkflowSpec:
-    return build_engine().spec("sanctions")
+    return build_engine(cipher=cipher()).spec("sanctions")
 
 
 def _nodes(root: ET.Element) -> dict[str, ET.Element]:
