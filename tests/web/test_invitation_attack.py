@@ -21,6 +21,7 @@ from reprisals.access_log import AccessEntry
 from reprisals.config import load_settings
 from reprisals.models import User
 from reprisals.runtime import Runtime
+from tests.conftest import DATABASES
 from tests.factories import CANARY_NAME
 from tests.support.invitations import invitation_token, token_in
 from tests.support.smtp_server import SmtpServer
@@ -180,6 +181,7 @@ def test_a_new_role_makes_an_account_pending_again_and_a_lead_refuses_it_with_a_
     _get(web.sign_in(web.world.staff), f"/cases/{web.world.triaged}")
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # channels and settings, not the database
 def test_the_log_channel_prints_the_link_on_the_console_never_in_the_log(
         web: Web, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -197,6 +199,7 @@ def test_the_log_channel_prints_the_link_on_the_console_never_in_the_log(
                              {"t": f"%{token}%"}).scalar_one()
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # both: tests/reprisals/test_confirmations.py
 def test_production_refuses_to_send_invitations_through_the_log_channel(web: Web, tmp_path: Path) -> None:
     settings = load_settings(settings_env(web.database, tmp_path, ENV="production"), dotenv=None)
     assert settings.email_channel == "log"
