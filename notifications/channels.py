@@ -12,12 +12,12 @@ import logging
 import math
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,15 +55,27 @@ def message_id(key: str, domain: str) -> str:
 
 
 class LogChannel:
-    """Development default: the message goes to the log (messages never carry identity)."""
+    """Development default: the message's subject goes to the log (messages never carry identity). A message
+    of one of ``console_templates`` carries a secret (a sign-up link): its whole text is written to
+    ``console`` (the operator's terminal, standard error of the process) and never to the log, whose
+    handlers may keep it in a file."""
 
     name = "log"
 
-    def __init__(self) -> None:
+    def __init__(self, console: TextIO | None = None, console_templates: Collection[str] = ()) -> None:
         self.sent: list[tuple[str, Rendered]] = []
+        self.console = console
+        self.console_templates = frozenset(console_templates)
 
     def send(self, session: Session, message: OutboxMessage, rendered: Rendered) -> None:
         log.info("message %s to %s: %s", message.idempotency_key, message.recipient, rendered.subject)
+        if message.template in self.console_templates:
+            if self.console is None:
+                raise PermanentFailure("this message holds a link only its recipient may see, and the log channel "
+                                       "has no console to show it on: set up an e-mail channel")
+            self.console.write(f"\n--- e-mail to {message.recipient}: {rendered.subject} ---\n{rendered.text}"
+                               f"\n--- end of e-mail ---\n")
+            self.console.flush()
         self.sent.append((message.recipient, rendered))
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""Who may see and do what, case by case (PROTOCOL.md, "People and what they may do")."""
+"""Who may see and do what, case by case (PROTOCOL.md, "People and what they may do").
+
+An account waiting for a lead of its body to confirm it (``User.pending``, decision 22) holds no role on
+any case and sees none: every rule below treats it as inactive. Identity is only ever for people of the
+owning body (its leads, and the assigned member of staff or lead, who can only be of that body)."""
 
 from __future__ import annotations
 
@@ -23,10 +27,15 @@ def _body_involved(user: User, case: Case) -> bool:
     )
 
 
+def has_access(user: User) -> bool:
+    """Active, and not waiting for confirmation: the first condition of every rule of this module."""
+    return user.active and not user.pending
+
+
 def case_roles(user: User, case: Case) -> frozenset[str]:
     """The workflow roles a user holds on a case. Leads act on cases their body owns or is party
     to; staff on cases assigned to them; auditors and admins on none."""
-    if not user.active:
+    if not has_access(user):
         return frozenset()
     roles: set[str] = set()
     if user.role is Role.LEAD and _body_involved(user, case):
@@ -41,7 +50,7 @@ def actor_for(user: User, case: Case) -> CaseActor:
 
 
 def can_view_case(user: User, case: Case) -> bool:
-    if not user.active:
+    if not has_access(user):
         return False
     if user.role in (Role.LEAD, Role.AUDITOR):
         return _body_involved(user, case)
@@ -51,18 +60,19 @@ def can_view_case(user: User, case: Case) -> bool:
 
 
 def can_view_identity(user: User, case: Case) -> bool:
-    """The owning body's lead and the assigned staff; auditors only through an unmask request."""
-    if not user.active:
+    """The owning body's lead and the assigned staff of that body; never a party body's people, nor
+    auditors (only through an unmask request)."""
+    if not has_access(user) or user.body_code != case.owning_body_code:
         return False
-    if user.role is Role.LEAD and user.body_code == case.owning_body_code:
+    if user.role is Role.LEAD:
         return True
-    return user.role in (Role.STAFF, Role.LEAD) and case.assigned_user_id == user.id
+    return user.role is Role.STAFF and case.assigned_user_id == user.id
 
 
 def visible_cases(user: User) -> Select[Case]:
     """A query for the cases a user may see (the same rule as can_view_case, in SQL)."""
     stmt = select(Case)
-    if not user.active or user.role is Role.ADMIN:
+    if not has_access(user) or user.role is Role.ADMIN:
         return stmt.where(false())
     if user.role is Role.STAFF:
         return stmt.where(Case.assigned_user_id == user.id)

@@ -1,7 +1,10 @@
 """Administration: inviting users, their role, body and activity; establishments.
 
-An invitation creates the user with an unusable password and a random token (stored as SHA-256,
-shown to the admin once, valid for ``INVITATION_LIFETIME``); the invitee sets a password with it.
+An invitation creates the user with an unusable password and a random token (stored as SHA-256, valid
+for ``INVITATION_LIFETIME``); the link goes to the invitee by e-mail only (``Messenger.invitation``) and is
+never shown to the admin nor logged; the invitee sets a password with it. A staff or lead account the
+admin makes, or moves to another role or body, waits for a lead of its body (``reprisals.confirmations``):
+administration alone never leads to identity (decision 22).
 Deactivation ends every session of the user and revokes nothing else (API tokens of an inactive
 user stop working by themselves: ``user_for_token`` checks ``active``).
 Each operation flushes and never commits.
@@ -19,10 +22,13 @@ from sqlalchemy import ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from reprisals import access_log
+from reprisals.access_log import record
 from reprisals.accounts import end_all_sessions
+from reprisals.confirmations import make_pending
 from reprisals.emails import email_problem, normalise_email
 from reprisals.errors import InvalidInput, NotAllowed
-from reprisals.models import Body, Establishment, Role, User
+from reprisals.messaging import Messenger, local_text
+from reprisals.models import BODY_ROLES, Body, Establishment, Role, User
 from reprisals.passwords import hash_password, password_problem
 from reprisals.reference import establishment_fields
 from workflow.clock import ensure_utc
@@ -73,9 +79,12 @@ def _role_and_body(session: Session, errors: dict[str, str], role_text: Any, bod
     return role, str(body_code)
 
 
-def invite_user(session: Session, admin: User, data: Mapping[str, Any], now: datetime) -> tuple[User, str]:
-    """Create an invited user (name, email, role, body_code). Returns the user and the one-time token."""
+def invite_user(session: Session, admin: User, data: Mapping[str, Any], now: datetime, messenger: Messenger) -> User:
+    """Create an invited user (name, email, role, body_code) and e-mail them their link (``new_invitation``).
+    A staff or lead account is pending; its body's leads are told. ``InvitationsUnavailable`` (nothing
+    written) when the link could not go by e-mail alone."""
     _require_admin(admin)
+    messenger.check_invitations()
     errors: dict[str, str] = {}
     name = str(data.get("name") or "").strip()
     if not name:
@@ -98,21 +107,32 @@ def invite_user(session: Session, admin: User, data: Mapping[str, Any], now: dat
                 created_at=now)
     session.add(user)
     session.flush()
-    token = new_invitation(session, admin, user, now)
-    return user, token
+    make_pending(session, user, now, messenger)
+    new_invitation(session, admin, user, now, messenger)
+    return user
 
 
-def new_invitation(session: Session, admin: User, user: User, now: datetime) -> str:
-    """A fresh invitation link token for ``user`` (earlier unused ones stop working)."""
+def new_invitation(session: Session, admin: User, user: User, now: datetime, messenger: Messenger) -> None:
+    """A fresh invitation for ``user`` (earlier unused ones stop working), its link e-mailed to them at once.
+    The token exists only in that e-mail (and the outbox row that carries it): never returned, shown or
+    logged. ``InvitationsUnavailable`` when it could not go by e-mail alone (production with the log channel)."""
     _require_admin(admin)
+    messenger.check_invitations()
     now = ensure_utc(now)
     for old in session.scalars(select(Invitation).where(Invitation.user_id == user.id, Invitation.used_at.is_(None))):
         old.expires_at = min(ensure_utc(old.expires_at), now)
     token = secrets.token_urlsafe(32)
-    session.add(Invitation(user_id=user.id, token_hash=_digest(token), created_by_id=admin.id, created_at=now,
-                           expires_at=now + INVITATION_LIFETIME))
+    invitation = Invitation(user_id=user.id, token_hash=_digest(token), created_by_id=admin.id, created_at=now,
+                            expires_at=now + INVITATION_LIFETIME)
+    session.add(invitation)
     session.flush()
-    return token
+    body = user.body.name if user.body is not None else None
+    messenger.invitation(session, user, {
+        "name": user.name, "invited_by": admin.name, "role": ROLE_WORDS[user.role], "body": body,
+        "needs_confirmation": user.role in BODY_ROLES, "expires_text": local_text(invitation.expires_at),
+        "url": f"{messenger.base_url.rstrip('/')}/invitation/{token}"}, f"invitation:{invitation.id}", now)
+    record(session, now, "invitation_sent", actor=admin, subject=user,
+           detail={"role": user.role.value, "body": user.body_code})
 
 
 def open_invitation(session: Session, token: str, now: datetime) -> Invitation | None:
@@ -140,10 +160,14 @@ def accept_invitation(session: Session, token: str, password: str, confirm: str,
     invitation.used_at = ensure_utc(now)
     invitation.user.password_hash = hash_password(password)
     session.flush()
+    record(session, now, "invitation_accepted", actor=invitation.user, subject=invitation.user)
     return invitation.user
 
 
-def change_role(session: Session, admin: User, user: User, role_text: Any, body_code: Any, now: datetime) -> None:
+def change_role(session: Session, admin: User, user: User, role_text: Any, body_code: Any, now: datetime,
+                messenger: Messenger | None = None) -> None:
+    """A new role or body signs the user out and, for staff and leads, makes the account pending again (its
+    new body's leads are told if a messenger is given)."""
     _require_admin(admin)
     errors: dict[str, str] = {}
     role, body = _role_and_body(session, errors, role_text, body_code)
@@ -153,29 +177,41 @@ def change_role(session: Session, admin: User, user: User, role_text: Any, body_
         raise InvalidInput(errors)
     assert role is not None
     if (user.role, user.body_code) != (role, body):
+        before = {"from_role": user.role.value, "from_body": user.body_code}
         user.role, user.body_code = role, body
         end_all_sessions(session, user, now, "role_changed")  # what they may see changed
+        make_pending(session, user, now, messenger)
+        record(session, now, "role_changed", actor=admin, subject=user,
+               detail={**before, "role": role.value, "body": body, "pending": user.pending})
     session.flush()
 
 
-def set_active(session: Session, admin: User, user: User, active: bool, now: datetime, *,
-               client: str | None = None) -> None:
-    """Deactivate (ending every session) or reactivate ``user``; a change is an access-log entry."""
+def set_active(session: Session, admin: User, user: User, active: bool, now: datetime,
+               messenger: Messenger | None = None, *, client: str | None = None) -> None:
+    """Deactivating ends every session. Reactivating an account a lead refused makes it pending again. A change
+    is an access-log entry."""
     _require_admin(admin)
     if user.id == admin.id and not active:
         raise NotAllowed("you cannot deactivate yourself")
-    changed = user.active != active
+    if user.active == active:
+        return
     user.active = active
     if not active:
         end_all_sessions(session, user, now, "deactivated")
-    if changed:
-        access_log.record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin,
-                          subject=user, client=client)
+    elif user.refused_at is not None:
+        make_pending(session, user, now, messenger)
+    access_log.record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin,
+                      subject=user, client=client)
     session.flush()
+    record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin, subject=user)
 
 
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.active.desc(), User.name, User.id)))
+
+
+ROLE_WORDS = {Role.STAFF: "a member of staff", Role.LEAD: "a lead", Role.AUDITOR: "an auditor",
+              Role.ADMIN: "an administrator"}
 
 
 def is_invited(user: User) -> bool:

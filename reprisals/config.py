@@ -33,8 +33,9 @@ KNOWN = {
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 MAX_TRUSTED_PROXIES = 5
+# The templates that can go by e-mail (each needs a Notify template id); ``account_to_confirm`` is in-app only.
 MESSAGE_TEMPLATES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                     "party_case_closed", "finding_to_confirm", "sign_in_attack")
+                     "party_case_closed", "finding_to_confirm", "sign_in_attack", "invitation")
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ class _Batch:
             "late_by_seconds": int(fired.lateness.total_seconds()),
             "late_text": late_text(fired.lateness.total_seconds()),
         }
-        staff = [case.assigned] if case.assigned and case.assigned.active else []
+        # An assignee waiting for a lead's confirmation (a new role or body) hears nothing of the case.
+        staff = [case.assigned] if case.assigned and case.assigned.active and not case.assigned.pending else []
         sends: list[tuple[str, User]] = []
         if timer.kind == REMINDER:
             sends = [("reminder", u) for u in (staff or leads)]

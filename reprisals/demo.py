@@ -93,8 +93,9 @@ def load_demo(session: Session, engine: Engine, cipher: Cipher, now: datetime) -
     establishments = [Establishment(name=n, type=t, nation=na, operator=o) for n, t, na, o in ESTABLISHMENTS]
     session.add_all(establishments)
     hashed = hash_password(DEMO_PASSWORD)
+    # Confirmed as made, like the operator's accounts (`reprisals users add`): the demo is loaded on the server.
     users = {email: User(email=email, name=name, role=role, body_code=body, password_hash=hashed, active=True,
-                         created_at=now) for email, name, role, body in USERS}
+                         created_at=now, confirmed_at=now) for email, name, role, body in USERS}
     session.add_all(users.values())
     session.flush()
     lead, lead2 = users["lead.imb@demo.test"], users["lead2.imb@demo.test"]

@@ -25,8 +25,12 @@ from workflow.models import DeadlineRow
 from workflow.timers import LIVE, OVERDUE
 
 TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                  "party_case_closed", "finding_to_confirm", "sign_in_attack")
-ACCOUNT_TEMPLATES = ("sign_in_attack",)  # about the recipient's own account, not a case
+                  "party_case_closed", "finding_to_confirm", "sign_in_attack", "invitation", "account_to_confirm")
+# Messages whose text holds a secret (a link that signs someone up): e-mail only, never the in-app inbox or
+# the application log; with the ``log`` channel their text goes to the operator's console (development).
+SECRET_TEMPLATES = frozenset({"invitation"})
+# Messages about the recipient's account, not a case: they carry no case reference.
+ACCOUNT_TEMPLATES = frozenset({"sign_in_attack", "invitation", "account_to_confirm"})
 INAPP = "inapp"
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 WORKING_HOURS = (time(9, 0), time(17, 0))
@@ -57,7 +61,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "finding_to_confirm": {"reference": "RPR-2026-0042", "url": "https://reprisals.example/cases/RPR-2026-0042",
                            "proposed_by": "Alex Morgan", "finding": "Substantiated"},
     "sign_in_attack": {"attempts": 50, "date_text": "Tue 6 May 2026, 17:00", "url": "https://reprisals.example/account"},
+    "invitation": {"name": "Nia Newcomer", "invited_by": "Alex Morgan", "role": "staff",
+                   "body": "Independent Monitoring Boards", "needs_confirmation": True,
+                   "expires_text": "Tue 13 May 2026, 09:30", "url": "https://reprisals.example/invitation/abc"},
+    "account_to_confirm": {"name": "Nia Newcomer", "email": "nia@imb.example", "role": "staff",
+                           "body": "Independent Monitoring Boards", "url": "https://reprisals.example/accounts/pending"},
 }
+
+
+class InvitationsUnavailable(Exception):
+    """Invitations cannot be sent: in production they need a real e-mail channel (never the log)."""
 
 
 def outcome_words(value: str) -> str:
@@ -66,17 +79,19 @@ def outcome_words(value: str) -> str:
 
 
 def leads_of(session: Session, body_code: str) -> list[User]:
-    """The active protocol leads of a body."""
+    """The active protocol leads of a body whose accounts are confirmed (a pending lead hears nothing of cases)."""
     return list(session.scalars(select(User).where(User.role == Role.LEAD, User.body_code == body_code,
-                                                   User.active.is_(True)).order_by(User.id)))
+                                                   User.active.is_(True), User.confirmed_at.is_not(None))
+                                .order_by(User.id)))
 
 
 def leads_of_bodies(session: Session, body_codes: Iterable[str]) -> dict[str, list[User]]:
-    """The active protocol leads of each of these bodies (in one statement), each list as ``leads_of``."""
+    """The active, confirmed protocol leads of each of these bodies (in one statement), each list as ``leads_of``."""
     out: dict[str, list[User]] = {code: [] for code in body_codes}
     if out:
         for user in session.scalars(select(User).where(User.role == Role.LEAD, User.body_code.in_(out),
-                                                       User.active.is_(True)).order_by(User.id)):
+                                                       User.active.is_(True), User.confirmed_at.is_not(None))
+                                    .order_by(User.id)):
             out[str(user.body_code)].append(user)  # one of the codes asked for, so never None
     return out
 
@@ -103,6 +118,7 @@ class Messenger:
     base_url: str
     email_channel: str = "log"
     calendar: WorkingCalendar | None = None
+    production: bool = False  # refuses to send secrets (invitation links) through the ``log`` channel
 
     def __post_init__(self) -> None:
         if self.email_channel not in EMAIL_CHANNELS:
@@ -147,6 +163,32 @@ class Messenger:
                 rows.append({**base, "idempotency_key": f"{m.key}:email", "channel": self.email_channel,
                              "recipient": m.user.email, "next_attempt_at": now if m.urgent else email_at})
         enqueue_many(session, rows)
+
+    def check_invitations(self) -> None:
+        """Raise ``InvitationsUnavailable`` if an invitation could not reach its invitee by e-mail alone."""
+        if self.production and self.email_channel == "log":
+            raise InvitationsUnavailable(
+                "invitations cannot be sent: e-mail is not set up (REPRISALS_EMAIL_CHANNEL is log, which in "
+                "production would put the link where only the operator sees it). Set up SMTP or GOV.UK Notify, "
+                "or add the person on the server with `reprisals users add`")
+
+    def invitation(self, session: Session, user: User, context: dict[str, Any], key: str, now: datetime) -> None:
+        """The invitation's link to the invitee, by e-mail only and at once: never the in-app inbox (nobody
+        could read it there but an admin-made account), whatever their e-mail preference."""
+        self.check_invitations()
+        enqueue(session, f"{key}:email", self.email_channel, user.email, "invitation", context, now, urgent=True)
+
+    def account_to_confirm(self, session: Session, user: User, now: datetime) -> None:
+        """Tell the confirmed leads of ``user``'s body, in the app, that an account waits for one of them."""
+        assert user.body_code is not None
+        body = session.get(Body, user.body_code)
+        context = {"name": user.name, "email": user.email, "role": user.role.value,
+                   "body": body.name if body else user.body_code,
+                   "url": f"{self.base_url.rstrip('/')}/accounts/pending"}
+        for lead in leads_of(session, user.body_code):
+            if lead.id != user.id:
+                key = f"to-confirm:{user.id}:{user.role.value}:{user.body_code}:{now.isoformat()}:{lead.id}:{INAPP}"
+                enqueue(session, key, INAPP, str(lead.id), "account_to_confirm", context, now, urgent=True)
 
     def case_assigned(self, session: Session, case: Case, assignee: User, by: User, now: datetime) -> None:
         self.send(session, assignee, "case_assigned",
@@ -226,7 +268,7 @@ class Messenger:
                 lead_cache[case.owning_body_code] = leads_of(session, case.owning_body_code)
             people += lead_cache[case.owning_body_code]
             for person in unique_users(people):
-                if not person.active:
+                if not person.active or person.pending:  # pending: nothing of cases (decision 22)
                     continue
                 _, overdue, due = per_user.setdefault(person.id, (person, [], []))
                 (overdue if deadline.status == OVERDUE or deadline.due_at <= now else due).append(item)

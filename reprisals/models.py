@@ -53,6 +53,11 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
 
 
+# The roles that can read a detainee's identity: an account holding one waits for a lead of its body to
+# confirm it (``User.pending``, decision 22). Auditors and admins cannot read identity.
+BODY_ROLES = (Role.STAFF, Role.LEAD)
+
+
 class Channel(enum.StrEnum):
     INSPECTION_INTERVIEW = "inspection_interview"
     SURVEY = "survey"
@@ -157,8 +162,19 @@ class User(Base):
     # The in-app inbox always receives; e-mail too unless the user turns it off.
     email_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime]
+    # When a lead of the body (or the operator) confirmed the account for its current role and body; None
+    # while it waits. A refusal (by a lead, with a reason for the admin; who refused is in the access log)
+    # also deactivates it (decision 22).
+    confirmed_at: Mapped[datetime | None]
+    refused_at: Mapped[datetime | None]
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
 
     body: Mapped[Body | None] = relationship(lazy="joined")
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for a lead of its body to confirm it: such an account sees no case content at all."""
+        return self.role in BODY_ROLES and self.confirmed_at is None
 
 
 class CaseSequence(Base):

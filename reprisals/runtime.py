@@ -47,7 +47,8 @@ class Runtime:
         # Versions uploaded by admins are read when a case on one is first touched (no I/O at start-up).
         engine.loader = load_stored_spec
         return cls(settings, db, sessions, engine, cipher, clock or SystemClock(),
-                   Timers(settings.working_day_end), templates, Messenger(settings.base_url, settings.email_channel))
+                   Timers(settings.working_day_end), templates,
+                   Messenger(settings.base_url, settings.email_channel, production=settings.is_production))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

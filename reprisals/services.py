@@ -25,6 +25,7 @@ from reprisals.crypto import Cipher
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger
 from reprisals.models import (
+    BODY_ROLES,
     AgeGroup,
     Body,
     Case,
@@ -217,8 +218,11 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     of staff assigned by someone else is told (in-app, and by e-mail) if a messenger is given. The case
     runs on ``spec_version`` if given, else on the version an admin activated, else the newest."""
     now = ensure_utc(now)
-    if not actor.active or actor.role not in (Role.STAFF, Role.LEAD) or actor.body_code is None:
+    if not actor.active or actor.role not in BODY_ROLES or actor.body_code is None:
         raise NotAllowed("only staff and leads of a body can report a concern")
+    if actor.pending:
+        raise NotAllowed(f"your account is waiting for a lead of {actor.body_code} to confirm it; until then "
+                         "you cannot report a concern")
     errors: dict[str, str] = {}
     known = {"establishment_id", "received_at", "channel", "original_contact_date", "age_group",
              "sanction_types", "detriment_dates", "description", "risk", "party_bodies", "detainee_name",
@@ -274,8 +278,10 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
         assignee = session.get(User, user_id) if user_id is not None else None
         if user_id is None:
             errors["assigned_user_id"] = "must be the id of a user: a whole number, such as 12"
-        elif assignee is None or not _may_be_assigned(assignee, actor.body_code, parties):
-            errors["assigned_user_id"] = "is not an active member of staff of a body on this case"
+        elif assignee is None:
+            errors["assigned_user_id"] = "is not a user"
+        elif (problem := assignee_problem(assignee, actor.body_code)) is not None:
+            errors["assigned_user_id"] = problem
     if contact_date and received_at and contact_date > received_at.astimezone(LONDON).date():
         errors["original_contact_date"] = "cannot be after the concern was received"
     earlier = _linked_case(session, actor, errors, data.get("linked_case"))
@@ -371,9 +377,25 @@ def linked_cases(session: Session, viewer: User, case: Case) -> Links:
     return Links(earlier if earlier is not None and can_view_case(viewer, earlier) else None, list(later))
 
 
-def _may_be_assigned(user: User, owning: str | None, parties: list[str] | set[str]) -> bool:
-    return user.active and user.role in (Role.STAFF, Role.LEAD) and (
-        user.body_code == owning or user.body_code in parties)
+def assignee_problem(user: User, owning: str) -> str | None:
+    """Why ``user`` cannot be assigned a case the body ``owning`` owns, or None. Only the owning body's own
+    active staff and leads, confirmed by a lead (decision 22): the assignee sees identity, which a party
+    body's people never do."""
+    if user.body_code != owning:
+        return (f"must be someone of {owning}, the body that owns the case (people of another body, even one "
+                "on the case, cannot be assigned)")
+    if not user.active or user.role not in BODY_ROLES:
+        return f"must be an active member of staff or lead of {owning}"
+    if user.pending:
+        return f"must be someone whose account a lead of {owning} has confirmed"
+    return None
+
+
+def assignable_users(session: Session, owning: str) -> list[User]:
+    """Everyone a case of the body ``owning`` can be assigned to (``assignee_problem`` is None), by name."""
+    return list(session.scalars(
+        select(User).where(User.active.is_(True), User.role.in_(BODY_ROLES), User.body_code == owning,
+                           User.confirmed_at.is_not(None)).order_by(User.name, User.id)))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -674,8 +696,8 @@ def assign_case(session: Session, engine: Engine, actor: User, case: Case, assig
         raise NotAllowed("only a lead of a body on this case can assign it")
     if case.stage == "closed":
         raise NotAllowed("a closed case cannot be assigned; reopen it first")
-    if assignee is not None and not _may_be_assigned(assignee, case.owning_body_code, case.party_codes):
-        raise InvalidInput({"assignee": "is not an active member of staff of a body on this case"})
+    if assignee is not None and (problem := assignee_problem(assignee, case.owning_body_code)) is not None:
+        raise InvalidInput({"assignee": problem})
     errors: dict[str, str] = {}
     clean_reason = _text(errors, {"reason": reason}, "reason", required=False, max_length=2000)
     if errors:

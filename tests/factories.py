@@ -45,12 +45,14 @@ def make_establishment(session: Session, *, name: str | None = None, nation: Nat
 
 
 def make_user(session: Session, *, role: Role = Role.STAFF, body: str | None = "IMB", name: str | None = None,
-              active: bool = True) -> User:
+              active: bool = True, confirmed: bool = True) -> User:
+    """A user; ``confirmed`` as the operator's accounts are (``confirmed=False``: waiting for a lead)."""
     seed_bodies(session)
     n = next(_seq)
+    created = datetime(2025, 1, 1, tzinfo=UTC)
     u = User(email=f"user{n}@example.test", name=name or f"User {n}", role=role,
              body_code=None if role is Role.ADMIN else body, password_hash="!", active=active,
-             created_at=datetime(2025, 1, 1, tzinfo=UTC))
+             created_at=created, confirmed_at=created if confirmed else None)
     session.add(u)
     session.flush()
     return u

@@ -153,7 +153,7 @@ def test_down_and_up_with_cases_keeps_everything_readable_and_verifiable(empty_d
     sealed_dump = _dump(empty_db.url)
     assert not [c for c in CANARIES if c in sealed_dump]  # nothing typed is in the clear at head
 
-    migrations.downgrade(empty_db.url, "0013", [TEST_KEY])
+    migrations.downgrade(empty_db.url, "0016", [TEST_KEY])
     plain = _dump(empty_db.url)
     assert SEALED not in plain and all(c in plain for c in ("CANARYREASON55", "CANARYSUMMARY99", "CANARYRECIPIENT11",
                                                             "CANARYOVERRIDE33"))
@@ -161,7 +161,7 @@ def test_down_and_up_with_cases_keeps_everything_readable_and_verifiable(empty_d
 
     with pytest.raises(RuntimeError, match="needs the encryption keys"):
         migrations.upgrade(empty_db.url)
-    assert migrations.current(empty_db.url) == "0013" and _dump(empty_db.url) == plain  # nothing changed
+    assert migrations.current(empty_db.url) == "0016" and _dump(empty_db.url) == plain  # nothing changed
 
     migrations.upgrade(empty_db.url, "head", [TEST_KEY])
     assert not [c for c in CANARIES if c in _dump(empty_db.url)]

@@ -25,8 +25,9 @@ from notifications.outbox import list_failed
 from reprisals import accounts, reference
 from reprisals import admin as ops
 from reprisals.accounts import tokens_of
+from reprisals.confirmations import refused_by
 from reprisals.errors import InvalidInput, NotAllowed
-from reprisals.messaging import local_text
+from reprisals.messaging import InvitationsUnavailable, local_text
 from reprisals.models import Body, Establishment, Role, User
 from reprisals.passwords import MIN_LENGTH
 from reprisals.protocol_store import activate_protocol, known_versions, protocol_keys, upload_protocol
@@ -161,18 +162,29 @@ def users() -> ResponseReturnValue:
     if form.is_submitted():
         if form.validate():
             try:
-                user, token = ops.invite_user(db(), me(), form.data, now())
+                user = ops.invite_user(db(), me(), form.data, now(), runtime().messenger)
             except InvalidInput as exc:
                 db().rollback()
                 _map_errors(form, exc)
+            except InvitationsUnavailable as exc:
+                db().rollback()
+                flash(str(exc).capitalize() + ".", "error")
             else:
                 db().commit()
-                return render_template("admin/invited.html", title="User invited", user=user,
-                                       link=url_for("invitation.accept", token=token, _external=True),
-                                       lifetime_days=ops.INVITATION_LIFETIME.days)
+                flash(_invited_words(user), "success")
+                return redirect(url_for("admin.user", user_id=user.id))
         status = 400
     return render_template("admin/users.html", title="Users", form=form, users=ops.list_users(db()),
                            invited=ops.is_invited, me=me()), status
+
+
+def _invited_words(user: User) -> str:
+    """What the admin is told: the link went to the invitee's address (the admin never sees it)."""
+    words = (f"An invitation has been e-mailed to {user.name} at {user.email}. The link in it works once, for "
+             f"{ops.INVITATION_LIFETIME.days} days.")
+    if user.pending:
+        words += f" A lead of {user.body_code} must confirm the account before it can see any case."
+    return words
 
 
 def _user_or_404(user_id: int) -> User:
@@ -192,18 +204,22 @@ def user(user_id: int) -> ResponseReturnValue:
     if form.is_submitted():
         if form.validate():
             try:
-                ops.change_role(db(), me(), target, form.role.data, form.body_code.data, now())
+                ops.change_role(db(), me(), target, form.role.data, form.body_code.data, now(),
+                                runtime().messenger)
             except InvalidInput as exc:
                 db().rollback()
                 _map_errors(form, exc)
             else:
                 db().commit()
                 flash(f"{target.name} is now {_label(target.role.value).lower()}"
-                      + (f" of {target.body_code}" if target.body_code else "") + ".", "success")
+                      + (f" of {target.body_code}" if target.body_code else "") + "."
+                      + (f" A lead of {target.body_code} must confirm the account before it can see any case."
+                         if target.pending else ""), "success")
                 return redirect(url_for("admin.user", user_id=target.id))
         status = 400
     return render_template("admin/user.html", title=f"User: {target.name}", form=form, target=target,
                            invited=ops.is_invited(target), me=me(), tokens=tokens_of(db(), target),
+                           refused_by=refused_by(db(), target) if target.refused_at else None,
                            local_text=local_text), status
 
 
@@ -233,13 +249,15 @@ def set_active(user_id: int) -> ResponseReturnValue:
         abort(400)
     activate = not target.active
     try:
-        ops.set_active(db(), me(), target, activate, now(), client=request.remote_addr)
+        ops.set_active(db(), me(), target, activate, now(), runtime().messenger, client=request.remote_addr)
     except NotAllowed as exc:
         db().rollback()
         flash(str(exc).capitalize() + ".", "info")
         return redirect(url_for("admin.user", user_id=target.id))
     db().commit()
-    flash(f"{target.name} has been {'reactivated' if activate else 'deactivated and signed out'}.", "success")
+    flash(f"{target.name} has been {'reactivated' if activate else 'deactivated and signed out'}."
+          + (f" A lead of {target.body_code} must confirm the account before it can see any case."
+             if activate and target.pending else ""), "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 
@@ -249,11 +267,16 @@ def reinvite(user_id: int) -> ResponseReturnValue:
     target = _user_or_404(user_id)
     if not ActionForm().validate_on_submit() or not ops.is_invited(target):
         abort(400)
-    token = ops.new_invitation(db(), me(), target, now())
+    try:
+        ops.new_invitation(db(), me(), target, now(), runtime().messenger)
+    except InvitationsUnavailable as exc:
+        db().rollback()
+        flash(str(exc).capitalize() + ".", "error")
+        return redirect(url_for("admin.user", user_id=target.id))
     db().commit()
-    return render_template("admin/invited.html", title="Invitation renewed", user=target,
-                           link=url_for("invitation.accept", token=token, _external=True),
-                           lifetime_days=ops.INVITATION_LIFETIME.days)
+    flash(_invited_words(target).replace("An invitation has", "A new invitation has")
+          + " Earlier links no longer work.", "success")
+    return redirect(url_for("admin.user", user_id=target.id))
 
 
 @invitation_bp.route("/invitation/<token>", methods=["GET", "POST"])

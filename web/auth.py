@@ -13,7 +13,7 @@ from wtforms.validators import InputRequired, Length
 from reprisals.accounts import Throttled, end_session
 from reprisals.accounts import sign_in as check_password
 from web.context import Principal, db, now, runtime
-from web.security import public, safe_next, second_step_page, signed_in
+from web.security import public, safe_next, second_step_page
 
 bp = Blueprint("auth", __name__)
 

@@ -39,6 +39,7 @@ from reprisals.services import (
     advance_case,
     allowed_actions,
     assign_case,
+    assignable_users,
     corrected_moments,
     event_data,
     get_case,
@@ -552,10 +553,7 @@ def assign(reference: str) -> ResponseReturnValue:
     case = _case(reference)
     if not _is_lead(case):
         abort(403)
-    bodies = {case.owning_body_code, *case.party_codes}
-    candidates = list(db().scalars(
-        select(User).where(User.active.is_(True), User.role.in_((Role.STAFF, Role.LEAD)), User.body_code.in_(bodies))
-        .order_by(User.body_code, User.name, User.id)))
+    candidates = assignable_users(db(), case.owning_body_code)  # the owning body's own people only
     form = AssignForm()
     form.assignee.choices = [SelectChoice("", "Not assigned")] + [
         SelectChoice(str(u.id), f"{u.name} ({u.body_code}, {u.role.value})") for u in candidates]
@@ -567,9 +565,9 @@ def assign(reference: str) -> ResponseReturnValue:
         try:
             assign_case(db(), runtime().engine, me(), case, chosen, now(),
                         reason=(form.reason.data or "").strip() or None, messenger=runtime().messenger)
-        except InvalidInput:
+        except InvalidInput as exc:
             db().rollback()
-            form.assignee.errors = ["Select a member of staff of a body on this case"]
+            form.assignee.errors = ["The person to assign " + exc.errors.get("assignee", "is not one you can choose")]
         except NotAllowed as exc:
             db().rollback()
             form_error = str(exc).capitalize()

@@ -57,7 +57,7 @@ from reprisals.models import (
     User,
 )
 from reprisals.protocol import SPEC_KEY
-from reprisals.services import get_case, open_case
+from reprisals.services import assignable_users, get_case, open_case
 from web.context import db, me, now, runtime
 from web.security import roles
 from workflow.models import DeadlineRow, WorkflowInstance
@@ -729,12 +729,10 @@ def _set_choices(form: StepForm, draft: Draft, reporter: User) -> None:
         form.party_bodies.choices = options((c, n) for c, n in db().execute(
             select(Body.code, Body.name).where(Body.code != reporter.body_code).order_by(Body.name)))
     elif isinstance(form, AssignStep):
-        bodies = {reporter.body_code, *draft.answers.get("party_bodies", [])}
         nobody = "Me (you are reporting it)" if reporter.role is Role.STAFF else "Nobody yet"
-        form.assigned_user_id.choices = options([("", nobody)] + [
-            (u.id, f"{u.name} ({u.body_code}, {u.role.value})") for u in db().scalars(
-                select(User).where(User.active.is_(True), User.role.in_((Role.STAFF, Role.LEAD)),
-                                   User.body_code.in_(bodies)).order_by(User.body_code, User.name, User.id))])
+        form.assigned_user_id.choices = options([("", nobody)] + [  # the reporter's own body only
+            (u.id, f"{u.name} ({u.body_code}, {u.role.value})")
+            for u in assignable_users(db(), reporter.body_code or "")])
 
 
 def _names(draft: Draft, reporter: User) -> dict[str, str]:

@@ -16,7 +16,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from reprisals.access_log import KINDS
+from reprisals.access_log import KINDS, record
 from reprisals.config import load_settings
 from reprisals.crypto import generate_key
 from reprisals.emails import email_problem, normalise_email
@@ -204,7 +204,7 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_context
 def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | None, password_stdin: bool) -> None:
-    """Add a user."""
+    """Add a user, confirmed (a body's first lead, the first admin: the web cannot make a confirmed lead)."""
     rt = runtime(ctx)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -227,10 +227,15 @@ def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | 
             errors["email"] = "is already in use"
         if errors:
             raise InvalidInput(errors)
+        # The operator's accounts are confirmed as made: a body's first lead (who confirms the others) and
+        # the first admin come from the server, never from the web (decision 22).
+        at = rt.clock.now()
         user = User(email=email, name=name.strip(), role=Role(role), body_code=body.upper() if body else None,
-                    password_hash=hash_password(password), active=True, created_at=rt.clock.now())
+                    password_hash=hash_password(password), active=True, created_at=at, confirmed_at=at)
         session.add(user)
         session.flush()
+        record(session, at, "user_added", via="cli", subject=user,
+               detail={"role": user.role.value, "body": user.body_code})
         click.echo(f"user {user.id} added: {email} ({role}{', ' + user.body_code if user.body_code else ''})")
 
 

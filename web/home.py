@@ -28,11 +28,12 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import ColumnElement, Subquery, and_, exists, func, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
+from reprisals.confirmations import list_pending
 from reprisals.messaging import local_text
 from reprisals.models import Case, CaseParty, Risk, Role, User
 from reprisals.protocol import SPEC_KEY
 from web.context import db, me, now, runtime
-from web.security import signed_in
+from web.security import pending_words, signed_in
 from workflow.engine import Engine
 from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
 from workflow.timers import OPEN, OVERDUE
@@ -262,8 +263,11 @@ def index() -> ResponseReturnValue:
 
     context: dict[str, Any] = {"user": user, "time_left": lambda d: time_left(d, at), "local_text": local_text,
                                "stage_label": stage_label}
-    if user.role is Role.LEAD and user.body_code:
+    if user.pending:  # nothing of any case until a lead of the body confirms the account (decision 22)
+        context.update(pending_words=pending_words(user))
+    elif user.role is Role.LEAD and user.body_code:
         items = lead_queue(db(), user.body_code)
+        context.update(to_confirm=len(list_pending(db(), user)))
         context.update(queue=[(i, next_steps(engine, user, i)) for i in items],
                        summary=lead_summary(db(), user.body_code, at), queue_size=QUEUE_SIZE)
     elif user.role is Role.STAFF:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from reprisals.access_log import seal_days
 from reprisals.accounts import beat, purge_drafts
 from reprisals.config import Settings
 from reprisals.deadlines import make_timer_handler
+from reprisals.messaging import SECRET_TEMPLATES
 from reprisals.runtime import Runtime
 from workflow.timers import SweepResult
 
@@ -46,7 +48,10 @@ JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """The configured channels: the in-app inbox and the log always, SMTP and Notify when set up."""
-    channels: dict[str, Channel] = {"inapp": InAppChannel(), "log": LogChannel()}
+    # Development prints invitation links on the operator's console (standard error), never in the log;
+    # production refuses to queue them for the log channel at all (Messenger.check_invitations).
+    log_channel = LogChannel(console=None if settings.is_production else sys.stderr, console_templates=SECRET_TEMPLATES)
+    channels: dict[str, Channel] = {"inapp": InAppChannel(), "log": log_channel}
     if settings.smtp_url:
         channels["smtp"] = SmtpChannel(SmtpSettings.from_url(settings.smtp_url), settings.mail_from)
     if settings.notify_api_key:

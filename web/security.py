@@ -2,9 +2,9 @@
 
 Every view declares its rule with one of the decorators below; a route without one is refused
 (fail closed) and ``tests/web/test_permissions.py`` fails, so no route can be added unguarded. The
-rules are coarse (signed in, role); each case is then checked by the services (``get_case`` raises
-``CaseNotFound`` for a case the user may not see, which the views turn into a 404).
-"""
+rules are coarse (signed in, role: an account waiting for a lead's confirmation passes no role rule);
+each case is then checked by the services (``get_case`` raises ``CaseNotFound`` for a case the user
+may not see, which the views turn into a 404)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask, abort, g, request
+from flask import Flask, abort, g, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -92,9 +92,19 @@ def enforce(app: Flask) -> Callable[[], ResponseReturnValue | None]:
             return redirect(url_for("two_factor.enrol" if step == "enrol" else "two_factor.code", next=target))
         if rule.roles is not None and current_user.user.role not in rule.roles:
             abort(403)
+        if rule.roles is not None and current_user.user.pending:
+            # Waiting for a lead of its body (decision 22): no page a role opens, only the signed-in ones
+            # (home, account, inbox), and case pages answer 404 through the services.
+            return render_template("errors/error.html", title="Your account is waiting for confirmation",
+                                   message=pending_words(current_user.user)), 403
         return None
 
     return check
+
+
+def pending_words(user: Any) -> str:
+    return (f"A lead of {user.body_code} must confirm your account before you can see or report any case. "
+            "They have been told; ask one of them if you are waiting.")
 
 
 def safe_next(target: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """two-factor sign-in: credentials, recovery codes, reset requests, and sessions that gave a second factor
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07 10:00:00.000000
 
 ``two_factor_credentials`` (a user's TOTP secret as ciphertext, the last time-step accepted, wrong codes),
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0015'
-down_revision: str | None = '0013'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

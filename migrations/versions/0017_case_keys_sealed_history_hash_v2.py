@@ -32,7 +32,7 @@ from workflow.db import append_only_ddl, drop_append_only_ddl
 from workflow.models import APPEND_ONLY_TABLES, HistoryEvent, LedgerEntry, UTCDateTime
 
 revision: str = '0017'
-down_revision: str | None = '0013'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -102,8 +102,7 @@ def test_every_template_renders_and_nothing_identifying_appears_when_real_cases_
         timers.sweep_due(s, local("2025-05-07 09:00"), handler)  # the response overdue: the escalation prompt
 
         messages = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-        # Every template about a case (those about an account: tests/reprisals/test_sign_in_throttle.py).
-        assert {m.template for m in messages} == set(TEMPLATE_NAMES) - set(ACCOUNT_TEMPLATES)
+        assert {m.template for m in messages} == set(TEMPLATE_NAMES) - ACCOUNT_TEMPLATES  # every case message
         templates = message_templates()
         for m in messages:
             rendered = templates.render(m.template, m.context)
@@ -205,7 +204,8 @@ def test_message_ends_failed_with_a_clear_error_and_the_others_go_when_its_templ
         assert statuses.pop("stray") == (FAILED, 1, "message template 'no_such_template': unknown template "
                                                     "(known: reminder, overdue, escalation_prompt, case_assigned,"
                                                     " daily_digest, party_case_opened, party_case_closed,"
-                                                    " finding_to_confirm, sign_in_attack)")
+                                                    " finding_to_confirm, sign_in_attack, invitation,"
+                                                    " account_to_confirm)")
         assert set(statuses.values()) == {(SENT, 1, None)}
         assert len(log.sent) == 2
         assert len(list(s.scalars(select(InboxItem)))) == 2

@@ -11,11 +11,13 @@ from reprisals import access_log
 from reprisals import admin as ops
 from reprisals.accounts import sign_in, start_session
 from reprisals.errors import InvalidInput, NotAllowed
+from reprisals.messaging import Messenger
 from reprisals.models import Role, User
 from reprisals.protocol import SPEC_KEY, build_engine, bundled_specs
 from reprisals.protocol_store import activate_protocol, active_version, known_versions, upload_protocol
 from tests.factories import cipher
 from tests.reprisals.conftest import Cast
+from tests.support.invitations import invitation_token
 from workflow.errors import SpecError
 
 NOW = datetime(2025, 4, 16, 9, 30, tzinfo=UTC)
@@ -27,11 +29,15 @@ def _admin(session: Session, cast: Cast) -> User:
     return user
 
 
+MESSENGER = Messenger("https://reprisals.example.test")
+
+
 def test_invitation_round_trip_and_single_use(session: Session, cast: Cast) -> None:
     admin = _admin(session, cast)
-    user, token = ops.invite_user(session, admin, {"name": "Ann", "email": " Ann@Example.TEST ", "role": "lead",
-                                                   "body_code": "IMB"}, NOW)
+    user = ops.invite_user(session, admin, {"name": "Ann", "email": " Ann@Example.TEST ", "role": "lead",
+                                            "body_code": "IMB"}, NOW, MESSENGER)
     assert user.email == "ann@example.test" and ops.is_invited(user)
+    token = invitation_token(session, "ann@example.test")  # only in the e-mail to her
     assert sign_in(session, "ann@example.test", ops.UNUSABLE_PASSWORD, "c", NOW) is None
     with pytest.raises(InvalidInput) as bad:
         ops.accept_invitation(session, token, "long enough password", "different password!", NOW)
@@ -44,11 +50,15 @@ def test_invitation_round_trip_and_single_use(session: Session, cast: Cast) -> N
 
 def test_invitation_expires_and_is_replaced(session: Session, cast: Cast) -> None:
     admin = _admin(session, cast)
-    user, first = ops.invite_user(session, admin, {"name": "Bo", "email": "bo@example.test", "role": "admin"}, NOW)
+    user = ops.invite_user(session, admin, {"name": "Bo", "email": "bo@example.test", "role": "admin"}, NOW,
+                           MESSENGER)
+    first = invitation_token(session, "bo@example.test")
     assert user.body_code is None
     assert ops.open_invitation(session, first, NOW + timedelta(days=6)) is not None
     assert ops.open_invitation(session, first, NOW + timedelta(days=7)) is None
-    second = ops.new_invitation(session, admin, user, NOW + timedelta(days=1))
+    ops.new_invitation(session, admin, user, NOW + timedelta(days=1), MESSENGER)
+    second = invitation_token(session, "bo@example.test")
+    assert second != first
     assert ops.open_invitation(session, first, NOW + timedelta(days=1)) is None
     assert ops.open_invitation(session, second, NOW + timedelta(days=1)) is not None
     assert ops.open_invitation(session, "x" * 500, NOW) is None
@@ -57,17 +67,17 @@ def test_invitation_expires_and_is_replaced(session: Session, cast: Cast) -> Non
 def test_invite_validation_and_only_admins(session: Session, cast: Cast) -> None:
     admin = _admin(session, cast)
     with pytest.raises(InvalidInput) as bad:
-        ops.invite_user(session, admin, {"name": "", "email": "nope", "role": "boss"}, NOW)
+        ops.invite_user(session, admin, {"name": "", "email": "nope", "role": "boss"}, NOW, MESSENGER)
     assert set(bad.value.errors) == {"name", "email", "role"}
     with pytest.raises(InvalidInput) as bad:
         ops.invite_user(session, admin, {"name": "X", "email": "x@example.test", "role": "staff",
-                                         "body_code": "NOPE"}, NOW)
+                                         "body_code": "NOPE"}, NOW, MESSENGER)
     assert set(bad.value.errors) == {"body_code"}
     lead = session.get(User, cast.lead.id)
     assert lead is not None
     with pytest.raises(NotAllowed):
         ops.invite_user(session, lead, {"name": "X", "email": "x@example.test", "role": "staff",
-                                        "body_code": "IMB"}, NOW)
+                                        "body_code": "IMB"}, NOW, MESSENGER)
 
 
 def test_deactivation_ends_sessions_not_self(session: Session, cast: Cast) -> None:

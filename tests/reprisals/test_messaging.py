@@ -352,14 +352,15 @@ def test_start_up_is_refused_naming_the_variable_when_the_email_channel_is_unkno
     ({"EMAIL_CHANNEL": "notify"}, [
         "REPRISALS_NOTIFY_API_KEY: required when REPRISALS_EMAIL_CHANNEL is notify",
         "REPRISALS_NOTIFY_TEMPLATE_IDS: no Notify template id for reminder, overdue, escalation_prompt, "
-        "case_assigned, daily_digest, party_case_opened, party_case_closed, finding_to_confirm, sign_in_attack"]),
+        "case_assigned, daily_digest, party_case_opened, party_case_closed, finding_to_confirm, sign_in_attack, "
+        "invitation"]),
     ({"EMAIL_CHANNEL": "notify", "NOTIFY_API_KEY": "key", "NOTIFY_TEMPLATE_IDS": "reminder=t1, overdue=t2"}, [
         "REPRISALS_NOTIFY_TEMPLATE_IDS: no Notify template id for escalation_prompt, case_assigned, "
-        "daily_digest, party_case_opened, party_case_closed, finding_to_confirm, sign_in_attack"]),
+        "daily_digest, party_case_opened, party_case_closed, finding_to_confirm, sign_in_attack, invitation"]),
     ({"NOTIFY_TEMPLATE_IDS": "reminder"}, [
         "REPRISALS_NOTIFY_TEMPLATE_IDS: 'reminder' is not NAME=TEMPLATE_ID with NAME one of reminder, overdue, "
         "escalation_prompt, case_assigned, daily_digest, party_case_opened, party_case_closed, "
-        "finding_to_confirm, sign_in_attack"]),
+        "finding_to_confirm, sign_in_attack, invitation"]),
     ({"EMAIL_CHANNEL": "smtp"}, ["REPRISALS_SMTP_URL: required when REPRISALS_EMAIL_CHANNEL is smtp"]),
 ], ids=["notify-bare", "notify-some-ids", "ids-malformed", "smtp-without-url"])
 def test_each_missing_email_setting_is_named_when_the_channel_cannot_work(
@@ -369,7 +370,7 @@ def test_each_missing_email_setting_is_named_when_the_channel_cannot_work(
 
 def test_notify_settings_are_kept_when_they_are_complete(tmp_path: Path) -> None:
     ids = ("reminder=t1,overdue=t2,escalation_prompt=t3,case_assigned=t4,daily_digest=t5,party_case_opened=t6,"
-           "party_case_closed=t7,finding_to_confirm=t8,sign_in_attack=t9")
+           "party_case_closed=t7,finding_to_confirm=t8,sign_in_attack=t9,invitation=t10")
 
     settings = load_settings(settings_env(tmp_path, EMAIL_CHANNEL="notify", NOTIFY_API_KEY="key",
                                           NOTIFY_TEMPLATE_IDS=ids), dotenv=None)
@@ -378,7 +379,7 @@ def test_notify_settings_are_kept_when_they_are_complete(tmp_path: Path) -> None
     assert settings.notify_template_ids == {"reminder": "t1", "overdue": "t2", "escalation_prompt": "t3",
                                             "case_assigned": "t4", "daily_digest": "t5", "party_case_opened": "t6",
                                             "party_case_closed": "t7", "finding_to_confirm": "t8",
-                                            "sign_in_attack": "t9"}
+                                            "sign_in_attack": "t9", "invitation": "t10"}
 
 
 def test_users_add_refuses_with_a_clear_error_and_writes_nothing_when_the_email_is_invalid(

@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 
 import migrations
 from reprisals import access_log
+from reprisals.access_log import AccessEntry
 from reprisals.crypto import Cipher
 from reprisals.demo import CASES, DEMO_PASSWORD, USERS
 from reprisals.errors import IdentityUnreadable
@@ -586,6 +587,11 @@ def test_users_add_creates_user_with_hashed_password_when_input_is_valid(
         assert (user.role, user.body_code, user.active) == (Role.LEAD, "PPO", True)
         assert user.password_hash != GOOD_PASSWORD
         assert verify_password(user.password_hash, GOOD_PASSWORD)
+        # The operator's accounts are confirmed (a body's first lead comes from the server), and logged.
+        assert not user.pending and user.confirmed_at is not None
+        entry = s.scalars(sa.select(AccessEntry).where(AccessEntry.subject_user_id == user.id)).one()
+        assert (entry.kind, entry.via, entry.actor_id, entry.detail) == ("user_added", "cli", None,
+                                                                          {"role": "lead", "body": "PPO"})
 
 
 @pytest.mark.parametrize(("options", "password", "expected"), [
