@@ -203,7 +203,6 @@ def set_active(session: Session, admin: User, user: User, active: bool, now: dat
     access_log.record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin,
                       subject=user, client=client)
     session.flush()
-    record(session, now, "account_reactivated" if active else "account_deactivated", actor=admin, subject=user)
 
 
 def list_users(session: Session) -> list[User]:
