@@ -26,6 +26,7 @@ from tests.factories import CANARY_NAME
 from tests.support.invitations import invitation_token, token_in
 from tests.support.smtp_server import SmtpServer
 from tests.web.conftest import Web, csrf_token, settings_env
+from tests.web.two_factor_pages import enrol
 from web.app import create_app
 from web.scheduler import build_channels, run_delivery
 
@@ -210,6 +211,7 @@ def test_production_refuses_to_send_invitations_through_the_log_channel(web: Web
         client.environ_base["wsgi.url_scheme"] = "https"  # production cookies are Secure
         prod = Web(app, rt, web.clock, web.database, web.world)
         prod.sign_in(web.world.admin, client=client)
+        enrol(web, client)  # production: two-factor sign-in first
         before = _count(web)
         page = client.get("/admin/users").get_data(as_text=True)
         refused = client.post("/admin/users", data={"name": "Nia", "email": "nia@example.test", "role": "staff",
