@@ -703,8 +703,9 @@ def read_note(cipher: Cipher, note: CaseNote) -> str:
 
 
 def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, reason: str,
-                  now: datetime) -> Identity:
-    """Decrypt the person's identity for a permitted user, recording who looked and why."""
+                  now: datetime, *, via: str = "web") -> Identity:
+    """Decrypt the person's identity for a permitted user, recording who looked and why (and, other than on
+    the web, through what: ``via``). The event opens an unlock window: see ``reprisals.sensitive``."""
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
     if not can_view_identity(actor, case):
@@ -720,7 +721,8 @@ def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User,
         date_of_birth=(cipher.decrypt(f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
                        if d.date_of_birth_ciphertext else None),
     )
-    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now, {"reason": clean})
+    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now,
+                        {"reason": clean, **({"via": via} if via != "web" else {})})
     return identity
 
 
