@@ -171,17 +171,18 @@ class Sensitive:
 
 
 def read_sensitive(session: Session, cipher: Cipher, user: User, case: Case, now: datetime, *, via: str,
-                   what: str, client: str | None = None, log: bool = True) -> Sensitive:
+                   what: str, client: str | None = None, reveal: bool = True) -> Sensitive:
     """What ``user`` may see of ``case``'s sensitive content at ``now``. Inside their window it is decrypted
-    and, with ``log``, the view is a ``viewed_sensitive`` access-log entry (``what``: the page or read, in a
-    few words) in the caller's transaction — the caller shows it, so it commits it. Outside, only counts.
-    A case the user may not see is ``CaseNotFound``."""
+    and the view is a ``viewed_sensitive`` access-log entry (``what``: the page or read, in a few words) in the
+    caller's transaction — the caller shows it, so it commits it. Outside, or with ``reveal`` false (the
+    command without ``--reason``), only counts, and nothing is logged. A case the user may not see is
+    ``CaseNotFound``."""
     if not can_view_case(user, case):
         raise CaseNotFound(case.reference)
     note_rows = list(session.scalars(select(CaseNote).where(CaseNote.case_id == case.id)
                                      .order_by(CaseNote.at.desc(), CaseNote.id.desc())))
     may = can_view_identity(user, case)
-    until = unlocked_until(session, user, case, now) if may else None
+    until = unlocked_until(session, user, case, now) if may and reveal else None
     view = Sensitive(case=case, may_unlock=may, until=until, note_count=len(note_rows), _session=session,
                      _cipher=cipher)
     if until is None:
@@ -201,9 +202,8 @@ def read_sensitive(session: Session, cipher: Cipher, user: User, case: Case, now
     view.description = cipher.decrypt(f"case:{case.id}:description", case.description_ciphertext)
     view.notes = [NoteText(n.id, n.author_id, ensure_utc(n.at), cipher.decrypt(f"note:{n.id}", n.text_ciphertext))
                   for n in note_rows]
-    if log:
-        access_log.record(session, now, "viewed_sensitive", actor=user, via=via, case_id=case.id, client=client,
-                          detail={"read": what})
+    access_log.record(session, now, "viewed_sensitive", actor=user, via=via, case_id=case.id, client=client,
+                      detail={"read": what})
     return view
 
 

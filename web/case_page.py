@@ -31,6 +31,16 @@ from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import letters_of, uk_date
 from reprisals.models import Body, Case, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
+from reprisals.sensitive import (
+    Sensitive,
+    is_free_text,
+    letters_for,
+    may_see_who_has_seen,
+    read_sensitive,
+    split_event,
+    unlock,
+    who_has_seen,
+)
 from reprisals.services import (
     LONDON,
     MAX_TEXT,
@@ -46,16 +56,6 @@ from reprisals.services import (
     offered_actions,
     redate_action,
     why_not_now,
-)
-from reprisals.sensitive import (
-    Sensitive,
-    is_free_text,
-    letters_for,
-    may_see_who_has_seen,
-    read_sensitive,
-    split_event,
-    unlock,
-    who_has_seen,
 )
 from reprisals.wording import explain
 from web.context import db, me, now, runtime
