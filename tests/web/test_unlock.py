@@ -95,7 +95,7 @@ def test_the_case_page_shows_sensitive_content_for_30_minutes_after_a_reason_eac
     for secret in SECRETS:
         assert secret in shown, secret
     assert "Shown to you until" in shown and "Each time you open the case until then is recorded" in shown
-    assert f"Viewed identity" in shown and REASON in shown
+    assert "Viewed identity" in shown and REASON in shown
     _page(lead, f"/cases/{ref}")
     assert _log(web) == [("unlocked", "web", web.world.lead)] + [("viewed_sensitive", "web", web.world.lead)] * 2
     assert case_state(web.database, ref) == state  # views are not history: the version did not move
