@@ -93,20 +93,26 @@ def split_event(spec: WorkflowSpec, event: Any) -> tuple[dict[str, Any], dict[st
 # -- the window ---------------------------------------------------------------------------------------
 
 
+def _open_unlock(session: Session, user: User, case: Case, now: datetime) -> Any:
+    """The ``identity_viewed`` event (``at``, ``data``) whose window is open for ``user`` at ``now``, or None."""
+    if not can_view_identity(user, case):
+        return None
+    h = HistoryEvent
+    row = session.execute(select(h.at, h.data).where(
+        h.instance_id == case.instance_id, h.kind == UNLOCK_KIND, h.actor_id == str(user.id))
+        .order_by(h.seq.desc()).limit(1)).first()
+    if row is None:
+        return None
+    at = ensure_utc(row.at)
+    return row if at <= ensure_utc(now) < at + UNLOCK_WINDOW else None
+
+
 def unlocked_until(session: Session, user: User, case: Case, now: datetime) -> datetime | None:
     """When ``user``'s unlock of ``case`` ends, if one is open at ``now``: the latest ``identity_viewed``
     event they recorded on it, plus ``UNLOCK_WINDOW``. None for anyone who may not see identity now
     (a member of staff since unassigned loses it at once). One indexed query; reads only."""
-    if not can_view_identity(user, case):
-        return None
-    h = HistoryEvent
-    at = session.scalars(select(h.at).where(h.instance_id == case.instance_id, h.kind == UNLOCK_KIND,
-                                            h.actor_id == str(user.id)).order_by(h.seq.desc()).limit(1)).first()
-    if at is None:
-        return None
-    now, at = ensure_utc(now), ensure_utc(at)
-    until = at + UNLOCK_WINDOW
-    return until if at <= now < until else None
+    row = _open_unlock(session, user, case, now)
+    return ensure_utc(row.at) + UNLOCK_WINDOW if row is not None else None
 
 
 def unlock(session: Session, engine: Engine, cipher: Cipher, user: User, case: Case, reason: str, now: datetime,
@@ -182,15 +188,13 @@ def read_sensitive(session: Session, cipher: Cipher, user: User, case: Case, now
     note_rows = list(session.scalars(select(CaseNote).where(CaseNote.case_id == case.id)
                                      .order_by(CaseNote.at.desc(), CaseNote.id.desc())))
     may = can_view_identity(user, case)
-    until = unlocked_until(session, user, case, now) if may and reveal else None
-    view = Sensitive(case=case, may_unlock=may, until=until, note_count=len(note_rows), _session=session,
+    opened = _open_unlock(session, user, case, now) if may and reveal else None
+    view = Sensitive(case=case, may_unlock=may, until=None, note_count=len(note_rows), _session=session,
                      _cipher=cipher)
-    if until is None:
+    if opened is None:
         return view
-    opened = session.scalars(select(HistoryEvent).where(
-        HistoryEvent.instance_id == case.instance_id, HistoryEvent.kind == UNLOCK_KIND,
-        HistoryEvent.actor_id == str(user.id)).order_by(HistoryEvent.seq.desc()).limit(1)).one()
     view.unlocked_at = ensure_utc(opened.at)
+    view.until = view.unlocked_at + UNLOCK_WINDOW
     reason = (opened.data or {}).get("reason")
     view.reason = view.text(reason) if reason not in (None, "") else None
     d = case.detainee
