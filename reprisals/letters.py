@@ -37,6 +37,8 @@ RECIPIENT_WORDS = {
     "department": "Department",
     "other": "Other",
 }
+# A recipient typed by hand may name a person: outside an unlock window (``reprisals.sensitive``) it is withheld.
+TYPED_HIDDEN = "Someone named by hand (shown after a reason is given)"
 RESPONDER_WORDS = {"establishment": "The establishment", "central_authority": "The central authority",
                    "department": "The department"}
 KIND_WORDS = {"referral": "Referral", "escalation": "Escalation", "response": "Response"}
@@ -64,6 +66,7 @@ class Letter:
     responder: str | None = None  # for a response: who it came from (a choice code), if recorded
     response_due: datetime | None = None  # for a letter: the due moment of its response deadline
     response_received: date | None = None  # for a letter: the day of the next response, if any
+    hidden: bool = False  # recipients typed by hand withheld (the reader has not unlocked the case)
 
     @property
     def is_letter(self) -> bool:
@@ -78,11 +81,14 @@ class Letter:
     @property
     def recipient_words(self) -> list[str]:
         """Each recipient for people: a choice in words, typed text as typed (escape it when showing it)."""
-        return [RECIPIENT_WORDS.get(r, r) for r in self.recipients]
+        return [RECIPIENT_WORDS.get(r, r) if r in RECIPIENT_WORDS or not self.hidden else TYPED_HIDDEN
+                for r in self.recipients]
 
     def as_dict(self) -> dict[str, object]:
-        """What the command's --json and the API give: codes and typed text, dates, the due moment."""
-        return {"kind": self.kind, "level": self.level, "recipients": list(self.recipients), "on": self.on,
+        """What the command's --json and the API give: codes and typed text (null when withheld), dates, the
+        due moment."""
+        recipients = [r if r in RECIPIENT_WORDS or not self.hidden else None for r in self.recipients]
+        return {"kind": self.kind, "level": self.level, "recipients": recipients, "on": self.on,
                 "response_due": self.response_due, "response_received": self.response_received,
                 "responder": self.responder, "history_seq": self.history_seq}
 

@@ -643,8 +643,10 @@ def _sync_case(session: Session, keys: Keyring, case: Case, instance: WorkflowIn
     # The latest override that disclosed (referral or escalation), beside consent 'none' (the row's check);
     # every override's ground is in its action's history.
     if kind in ("referral", "escalation") and fields.get("override_ground") and case.consent is Consent.NONE:
-        case.consent_override_reason = keys.encrypt(session, instance.id, f"case:{case.id}:override",
-                                                    f"{fields['override_ground']}: {fields['override_reason']}")
+        # The ground (a protocol choice) as it is, the reason typed for it sealed with the case's key.
+        case.consent_override_reason = (f"{fields['override_ground']}: "
+                                        + keys.encrypt(session, instance.id, f"case:{case.id}:override",
+                                                       fields["override_reason"]))
     if instance.stage == "closed":
         case.outcome = Outcome(v["outcome"])
         case.closed_at = moment
@@ -744,8 +746,9 @@ def _session_of(row: object) -> Session:
 
 
 def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case, reason: str,
-                  now: datetime) -> Identity:
-    """Decrypt the person's identity for a permitted user, recording who looked and why."""
+                  now: datetime, *, via: str = "web") -> Identity:
+    """Decrypt the person's identity for a permitted user, recording who looked and why (and, other than on
+    the web, through what: ``via``). The event opens an unlock window: see ``reprisals.sensitive``."""
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
     if not can_view_identity(actor, case):
@@ -763,7 +766,8 @@ def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User,
         date_of_birth=(keys.decrypt(session, iid, f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
                        if d.date_of_birth_ciphertext else None),
     )
-    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now, {"reason": clean},
+    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now,
+                        {"reason": clean, **({"via": via} if via != "web" else {})},
                         sealed=HOST_SEALED["identity_viewed"])
     return identity
 
@@ -774,11 +778,13 @@ def read_description(cipher: Cipher, case: Case) -> str:
 
 
 def read_override_reason(cipher: Cipher, case: Case) -> str | None:
-    """The ground and reason of the override beside consent 'none' (sealed with the case's key)."""
+    """The ground and reason of the override beside consent 'none' ("ground: reason"; the stored reason is
+    sealed with the case's key, the ground a protocol choice)."""
     if case.consent_override_reason is None:
         return None
-    return Keyring(cipher).decrypt(_session_of(case), case.instance_id, f"case:{case.id}:override",
-                                   case.consent_override_reason)
+    ground, _, token = case.consent_override_reason.partition(": ")
+    reason = Keyring(cipher).decrypt(_session_of(case), case.instance_id, f"case:{case.id}:override", token)
+    return f"{ground}: {reason}"
 
 
 def event_data(cipher: Cipher, session: Session, instance_id: int, seq: int,

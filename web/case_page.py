@@ -1,9 +1,10 @@
 """The case page: summary, identity on request, protocol diagram, deadlines, actions, notes, timeline.
 
 Every view starts with ``get_case`` (a case the user may not see is a 404). Changes are POSTs with
-CSRF; each commits once and redirects back with a banner. Identity, the description and note text
-never go into a URL, a flash message, a title or an error message: identity is shown only on the
-page that answers a reasoned request to see it.
+CSRF; each commits once and redirects back with a banner. Identity, the description, note text and
+the free text of history never go into a URL, a flash message, a title or an error message; they are
+shown only inside the reader's unlock window (``reprisals.sensitive``: "Show identity" with a reason),
+and each page that shows them is a ``viewed_sensitive`` access-log entry, committed with the page.
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from reprisals.access import actor_for, can_view_identity
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
-from reprisals.letters import letters_of, uk_date
-from reprisals.models import Body, Case, CaseNote, Role, User
+from reprisals.letters import uk_date
+from reprisals.models import Body, Case, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
-from reprisals.sealing import reveal_data
+from reprisals.sensitive import (
+    Sensitive,
+    is_free_text,
+    letters_for,
+    may_see_who_has_seen,
+    read_sensitive,
+    split_event,
+    unlock,
+    who_has_seen,
+)
 from reprisals.services import (
     LONDON,
     MAX_TEXT,
@@ -41,17 +51,11 @@ from reprisals.services import (
     assign_case,
     assignable_users,
     corrected_moments,
-    event_data,
     get_case,
     linked_cases,
     occurred_at_of,
     offered_actions,
-    read_description,
-    read_note,
-    read_override_reason,
-    recipient_revealer,
     redate_action,
-    view_identity,
     why_not_now,
 )
 from reprisals.wording import explain
@@ -156,6 +160,26 @@ def _case(reference: str) -> Case:
     return get_case(db(), me(), reference)
 
 
+def _sensitive(case: Case, what: str) -> Sensitive:
+    """What the signed-in user may see of the case's sensitive content now; inside their window the view is
+    logged (the caller commits once the page is built)."""
+    return read_sensitive(db(), runtime().cipher, me(), case, now(), via="web", what=what,
+                          client=request.remote_addr)
+
+
+def _committing(view: Sensitive, answer: ResponseReturnValue) -> ResponseReturnValue:
+    """Commit the view's access-log entry, once the page is built (a logged view never ends in an error)."""
+    if view.unlocked:
+        db().commit()
+    return answer
+
+
+LOCKED_FIELD = "Recorded — show identity to read it"
+LOCKED_REASON = "Reason given — show identity to read it"
+HIDDEN_FIELD = "Recorded (shown only to people who may see who the person is)"
+HIDDEN_REASON = "Reason given (shown only to people who may see who the person is)"
+
+
 def _is_lead(case: Case) -> bool:
     return "lead" in actor_for(me(), case).roles
 
@@ -239,13 +263,13 @@ class Proposal:
     assessment: str | None  # shown only to those who may read the case's free text
 
 
-def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
+def _proposal(case: Case, spec: WorkflowSpec, view: Sensitive) -> Proposal | None:
     v = case.instance.variables
     finding = v.get("proposed_finding")
     if case.stage in ("closed", "reported", "triage") or finding not in SECOND_LEAD_OUTCOMES:
         return None
     h = HistoryEvent
-    rows = db().execute(select(h.seq, h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
+    rows = db().execute(select(h.seq, h.kind, h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
                                                                h.kind == "transition").order_by(h.seq.desc()))
     event = next((r for r in rows if kind_of(spec, r.trigger) == "finding"), None)
     if event is None:
@@ -254,11 +278,9 @@ def _proposal(case: Case, spec: WorkflowSpec) -> Proposal | None:
     proposer = db().get(User, int(by)) if by.isdigit() else None
     happened = event.data.get("occurred_at") if isinstance(event.data, dict) else None  # as recorded, uncorrected
     on = datetime.fromisoformat(happened) if isinstance(happened, str) else event.at
-    text = None
-    if can_view_identity(me(), case):
-        text = (event_data(runtime().cipher, db(), case.instance_id, event.seq, event.data)
-                .get("fields") or {}).get("assessment")
-    return Proposal(words(str(finding)), proposer, on, text if isinstance(text, str) else None)
+    _, free = split_event(spec, event)
+    text = view.text(free["assessment"]) if "assessment" in free else None
+    return Proposal(words(str(finding)), proposer, on, text)
 
 
 def _history(case: Case, after_seq: int = 0) -> list[Any]:
@@ -269,15 +291,11 @@ def _history(case: Case, after_seq: int = 0) -> list[Any]:
         .where(h.instance_id == case.instance_id, h.seq > after_seq).order_by(h.seq)))
 
 
-HIDDEN_TEXT = "Recorded (shown only to people who may see who the person is)"
-
-
 def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
-              may_read_text: bool, visible_links: frozenset[str] = frozenset(),
-              instance_id: int | None = None) -> list[TimelineItem]:
-    """Newest first. Free text a trigger recorded (summaries, assessments) may identify the person:
-    it is shown only to people who may see identity. A linked case is named only if the viewer may see
-    it (``visible_links``)."""
+              view: Sensitive, visible_links: frozenset[str] = frozenset()) -> list[TimelineItem]:
+    """Newest first. Free text (summaries, assessments, names typed by hand, reasons) may identify the
+    person: it is shown only inside the viewer's unlock window; before it, that it was given. A linked case
+    is named only if the viewer may see it (``visible_links``)."""
     labels = {name: s.label for name, s in spec.stages.items()}
     deadline_labels = {d.name: d.label for s in spec.stages.values() for d in s.deadlines}
     corrections = corrected_moments(events)
@@ -286,12 +304,18 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
         u = users.get(str(uid)) if uid is not None else None
         return u.name if u else ("Nobody" if uid is None else "Unknown user")
 
+    locked_field, locked_reason = (LOCKED_FIELD, LOCKED_REASON) if view.may_unlock else (HIDDEN_FIELD, HIDDEN_REASON)
+
+    def reason_of(free: dict[str, object]) -> list[tuple[str, str]]:
+        if "reason" not in free:
+            return []
+        return [("Reason", view.text(free["reason"]) or locked_reason)]
+
     items: list[TimelineItem] = []
     for e in reversed(events):
         who = name_of(e.actor_id) if e.actor_id else "The system"
         details: list[tuple[str, str]] = []
-        data = (event_data(runtime().cipher, db(), instance_id, e.seq, e.data) if may_read_text and instance_id
-                else _placeholders(e.data or {}))
+        data, free = split_event(spec, e)
         if e.kind == "created":
             what = "Case opened"
             if data.get("linked_case"):
@@ -306,24 +330,26 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = trig.label if trig else words(e.trigger or "")
             details.append(("Stage", f"{labels.get(e.from_stage or '', e.from_stage)} to "
                                      f"{labels.get(e.to_stage or '', e.to_stage)}"))
-            for fname, value in (data.get("fields") or {}).items():
+            given = dict((e.data or {}).get("fields") or {})  # in the order given; free text set apart
+            for fname in given:
                 fspec = trig.fields.get(fname) if trig else None
                 label = label_of(fname, fspec) if fspec else words(fname)
-                kind = fspec.type if fspec else FieldType.STRING
-                if (kind is FieldType.TEXT and not may_read_text) or value == HIDDEN_TEXT:
-                    details.append((label, HIDDEN_TEXT))
+                if is_free_text(fspec):
+                    if fname in free:
+                        details.append((label, view.text(free[fname]) or locked_field))
                 else:
-                    details.append((label, _field_value(kind, value)))
+                    details.append((label, _field_value(fspec.type if fspec else FieldType.STRING, given[fname])))
         elif e.kind == "identity_viewed":
-            what = f"Viewed identity: {data.get('reason', '')}"
+            what = "Viewed identity" + (" (by the operator, at the command line)" if data.get("via") == "cli"
+                                        else " (through the API)" if data.get("via") == "api" else "")
+            details += reason_of(free)
         elif e.kind == "note_added":
             what = "Note added"
         elif e.kind == "assigned":
             what = f"Assigned to {name_of(data.get('to'))}" if data.get("to") else "Unassigned"
             if data.get("from"):
                 details.append(("Previously", name_of(data.get("from"))))
-            if data.get("reason"):
-                details.append(("Reason", str(data["reason"])))
+            details += reason_of(free)
         elif e.kind in ("deadline_extended", "deadline_paused", "deadline_resumed"):
             dl = deadline_labels.get(str(data.get("deadline")), words(str(data.get("deadline"))))
             verb = {"deadline_extended": "extended", "deadline_paused": "clock paused",
@@ -331,8 +357,7 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = f"Deadline {verb}: {dl}"
             if data.get("to"):
                 details.append(("Now due", local(datetime.fromisoformat(str(data["to"])))))
-            if data.get("reason"):
-                details.append(("Reason", str(data["reason"])))
+            details += reason_of(free)
         elif e.kind == "action_redated":
             corrected = next((x for x in events if x.seq == e.corrects_seq), None)
             action = spec.triggers[corrected.trigger].label if corrected is not None and \
@@ -340,8 +365,7 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = f"Date corrected: {action}"
             details.append(("It happened", local(datetime.fromisoformat(str(data["corrected_to"])))))
             details.append(("Previously recorded as", local(datetime.fromisoformat(str(data["was"])))))
-            if data.get("reason"):
-                details.append(("Reason", str(data["reason"])))
+            details += reason_of(free)
         else:
             what = words(e.kind)
         happened = occurred_at_of(e, corrections)
@@ -350,18 +374,13 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
     return items
 
 
-def _placeholders(data: dict[str, Any]) -> dict[str, Any]:
-    """Event data for a viewer who may not read its free text: each sealed value is ``HIDDEN_TEXT``."""
-    return reveal_data(data, lambda _path, _value: HIDDEN_TEXT)
-
-
 def _case_link(reference: str) -> Markup:
     return Markup('<a class="govuk-link" href="{}">{}</a>').format(url_for("case.show", reference=reference),
                                                                    reference)
 
 
 def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User | None,
-                  lead: bool, links: Links) -> list[dict[str, Any]]:
+                  lead: bool, links: Links, view: Sensitive) -> list[dict[str, Any]]:
     bodies = {b.code: b.name for b in db().scalars(select(Body))}
     stage = spec.stages[case.stage].label if case.stage in spec.stages else case.stage
     stage_html = Markup("{}{}").format(stage, Markup(' <strong class="govuk-tag govuk-tag--red">Overdue</strong>')
@@ -396,11 +415,11 @@ def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User 
     if case.outcome is not None:
         rows.append({"key": {"text": "Outcome"},
                      "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
-    if case.consent_override_reason:
-        reason = (read_override_reason(runtime().cipher, case) if can_view_identity(me(), case) else None)
-        rows.append({"key": {"text": "Consent overridden"},
-                     "value": {"text": words(reason) if reason else "Yes. " + HIDDEN_TEXT.replace("Recorded", "The "
-                               "ground and reason are recorded")}})
+    override = view.override_reason()
+    if override:
+        shown = words(override) if view.unlocked else (
+            f"{words(override)} ({(LOCKED_REASON if view.may_unlock else HIDDEN_REASON).lower()})")
+        rows.append({"key": {"text": "Consent overridden"}, "value": {"text": shown}})
     if links.linked_to is not None:
         rows.append({"key": {"text": "Linked to"},
                      "value": {"html": Markup("{} (this case was opened from it)").format(
@@ -418,17 +437,11 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     user = me()
     spec = rt.engine.spec_of(case.instance)
     events = _history(case)
-    may_identify = can_view_identity(user, case)
-    notes: list[tuple[CaseNote, str]] = []
-    note_count = 0
-    note_rows = list(db().scalars(select(CaseNote).where(CaseNote.case_id == case.id)
-                                  .order_by(CaseNote.at.desc(), CaseNote.id.desc())))
-    note_count = len(note_rows)
-    if may_identify:
-        notes = [(n, read_note(rt.cipher, n)) for n in note_rows]
+    view = _sensitive(case, "case page")
+    seen = who_has_seen(db(), view, case) if may_see_who_has_seen(user, case) else None
     ids: set[Any] = {e.actor_id for e in events} | {case.assigned_user_id}
     ids |= {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")}
-    ids |= {n.author_id for n, _ in notes}
+    ids |= {n.author_id for n in view.notes or []} | {s.user_id for s in seen or []}
     users = _users(ids)
     deadlines = _deadlines(case)
     overdue = any(d.overdue for d in deadlines)
@@ -441,24 +454,22 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     may_link = (case.closed_at is not None and user.active and user.role is Role.LEAD
                 and user.body_code == case.owning_body_code)
     actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
-    proposal = _proposal(case, spec)
+    proposal = _proposal(case, spec, view)
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
-    return render_template(
+    page = render_template(
         "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
-        summary=_summary_rows(case, spec, overdue, assignee, lead, links), overdue=overdue, deadlines=deadlines,
-        may_link=may_link,
-        lead=lead, actions=actions, may_identify=may_identify, notes=notes, note_count=note_count,
+        summary=_summary_rows(case, spec, overdue, assignee, lead, links, view), overdue=overdue,
+        deadlines=deadlines, may_link=may_link,
+        lead=lead, actions=actions, may_identify=view.may_unlock, sensitive=view, seen=seen,
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
-        timeline=_timeline(spec, events, users, may_identify, visible_links, case.instance_id),
-        version=case.instance.version,
+        timeline=_timeline(spec, events, users, view, visible_links), version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
-        letters=letters_of(db(), case, recipient_revealer(runtime().cipher, db(), case) if may_identify else None),
-        uk_date=uk_date,
-        proposal=proposal,
-    ), status
+        letters=letters_for(view), uk_date=uk_date, proposal=proposal,
+    )
+    return _committing(view, (page, status))
 
 
 def _problems(report: VerificationReport, instance_id: int) -> list[str]:
@@ -502,16 +513,18 @@ def identity(reference: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         rt = runtime()
         try:
-            person = view_identity(db(), rt.engine, rt.cipher, me(), case, form.reason.data or "", now())
-        except InvalidInput:
+            until = unlock(db(), rt.engine, rt.cipher, me(), case, form.reason.data or "", now(), via="web",
+                           client=request.remote_addr)
+        except InvalidInput as exc:
             db().rollback()
-            form.reason.errors = ["Enter why you need to see who this person is"]
+            problem = exc.errors.get("reason", "is required")
+            form.reason.errors = ["Enter why you need to see who this person is" if problem == "is required"
+                                  else f"The reason {problem}"]
         else:
-            shown_page = render_template(  # before the commit: a logged view is never answered with an error
-                "case/identity.html", title=f"Identity for case {case.reference}", case=case, person=person,
-                description=read_description(rt.cipher, case), reason=(form.reason.data or "").strip())
             db().commit()
-            return shown_page
+            flash(f"Who the person is, the notes and what was typed into the case are shown to you until "
+                  f"{local(until)}. Each time you open the case until then is recorded.", "success")
+            return redirect(url_for("case.show", reference=case.reference) + "#person")
     return render_template("case/identity_reason.html", title=f"See who the person is: case {case.reference}",
                            case=case, form=form)
 
@@ -739,15 +752,19 @@ def _only_solo_outcomes(form: ActionForm, case: Case, spec: WorkflowSpec, trigge
 
 def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm, *, form_error: str | None = None,
                    conflict: list[TimelineItem] | None = None, possible: bool = True,
-                   status: int = 200) -> ResponseReturnValue:
+                   status: int = 200, view: Sensitive | None = None) -> ResponseReturnValue:
     trig = spec.triggers[trigger]
     _only_solo_outcomes(form, case, spec, trigger)
-    proposal = _proposal(case, spec) if kind_of(spec, trigger) in ("closure", "send_back") else None
-    return render_template(
+    shows_text = conflict is not None or kind_of(spec, trigger) in ("closure", "send_back")
+    view = view or (_sensitive(case, "action form") if shows_text else None)
+    proposal = _proposal(case, spec, view) if view is not None and kind_of(spec, trigger) in (
+        "closure", "send_back") else None
+    page = render_template(
         "case/action.html", title=f"{trig.label}: case {case.reference}", case=case, trigger=trig, form=form,
         form_error=form_error, conflict=conflict, possible=possible, proposal=proposal, local=local,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
-        field_names=form.field_names()), status
+        field_names=form.field_names(), may_unlock=view.may_unlock if view is not None else False)
+    return _committing(view, (page, status)) if view is not None else (page, status)
 
 
 def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) -> ResponseReturnValue:
@@ -756,13 +773,14 @@ def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) ->
     events = _history(case, _int(form.seen_seq.data) or 0)
     users = _users({e.actor_id for e in events} |
                    {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")})
-    changes = _timeline(spec, events, users, can_view_identity(me(), case), instance_id=case.instance_id)
+    view = _sensitive(case, "action form")
+    changes = _timeline(spec, events, users, view)
     form.expected_version.data = str(case.instance.version)
     form.seen_seq.data = str(case.instance.head_seq)
     for f in form:
         f.errors = []
     possible = trigger in allowed_actions(runtime().engine, me(), case, now())
-    return _render_action(case, spec, trigger, form, conflict=changes, possible=possible, status=409)
+    return _render_action(case, spec, trigger, form, conflict=changes, possible=possible, status=409, view=view)
 
 
 def _not_at_this_stage(case: Case, spec: WorkflowSpec, trigger: str) -> ResponseReturnValue:

@@ -326,11 +326,14 @@ def case() -> None:
     """Open, show and advance cases (as a named user)."""
 
 
-def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
-    from reprisals.access import can_view_identity
+def _case_dict(rt: Runtime, session: Any, user: User, c: Any, view: Any = None) -> dict[str, Any]:
+    """The case as the command shows it; recipients typed by hand only inside ``view``'s unlock window."""
+    from dataclasses import replace
+
     from reprisals.deadlines import list_deadlines
     from reprisals.letters import letters_of
-    from reprisals.services import linked_cases, offered_actions, recipient_revealer
+    from reprisals.sensitive import letters_for
+    from reprisals.services import linked_cases, offered_actions
 
     offers = offered_actions(rt.engine, user, c, rt.clock.now())
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
@@ -350,8 +353,9 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any) -> dict[str, Any]:
         "version": c.instance.version, "allowed_actions": [o.trigger.name for o in offers],
         # What the fields must say, for actions whose guards depend on it (an override, a copy).
         "action_conditions": {o.trigger.name: list(o.conditions) for o in offers if o.conditions},
-        "letters": [letter.as_dict() for letter in letters_of(
-            session, c, recipient_revealer(rt.cipher, session, c) if can_view_identity(user, c) else None)],
+        "letters": [letter.as_dict() for letter in (
+            letters_for(view) if view is not None
+            else [replace(letter, hidden=True) for letter in letters_of(session, c)])],
     }
 
 
@@ -387,7 +391,9 @@ def _print_letters(letters: list[dict[str, Any]]) -> None:
         return
     click.echo("  letters and responses:")
     for data in letters:
-        letter = Letter(**{**data, "recipients": tuple(data["recipients"])})
+        hidden = None in data["recipients"]  # typed by hand, withheld
+        letter = Letter(**{**data, "hidden": hidden,
+                           "recipients": tuple(r if r is not None else "" for r in data["recipients"])})
         if letter.is_letter:
             due = uk_date(letter.response_due) if letter.response_due else "no deadline"
             received = uk_date(letter.response_received) if letter.response_received else "not yet"
@@ -427,43 +433,86 @@ def case_open(ctx: click.Context, as_email: str, file: Any, as_json: bool) -> No
 
 @case.command("show")
 @click.argument("reference")
-@click.option("--as", "as_email", required=True)
+@click.option("--as", "as_email", required=True, help="E-mail of the user the operator acts as.")
 @click.option("--history", is_flag=True, help="Include every event.")
+@click.option("--reason", help="Show who the person is, the description, the notes and free text: why you need to "
+              "see them. Recorded in the case's history as the operator acting as the user (unless that user's "
+              "30 minutes are still running); the read is recorded in the access log.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, as_json: bool) -> None:
-    """Show a case the user may see."""
+def case_show(ctx: click.Context, reference: str, as_email: str, history: bool, reason: str | None,
+              as_json: bool) -> None:
+    """Show a case the user may see. Sensitive content only with --reason (reprisals.sensitive)."""
+    from reprisals.sensitive import read_sensitive, split_event, unlock, unlocked_until
     from reprisals.services import get_case, get_case_history
 
     rt = runtime(ctx)
     with rt.transaction() as session:
         user = _user(session, as_email)
         c = get_case(session, user, reference.strip().upper())
-        out = _case_dict(rt, session, user, c)
+        now = rt.clock.now()
+        if reason is not None:
+            _about_case(rt, user, c)  # a refusal names the case
+            if unlocked_until(session, user, c, now) is None:
+                unlock(session, rt.engine, rt.cipher, user, c, reason, now, via="cli")
+        # Without --reason, what the page shows before an unlock, even inside a window of the user's.
+        view = read_sensitive(session, rt.cipher, user, c, now, via="cli", what="case show",
+                              reveal=reason is not None)
+        out = _case_dict(rt, session, user, c, view)
+        out["note_count"] = view.note_count
+        out["sensitive"] = None
+        if view.unlocked and view.identity is not None:
+            names = {str(u.id): f"{u.name} <{u.email}>" for u in session.scalars(
+                select(User).where(User.id.in_({n.author_id for n in view.notes or []})))}
+            out["sensitive"] = {
+                "unlocked_until": view.until, "name": view.identity.name, "number": view.identity.number,
+                "date_of_birth": view.identity.date_of_birth, "description": view.description,
+                "notes": [{"at": n.at, "author": names.get(str(n.author_id), "unknown user"), "text": n.text}
+                          for n in view.notes or []]}
+        elif view.may_unlock:
+            out["how_to_unlock"] = (f"reprisals case show {c.reference} --as {user.email} --reason "
+                                    "'why you need to see who the person is'")
         if history:
-            from reprisals.access import can_view_identity
-            from reprisals.services import event_data
-
+            spec = rt.engine.spec(c.instance.spec_key, c.instance.spec_version)
             events = get_case_history(session, rt.engine, c)
             ids = {int(e.actor_id) for e in events if e.actor_id and str(e.actor_id).isdigit()}
-            names = {str(u.id): f"{u.name} <{u.email}>"
-                     for u in session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
-            # Free text an action recorded (summaries, assessments) may identify the person: only those
-            # who may see identity get it, as on the case page; others see which fields were given.
-            full = can_view_identity(user, c)
-            out["history"] = [{"seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage,
-                               "to": e.to_stage, "at": e.at,
-                               "actor": names.get(str(e.actor_id), "unknown user") if e.actor_id else "the system",
-                               "data": (event_data(rt.cipher, session, c.instance_id, e.seq, e.data) if full
-                                        else sorted(e.data or {}))}
-                              for e in events]
+            actors = {str(u.id): f"{u.name} <{u.email}>"
+                      for u in session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+            out["history"] = []
+            for e in events:
+                data, free = split_event(spec, e)  # free text only inside the window, as on the case page
+                out["history"].append({
+                    "seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage, "to": e.to_stage,
+                    "at": e.at, "actor": actors.get(str(e.actor_id), "unknown user") if e.actor_id else "the system",
+                    "data": data, "free_text_given": sorted(free),
+                    "free_text": {k: view.text(v) or "" for k, v in free.items()} if view.unlocked else None})
 
     def human(d: dict[str, Any]) -> None:
         _print_case(d)
+        sensitive = d.get("sensitive")
+        if sensitive:
+            click.echo(f"  shown until {local_text(sensitive['unlocked_until'])} (UK time); this read is recorded")
+            click.echo(f"  person: {sensitive['name']}  number: {sensitive['number'] or '-'}  "
+                       f"date of birth: {sensitive['date_of_birth'] or '-'}")
+            click.echo(f"  what happened: {sensitive['description']}")
+            for n in sensitive["notes"]:
+                click.echo(f"  note by {n['author']}, {local_text(n['at'])}: {n['text']}")
+            if not sensitive["notes"]:
+                click.echo("  notes: none")
+        else:
+            click.echo(f"  notes: {d['note_count']}; who the person is, the description, the notes and free text "
+                       "are hidden")
+            if d.get("how_to_unlock"):
+                click.echo(f"  to see them for 30 minutes (recorded): {d['how_to_unlock']}")
         for e in d.get("history", []):
             move = f"{e['from']} → {e['to']}" if e["from"] else (e["to"] or "")
             click.echo(f"  {e['seq']:>3} {e['at']:%Y-%m-%d %H:%M} {e['kind']:<16} {e['trigger'] or '':<24} {move}"
                        f"  by {e['actor']}")
+            for name in e["free_text_given"]:
+                shown = e["free_text"][name] if e["free_text"] is not None else "(given; hidden without --reason)"
+                click.echo(f"        {name}: {shown}")
+
+    from reprisals.deadlines import local_text
 
     _emit(out, as_json, human)
 

@@ -227,7 +227,8 @@ def upgrade() -> None:
         scope = f"case:{case.id}:description"
         values: dict[str, Any] = {"description_ciphertext": move(scope, case.description_ciphertext)}
         if case.consent_override_reason is not None:
-            values["consent_override_reason"] = mine.encrypt(f"case:{case.id}:override", case.consent_override_reason)
+            ground, _, typed = case.consent_override_reason.partition(": ")  # the reason sealed, the ground kept
+            values["consent_override_reason"] = f"{ground}: {mine.encrypt(f'case:{case.id}:override', typed)}"
         conn.execute(cases.update().where(cases.c.id == case.id).values(**values))
         for d in conn.execute(sa.select(detainees).where(detainees.c.case_id == case.id)).all():
             conn.execute(detainees.update().where(detainees.c.id == d.id).values(
@@ -320,8 +321,8 @@ def downgrade() -> None:
             values: dict[str, Any] = {"description_ciphertext": back_(f"case:{case.id}:description",
                                                                       case.description_ciphertext)}
             if case.consent_override_reason is not None:
-                values["consent_override_reason"] = mine.decrypt(f"case:{case.id}:override",
-                                                                 case.consent_override_reason)
+                ground, _, token = case.consent_override_reason.partition(": ")
+                values["consent_override_reason"] = f"{ground}: {mine.decrypt(f'case:{case.id}:override', token)}"
             conn.execute(cases.update().where(cases.c.id == case.id).values(**values))
             for d in conn.execute(sa.select(detainees).where(detainees.c.case_id == case.id)).all():
                 conn.execute(detainees.update().where(detainees.c.id == d.id).values(

@@ -218,7 +218,8 @@ def test_a_conflict_overwrites_nothing_shows_the_change_and_resubmission_works(w
     html = response.get_data(as_text=True)
     assert response.status_code == 409
     assert "This case was changed by someone else while you were working" in html
-    assert f"Assigned to {other_name}" in html and "Covering leave" in html
+    assert f"Assigned to {other_name}" in html and "Reason given — show identity to read it" in html
+    assert "Covering leave" not in html  # free text, shown only after a reason
     day, month, year = d()
     for name, value in (("occurred_on", day), ("occurred_on-month", month), ("occurred_on-year", year)):
         assert re.search(rf'<input[^>]*id="{name}"[^>]*value="{value}"', html), name  # values kept

@@ -95,15 +95,19 @@ def test_identity_needs_a_reason_and_is_logged(web: Web) -> None:
     assert CANARY_NAME not in html
     assert case_state(web.database, ref) == before  # nothing logged
 
-    shown = web.post(client, path, {"reason": "Arranging a follow-up visit"})
+    unlocked = web.post(client, path, {"reason": "Arranging a follow-up visit"})
+    assert unlocked.status_code == 302 and unlocked.headers["Location"].endswith(f"/cases/{ref}#person")
+    assert CANARY_NAME not in unlocked.headers["Location"]
+    shown = client.get(f"/cases/{ref}")
     html = shown.get_data(as_text=True)
-    assert shown.status_code == 200
     for canary in CANARIES:
         assert canary in html
     assert shown.headers["Cache-Control"] == "no-store"
     assert CANARY_NAME not in html.split("<title>", 1)[1].split("</title>", 1)[0]
-    timeline = page(client, f"/cases/{ref}")
-    assert "Viewed identity: Arranging a follow-up visit" in timeline
+    assert "Viewed identity" in html and "Arranging a follow-up visit" in html
+    # Others see that it was viewed with a reason, not the reason.
+    timeline = page(web.sign_in(web.world.auditor), f"/cases/{ref}")
+    assert "Viewed identity" in timeline and "Arranging a follow-up visit" not in timeline
     assert_no_identity(timeline)
 
 
@@ -116,14 +120,14 @@ def test_identity_is_refused_to_those_who_may_not_see_it(web: Web, who: str, sta
     before = case_state(web.database, ref)
     # A token from a page this user can load (their home page), since the form itself may be refused.
     response = web.post(client, f"/cases/{ref}/identity", {"reason": "curious"}, form_page="/cases/")
-    assert response.status_code == status
+    assert response.status_code == (302 if status == 200 else status)
     html = response.get_data(as_text=True)
     if status != 200:
         assert CANARY_NAME not in html
         assert case_state(web.database, ref) == before
         assert page(client, f"/cases/{ref}/identity", status)
     else:
-        assert CANARY_NAME in html
+        assert CANARY_NAME in page(client, f"/cases/{ref}")
 
 
 def test_notes_are_read_only_by_those_who_may_identify(web: Web) -> None:
@@ -142,7 +146,9 @@ def test_notes_are_read_only_by_those_who_may_identify(web: Web) -> None:
     added = web.post(lead, f"/cases/{ref}/notes", {"note": secret}, form_page=f"/cases/{ref}")
     assert added.status_code == 302 and secret not in added.headers["Location"]
     html = page(lead, f"/cases/{ref}")
-    assert secret in html and "Note added" in html
+    assert "Note added" in html and secret not in html and "1 note." in html  # shown after a reason
+    web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the notes"})
+    assert secret in page(lead, f"/cases/{ref}")
     with web.database.session() as s:
         stored = s.query(CaseNote).one()
         assert "NOTECANARY77" not in stored.text_ciphertext
@@ -174,7 +180,9 @@ def test_lead_assigns_to_staff_of_a_body_on_the_case(web: Web) -> None:
     page(web.sign_in(web.world.other_staff), f"/cases/{ref}")
     page(web.sign_in(web.world.staff), f"/cases/{ref}", 404)
     html = page(lead, f"/cases/{ref}")
-    assert "Assigned to" in html and "Covers the wing" in html
+    assert "Assigned to" in html and "Covers the wing" not in html and "Reason given — show identity" in html
+    web.post(lead, f"/cases/{ref}/identity", {"reason": "Checking the assignment"})
+    assert "Covers the wing" in page(lead, f"/cases/{ref}")
     # Staff may not assign.
     staff = web.sign_in(web.world.other_staff)
     assert staff.get(f"/cases/{ref}/assign").status_code == 403
@@ -212,7 +220,10 @@ def test_lead_extends_pauses_and_resumes_a_deadline_with_errors_mapped(web: Web)
     done = web.post(lead, extend, {**_date(later), "reason": "Waiting for papers"})
     assert done.status_code == 302
     html = page(lead, f"/cases/{ref}")
-    assert "Deadline extended: Triage decision" in html and "Waiting for papers" in html
+    assert "Deadline extended: Triage decision" in html and "Waiting for papers" not in html
+    web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the reasons"})
+    html = page(lead, f"/cases/{ref}")
+    assert "Waiting for papers" in html
     assert f"{later.day} {later:%B %Y}, 5:00pm" in html
 
     pause = _deadline_link(html, "pause")
@@ -244,7 +255,11 @@ def test_the_page_names_people_in_the_timeline_and_hides_free_text_from_auditors
     with web.database.session() as s:
         lead_name = s.query(User).filter_by(email=web.world.lead).one().name
     html = page(lead, f"/cases/{ref}")
-    assert "FREETEXT55" in html and lead_name in html and "Closed" in html and "Referred elsewhere" in html
+    assert "FREETEXT55" not in html and lead_name in html and "Closed" in html and "Referred elsewhere" in html
+    assert "Recorded — show identity to read it" in html  # both the reason and the typed "Referred to"
+    web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the decision"})
+    html = page(lead, f"/cases/{ref}")
+    assert "FREETEXT55" in html and "Referred to" in html and "PPO" in html
     audit = page(web.sign_in(web.world.auditor), f"/cases/{ref}")
     assert "FREETEXT55" not in audit and lead_name in audit and "Recorded (shown only" in audit
 

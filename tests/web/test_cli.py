@@ -792,15 +792,16 @@ def test_case_show_lists_running_deadlines_and_names_actors_in_text_and_json(sha
     assert f"by {data['history'][0]['actor']}" in text.stdout
 
 
-def test_case_show_history_gives_auditors_field_names_not_free_text(shared_run: Cli, shared_world: World) -> None:
-    lead = json.loads(shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history",
-                                 "--json").stdout)
+def test_case_show_history_gives_free_text_to_no_one_without_a_reason(shared_run: Cli, shared_world: World) -> None:
+    """Without --reason a lead reads what an auditor reads: structured data and which free text was given
+    (tests/web/test_unlock.py: with a reason)."""
+    lead = shared_run("case", "show", shared_world.triaged, "--as", shared_world.lead, "--history", "--json")
     auditor = shared_run("case", "show", shared_world.triaged, "--as", shared_world.auditor, "--history", "--json")
     assert auditor.exit_code == 0, auditor.output
-    seen = json.loads(auditor.stdout)["history"]
+    seen, full = json.loads(auditor.stdout)["history"], json.loads(lead.stdout)["history"]
     moved = next(e for e in seen if e["kind"] == "transition")
-    full = next(e for e in lead["history"] if e["kind"] == "transition")
-    assert isinstance(full["data"], dict) and moved["data"] == sorted(full["data"])
+    assert moved["data"]["fields"] == {"consent": "full", "risk": "standard"} and moved["free_text"] is None
+    assert seen == full
 
 
 def test_deadlines_list_filters_by_case_and_refuses_an_unknown_reference(shared_run: Cli,

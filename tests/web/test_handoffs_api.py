@@ -49,6 +49,12 @@ class Hand:
         assert_no_identity(response)
         return dict(response.get_json())
 
+    def unlocked(self, ref: str) -> dict[str, Any]:
+        """The case as read inside an unlock window (a reason given): free text and typed names in it."""
+        response = self.api.post(f"/api/cases/{ref}/unlock", {"reason": "Checking the letters"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return dict(response.get_json())
+
     def refused(self, ref: str, trigger: str, fields: dict[str, Any], status: int = 422) -> dict[str, Any]:
         """The action is refused with ``status`` and nothing about the case changes."""
         before = case_state(self.web.database, ref)
@@ -266,8 +272,8 @@ def test_an_escalations_recipient_is_a_choice_with_other_named_by_hand(web: Web,
                                       "recipient_other": "Regional prison group director"})
     assert done["stage"] == "escalated"
     escalation = done["letters"][-1]
-    assert (escalation["kind"], escalation["level"], escalation["recipients"]) == (
-        "escalation", 1, ["Regional prison group director"])
+    assert (escalation["kind"], escalation["level"], escalation["recipients"]) == ("escalation", 1, [None])
+    assert lead.unlocked(ref)["letters"][-1]["recipients"] == ["Regional prison group director"]
 
 
 # -- version 1 beside version 2 ------------------------------------------------------------------------
@@ -311,4 +317,5 @@ def test_a_version_1_case_and_a_version_2_case_side_by_side(web: Web, lead: Hand
     assert "recipient" in problem["errors"]
     done = lead.act(v1, "escalate", named)
     assert done["stage"] == "escalated"
-    assert done["letters"][-1]["recipients"] == ["Regional prison group director"]
+    assert done["letters"][-1]["recipients"] == [None]  # typed by hand: withheld until a reason is given
+    assert lead.unlocked(v1)["letters"][-1]["recipients"] == ["Regional prison group director"]

@@ -4,12 +4,14 @@ the confirming lead sees the proposal and confirms it or sends it back with a re
 
 from __future__ import annotations
 
+import re
 from html import unescape
 
 import sqlalchemy as sa
 
 from notifications.models import OutboxMessage
 from reprisals.models import User
+from reprisals.sensitive import UNLOCK_WINDOW
 from tests.web.conftest import Web, case_state
 from tests.web.test_case_actions import Pages
 
@@ -48,9 +50,14 @@ def test_a_proposed_finding_waits_for_another_lead_who_confirms_or_sends_it_back
     assert 'value="substantiated"' not in refused  # the form shown again offers only their outcomes
     assert case_state(web.database, ref) == before
 
-    # The other lead sees the proposal and its assessment, and sends it back with a reason.
+    # The other lead sees the proposal (its assessment after a reason), and sends it back with a reason.
     theirs = unescape(second.form("send_back"))
-    assert "The proposed finding" in theirs and ASSESSMENT in theirs and proposer.name in theirs
+    assert "The proposed finding" in theirs and ASSESSMENT not in theirs and proposer.name in theirs
+    assert "Recorded — show identity to read it" in re.sub(r"<[^>]+>", "", theirs)
+    web.post(second.client, f"/cases/{ref}/identity", {"reason": "Reading the assessment"})
+    assert ASSESSMENT in unescape(second.form("send_back"))
+    web.clock.advance(UNLOCK_WINDOW)  # shown no longer (and both sessions, idle 30 minutes, still live)
+    before = case_state(web.database, ref)  # the unlock is a history event
     empty = unescape(second.submit("send_back", {"reason": ""}).get_data(as_text=True))
     assert "govuk-error-summary" in empty and case_state(web.database, ref) == before
     page = unescape(second.act("send_back", {"reason": "The response does not say who decided it."}))

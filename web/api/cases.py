@@ -8,18 +8,18 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from flask import Response, g, jsonify, url_for
+from flask import Response, g, jsonify, request, url_for
 from pydantic import BaseModel
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from notifications.models import InboxItem
 from notifications.outbox import list_inbox, mark_read, unread_count
-from reprisals.access import can_view_identity, visible_cases
+from reprisals.access import visible_cases
 from reprisals.errors import CaseNotFound
-from reprisals.letters import letters_of
 from reprisals.models import Case, User
 from reprisals.protocol import SPEC_KEY
+from reprisals.sensitive import Sensitive, letters_for, read_sensitive, split_event, unlock
 from reprisals.services import (
     advance_case,
     allowed_actions,
@@ -30,7 +30,6 @@ from reprisals.services import (
     occurred_at_of,
     offered_actions,
     open_case,
-    recipient_revealer,
     redate_action,
 )
 from web.api import ApiProblem, api_user, bearer, bp, invalid, json_body, query_args
@@ -49,12 +48,16 @@ from web.api.models import (
     EstablishmentOut,
     EventOut,
     FieldOut,
+    IdentityOut,
     LetterOut,
     NewCase,
+    NoteOut,
     NotificationList,
     NotificationOut,
     NotificationQuery,
     NotificationRead,
+    SensitiveOut,
+    UnlockRequest,
 )
 from web.api.spec import document
 from web.context import db, now, runtime
@@ -62,7 +65,7 @@ from web.security import api_token
 from workflow.errors import StaleInstance
 from workflow.history import verify_instance
 from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
-from workflow.spec import FieldType
+from workflow.spec import FieldType, WorkflowSpec
 from workflow.timers import LIVE, OVERDUE
 
 REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
@@ -121,10 +124,10 @@ def _summary_fields(user: User, case: Case, live: list[DeadlineRow]) -> dict[str
     }
 
 
-def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]],
-           corrections: dict[int, datetime]) -> EventOut:
-    """Never identity, the description, a note, a reason or any free text: names of fields only, and
-    the values of structured ones."""
+def _event(event: HistoryEvent, spec: WorkflowSpec, field_types: dict[str, dict[str, FieldType]],
+           corrections: dict[int, datetime], view: Sensitive) -> EventOut:
+    """Names of fields, and the values of structured ones; free text (text and hand-typed fields,
+    reasons) only inside the reader's unlock window."""
     given = event.data.get("fields") if event.trigger else None
     values: dict[str, Any] = {}
     names: list[str] = []
@@ -132,10 +135,22 @@ def _event(event: HistoryEvent, field_types: dict[str, dict[str, FieldType]],
         types = field_types.get(event.trigger or "", {})
         names = sorted(given)
         values = {k: v for k, v in given.items() if types.get(k) in STRUCTURED}
+    _, free = split_event(spec, event)
     return EventOut(seq=event.seq, kind=event.kind, trigger=event.trigger, from_stage=event.from_stage,
                     to_stage=event.to_stage, actor_id=event.actor_id, at=event.at,
                     occurred_at=occurred_at_of(event, corrections), corrects_seq=event.corrects_seq,
-                    fields_given=names, values=values)
+                    fields_given=names, values=values, free_text_given=sorted(free),
+                    free_text={k: view.text(v) or "" for k, v in free.items()} if view.unlocked else None)
+
+
+def _sensitive(view: Sensitive) -> SensitiveOut | None:
+    if not view.unlocked or view.identity is None or view.until is None:
+        return None
+    person = view.identity
+    return SensitiveOut(unlocked_until=view.until, identity=IdentityOut(
+        name=person.name, number=person.number, date_of_birth=person.date_of_birth),
+        description=view.description or "",
+        notes=[NoteOut(id=n.id, author_id=n.author_id, at=n.at, text=n.text) for n in view.notes or []])
 
 
 def _detail(session: Session, user: User, case: Case) -> CaseDetail:
@@ -157,6 +172,10 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
     corrections = corrected_moments(events)
     integrity = verify_instance(session, case.instance_id)
     links = linked_cases(session, user, case)
+    # Inside the reader's window this response is a logged view (committed by the view, or by the action's
+    # commit: a read that fails never leaves an entry).
+    view = read_sensitive(session, runtime().cipher, user, case, now(), via="api", what="api case",
+                          client=request.remote_addr)
     return CaseDetail(
         **_summary_fields(user, case, live),
         channel=case.channel, age_group=case.age_group, sanction_types=list(case.sanction_types),
@@ -164,13 +183,12 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         original_contact_date=case.original_contact_date.isoformat() if case.original_contact_date else None,
         closed_at=case.closed_at, allowed_actions=actions,
         live_deadlines=[_deadline(case.reference, d) for d in live],
-        history=[_event(e, field_types, corrections) for e in events],
-        letters=[LetterOut.model_validate(letter.as_dict()) for letter in letters_of(
-            session, case, recipient_revealer(runtime().cipher, session, case) if can_view_identity(user, case)
-            else None)],
+        history=[_event(e, spec, field_types, corrections, view) for e in events],
+        letters=[LetterOut.model_validate(letter.as_dict()) for letter in letters_for(view)],
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
         linked_case=links.linked_to.reference if links.linked_to else None,
         linked_cases=[later.reference for later in links.linked_from],
+        note_count=view.note_count, may_unlock=view.may_unlock, sensitive=_sensitive(view),
     )
 
 
@@ -215,9 +233,35 @@ def list_cases() -> Response:
 @bearer
 @document(200, CaseDetail, 404, tag="cases", path_parameters=CASE_PATH)
 def show_case(reference: str) -> Response:
-    """One case: summary, the actions you may take, live deadlines and history (no identity, no free text)."""
+    """One case: summary, the actions you may take, live deadlines and history.
+
+    Identity, the description, the notes and free text only inside your unlock window (see POST
+    /api/cases/{reference}/unlock); each response that carries them is recorded in the access log.
+    """
     user, session = api_user(), db()
-    return _json(_detail(session, user, _case(session, user, reference)))
+    detail = _detail(session, user, _case(session, user, reference))
+    session.commit()  # the access log's entry, when sensitive content is in it
+    return _json(detail)
+
+
+@bp.post("/cases/<reference>/unlock")
+@api_token
+@bearer
+@document(200, CaseDetail, 400, 403, 404, 415, json=UnlockRequest, tag="cases", path_parameters=CASE_PATH)
+def unlock_case(reference: str) -> Response:
+    """Show identity: give a reason to read the case's identity, description, notes and free text for 30 minutes.
+
+    For the owning body's leads and the assigned staff. The reason is recorded in the case's history with your
+    name; the answer is the case with its sensitive content, and each read until the window ends is recorded.
+    """
+    user, session = api_user(), db()
+    case = _case(session, user, reference)
+    body = json_body(UnlockRequest)
+    unlock(session, runtime().engine, runtime().cipher, user, case, body.reason, now(), via="api",
+           client=request.remote_addr)
+    detail = _detail(session, user, case)
+    session.commit()
+    return _json(detail)
 
 
 @bp.post("/cases")

@@ -1,8 +1,9 @@
 """The API's request and response bodies. The same pydantic models validate requests, shape
 responses and, through spectree, make the OpenAPI document, so the three cannot drift apart.
 
-Nothing here carries detainee identity or the description: a new case accepts them
-(:class:`NewCase`) and no response model has a field for them.
+A new case accepts identity and the description (:class:`NewCase`); a case gives them, its notes and its
+free text only inside the reader's unlock window (:class:`SensitiveOut`, ``EventOut.free_text``: POST
+/api/cases/{reference}/unlock with a reason; ``reprisals.sensitive``), and each such response is logged.
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ class EventOut(_Out):
     corrects_seq: int | None = Field(default=None, description="For a correction: the event it corrects.")
     fields_given: list[str]
     values: dict[str, Any]
+    free_text_given: list[str] = Field(description="The free text it recorded, by name: the action's text and "
+                                                   "hand-typed fields, or 'reason' for a reason given.")
+    free_text: dict[str, str] | None = Field(description="That free text, inside your unlock window; null outside "
+                                                         "it.")
 
 
 class LetterOut(_Out):
@@ -217,8 +222,9 @@ class LetterOut(_Out):
 
     kind: Literal["referral", "escalation", "response"]
     level: int = Field(description="0 for a referral; the escalation's level (1 or 2) for an escalation.")
-    recipients: list[str] = Field(description="Who the letter went to: the protocol's codes (head_of_establishment, "
-                                              "youth_custody_service, …) or the name typed for another recipient.")
+    recipients: list[str | None] = Field(description="Who the letter went to: the protocol's codes "
+                                                     "(head_of_establishment, youth_custody_service, …) or the name "
+                                                     "typed for another recipient (null outside your unlock window).")
     on: date = Field(description="The day it was sent or received (UK).")
     response_due: datetime | None = Field(description="For a letter: when the response it asked for is due (its "
                                                       "response deadline, as extended); null for a response.")
@@ -227,6 +233,28 @@ class LetterOut(_Out):
     responder: str | None = Field(description="For a response: who it came from (establishment, central_authority, "
                                               "department), if recorded.")
     history_seq: int = Field(description="The action in the history that recorded it.")
+
+
+class IdentityOut(_Out):
+    name: str
+    number: str | None = Field(description="Prison number or Home Office reference.")
+    date_of_birth: str | None
+
+
+class NoteOut(_Out):
+    id: int
+    author_id: int
+    at: datetime
+    text: str
+
+
+class SensitiveOut(_Out):
+    """Shown only inside your unlock window; each response that carries it is recorded in the access log."""
+
+    unlocked_until: datetime = Field(description="When your window ends (30 minutes from your reason).")
+    identity: IdentityOut
+    description: str
+    notes: list[NoteOut] = Field(description="Newest first.")
 
 
 class CaseDetail(CaseSummary):
@@ -246,6 +274,10 @@ class CaseDetail(CaseSummary):
     linked_case: str | None = Field(description="The earlier case this one was opened from (a new case linked "
                                                 "to it), if you may see it.")
     linked_cases: list[str] = Field(description="The cases opened from this one, oldest first: those you may see.")
+    note_count: int
+    may_unlock: bool = Field(description="Whether you may see who the person is (POST .../unlock with a reason).")
+    sensitive: SensitiveOut | None = Field(description="Identity, the description and the notes, inside your "
+                                                       "unlock window; null outside it.")
 
 
 class NewCase(_In):
@@ -281,6 +313,11 @@ class ActionRequest(_In):
                     "date (that day, at the previous action's time if that was on the same day, else 12:00; an "
                     "urgent case needs a time). Not in the future, nor before the previous action or the "
                     "case's receipt. Deadlines run from it.")
+
+
+class UnlockRequest(_In):
+    reason: str = Field(min_length=1, max_length=500, description="Why you need to see who the person is. It is "
+                        "recorded in the case's history with your name.")
 
 
 class CorrectionRequest(_In):

@@ -31,7 +31,9 @@ BEARER = "bearer"
 DESCRIPTION = (
     "Case tracking for suspected reprisals against people in detention. Authenticate with an API token "
     "(create one at POST /api/tokens or on your account page) sent as 'Authorization: Bearer <token>'. "
-    "Errors are application/problem+json. No response carries a detainee's identity or the description.")
+    "Errors are application/problem+json. A detainee's identity, the description, notes and free text are "
+    "given only inside your unlock window (POST /api/cases/{reference}/unlock with a reason, for 30 minutes), "
+    "and each response that carries them is recorded.")
 
 spectree = SpecTree(
     "flask", title="Reprisals case tracker API", version="1", description=DESCRIPTION,

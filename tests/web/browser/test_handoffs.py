@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from reprisals.letters import TYPED_HIDDEN
 from reprisals.models import Case, Establishment, User
 from reprisals.services import advance_case, open_case
 from tests.conftest import DATABASES
@@ -239,5 +240,7 @@ def test_a_lead_escalates_to_a_recipient_named_by_hand(live: Live, person: Any) 
     assert summary_value(page, "Stage").startswith("Escalated")
     assert "Central authority response" in running_deadlines(page)
     letters = page.locator("#letters + table tbody tr")
-    expect(letters.filter(has_text="Regional prison group director")).to_have_count(1)
+    # A name typed by hand is withheld until a reason is given (tests/web/test_letters.py: after one).
+    expect(letters.filter(has_text=TYPED_HIDDEN)).to_have_count(1)
+    assert "Regional prison group director" not in page.content()
     lead.check("case-after-escalation")
