@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from reprisals import access_log
-from reprisals.sensitive import UNLOCK_WINDOW, read_sensitive, split_event, unlock, unlocked_until
+from reprisals.sensitive import (
+    UNLOCK_WINDOW,
+    SealedText,
+    event_text,
+    read_sensitive,
+    split_event,
+    unlock,
+    unlocked_until,
+)
 from reprisals.services import advance_case, assign_case, open_case
 from tests.conftest import Database
 from tests.factories import CANARY_NAME, CONSENT, case_data, cipher
@@ -38,7 +46,9 @@ def test_a_window_is_one_users_and_ends_when_they_may_no_longer_see_identity(
 
         event = s.scalars(select(HistoryEvent).where(HistoryEvent.trigger == "decline")).one()
         data, free = split_event(wf.spec_of(case.instance), event)
-        assert free == {"reason": "Out of scope", "referred_to": "PPO"} and data["fields"] == {}
+        assert {k: event_text(s, c, case, v) for k, v in free.items()} == {"reason": "Out of scope",
+                                                                             "referred_to": "PPO"}
+        assert data["fields"] == {} and all(isinstance(v, SealedText) for v in free.values())  # sealed in history
 
         other = open_case(s, wf, c, cast.lead, T0, case_data(cast.establishment, assigned_user_id=cast.staff.id))
         unlock(s, wf, c, cast.staff, other, "Visiting", T0)
