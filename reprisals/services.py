@@ -490,6 +490,7 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
     ``now`` is when it is recorded; ``occurred_at`` when it happened (see :func:`action_moment`): its
     deadlines, the reopen window and ``closed_at`` run from that moment."""
     now = ensure_utc(now)
+    keys = keyring_of(engine)  # before anything: typed text is never recorded in the clear
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
     instance = case.instance
@@ -525,7 +526,7 @@ def advance_case(session: Session, engine: Engine, actor: User, case: Case, trig
     event = engine.fire(session, instance, trigger, cactor, fields, now,
                         expected_version=expected_version, variables=host_vars, occurred_at=moment)
     typed = trig is not None and "recipient" in trig.fields and trig.fields["recipient"].is_sensitive  # version 1
-    _sync_case(session, keyring_of(engine), case, instance, event, actor, moment, kind, typed_recipient=typed)
+    _sync_case(session, keys, case, instance, event, actor, moment, kind, typed_recipient=typed)
     session.flush()
     if messenger is not None:
         if case.closed_at is not None and case.outcome is not None:
