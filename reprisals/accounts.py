@@ -27,6 +27,7 @@ import hmac
 import ipaddress
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -275,7 +276,8 @@ def _tell_owner(session: Session, user: User | None, windows: list[tuple[datetim
 
 
 def sign_in(session: Session, email: str, password: str, client: str, now: datetime, *,
-            messenger: Messenger | None = None) -> SignedIn | None:
+            messenger: Messenger | None = None,
+            second_step: Callable[[User], bool] | None = None) -> SignedIn | None:
     """Check the password and start a server-side session. ``None`` for a wrong address or password
     (indistinguishable). Before any password is hashed: :class:`Throttled` while this address, or this
     account from it, must wait (nothing is written); :class:`RefusedFromNewAddress` when the account is
@@ -309,7 +311,10 @@ def sign_in(session: Session, email: str, password: str, client: str, now: datet
     # This address's failures on this account are forgiven; the account's others still count.
     session.execute(delete(SignInBucket).where(SignInBucket.account_hash == account_hash,
                                                SignInBucket.client_hash == client_hash))
-    signed_in_from(session, user, client, now)
+    if second_step is None or not second_step(user):
+        signed_in_from(session, user, client, now)
+    # else the address becomes one the account signs in from only once the second step is given (web/two_factor.py):
+    # an address that knows only the password must not pass the rule for accounts under attack.
     return start_session(session, user, now)
 
 

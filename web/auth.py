@@ -12,6 +12,7 @@ from wtforms.validators import InputRequired, Length
 
 from reprisals.accounts import Throttled, end_session
 from reprisals.accounts import sign_in as check_password
+from reprisals.two_factor import is_enrolled
 from web.context import Principal, db, now, runtime
 from web.security import public, safe_next, second_step_page
 
@@ -45,8 +46,10 @@ def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     if form.validate_on_submit():
         try:
+            production = runtime().settings.is_production
             signed = check_password(db(), form.email.data or "", form.password.data or "", _client(), now(),
-                                    messenger=runtime().messenger)
+                                    messenger=runtime().messenger,
+                                    second_step=lambda user: production or is_enrolled(db(), user))
         except Throttled as exc:
             form.email.errors = [str(exc)]
             response = make_response(render_template("auth/sign_in.html", form=form), 429)

@@ -22,7 +22,7 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
 from reprisals import two_factor as tf
-from reprisals.accounts import WebSession
+from reprisals.accounts import WebSession, signed_in_from
 from reprisals.errors import NotAllowed
 from reprisals.messaging import local_text
 from reprisals.models import Role, User
@@ -106,6 +106,7 @@ def code() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             tf.verify_code(db(), runtime().cipher, _web_session(), form.code.data or "", now())
+            signed_in_from(db(), _web_session().user, _client(), now())  # the address is now one it signs in from
         except tf.TooManyWrongCodes as exc:
             db().rollback()
             return _refused("two_factor/code.html", form, exc, 429, **context)
@@ -130,6 +131,7 @@ def recovery() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             left = tf.use_recovery_code(db(), _web_session(), form.code.data or "", now(), client=_client())
+            signed_in_from(db(), _web_session().user, _client(), now())  # the address is now one it signs in from
         except tf.TooManyWrongCodes as exc:
             db().rollback()
             return _refused("two_factor/recovery.html", form, exc, 429, **context)
@@ -163,6 +165,7 @@ def enrol() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             codes = tf.confirm_enrolment(db(), runtime().cipher, ws, form.code.data or "", now(), client=_client())
+            signed_in_from(db(), _web_session().user, _client(), now())  # the address is now one it signs in from
         except tf.TooManyWrongCodes as exc:
             db().rollback()
             return _refused("two_factor/enrol.html", form, exc, 429, **context)

@@ -299,3 +299,24 @@ def test_production_requires_every_account_to_set_it_up_first(web: Web, producti
     assert client.get("/cases/", **https).status_code == 200
     (entry,) = _log(web, "two_factor_enrolled")
     assert entry.subject_user_id == _user_id(web, web.world.auditor)
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)
+def test_an_address_becomes_known_only_once_the_second_step_is_given(web: Web) -> None:
+    """The rule for accounts under attack lets in only addresses the account signed in from: with two-factor
+    sign-in, an address that knew only the password must not become one."""
+    lead = web.world.lead
+    client, _ = _sign_in(web, lead)
+    secret, _codes = enrol(web, client)
+    uid = _user_id(web, lead)
+
+    def known() -> int:
+        return int(web.database.raw("SELECT count(*) FROM sign_in_addresses WHERE user_id = :u", u=uid)[0][0])
+
+    web.database.raw("DELETE FROM sign_in_addresses")
+    web.clock.advance(timedelta(seconds=60))
+    other = {"environ_base": {"REMOTE_ADDR": "203.0.113.40"}}
+    again, _ = _sign_in(web, lead, **other)
+    assert known() == 0  # the password alone
+    assert _post(again, "/sign-in/code", {"code": _code(web, secret)}, **other).status_code == 302
+    assert known() == 1
