@@ -42,8 +42,11 @@ SEALED = "$sealed"
 HOST_SEALED = {k: ("reason",) for k in ("identity_viewed", "assigned", "action_redated", "deadline_extended",
                                         "deadline_paused", "deadline_resumed")}
 NEEDS_KEYS = ("migration 0017 seals each case's sensitive text with its own key and needs the encryption keys "
-              "to do it: run `reprisals db upgrade` with REPRISALS_ENCRYPTION_KEYS set (as the application "
-              "runs), or `alembic -x keys=KEY1,KEY2 upgrade head`. Nothing was changed.")
+              "to do it: run `reprisals db upgrade` where REPRISALS_ENCRYPTION_KEYS is set (as the application "
+              "runs), or `alembic -x keys=KEY1,KEY2 upgrade head` with those keys. Nothing was changed.")
+NEEDS_KEYS_DOWN = ("undoing migration 0017 opens each case's seals and needs the encryption keys to do it: run "
+                   "`alembic -x keys=KEY1,KEY2 downgrade 0016` with the keys of REPRISALS_ENCRYPTION_KEYS. Nothing "
+                   "was changed.")
 
 instances = sa.table("wf_instances", sa.column("id"), sa.column("spec_key"), sa.column("spec_version"),
                      sa.column("head_seq"), sa.column("head_hash"), sa.column("created_at"))
@@ -283,8 +286,7 @@ def downgrade() -> None:
                 and conn.execute(sa.text("SELECT COUNT(*) FROM case_keys")).scalar_one() > 0)
     master = _keys()
     if has_keys and master is None:
-        raise RuntimeError(NEEDS_KEYS.replace("seals", "opens the seals of").replace("upgrade head", "downgrade 0016")
-                           .replace("`reprisals db upgrade`", "the downgrade"))
+        raise RuntimeError(NEEDS_KEYS_DOWN)
     if has_keys:
         assert master is not None
         keys: dict[int, Cipher] = {}
