@@ -249,3 +249,48 @@ def record_export(session: Session, now: datetime, viewer: User | None, filters:
     """The download of the log is itself an entry: what was asked for and how many entries went."""
     record(session, now, "export", actor=viewer, via=via, case_id=filters.case_id, subject=filters.person_id,
            client=client, detail={"what": "access log", **filters.words(), "entries": entries})
+
+
+# -- failed sign-ins ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedSignIns:
+    """Failed sign-ins of one account (or of addresses that are no account, together) in the lookback:
+    counted per account, address and 15 minutes (``accounts.SignInBucket``), never a row per attempt."""
+
+    who: str  # the account's name and e-mail, or words for addresses that are no account
+    failures: int
+    refused_from_new_addresses: int
+    addresses: int
+    last_at: datetime
+
+    @property
+    def uk_time(self) -> str:
+        at = ensure_utc(self.last_at).astimezone(LONDON)
+        return f"{at.day} {at:%b %Y %H:%M}"
+
+
+def failed_sign_ins(session: Session, now: datetime) -> list[FailedSignIns]:
+    """The last 24 hours of failed sign-ins, most failures first (for administrators: no addresses, which
+    are stored only hashed)."""
+    from reprisals.accounts import THROTTLE_LOOKBACK, SignInBucket, account_digest
+
+    b = SignInBucket
+    rows = session.execute(select(b.account_hash, func.sum(b.failures), func.sum(b.refused),
+                                  func.count(func.distinct(b.client_hash)), func.max(b.last_at))
+                           .where(b.window_start > ensure_utc(now) - THROTTLE_LOOKBACK)
+                           .group_by(b.account_hash)).all()
+    if not rows:
+        return []
+    users = {account_digest(u.email): u for u in session.scalars(select(User))}
+    out: dict[str, list[Any]] = {}
+    for account_hash, failures, refused, addresses, last_at in rows:
+        user = users.get(account_hash)
+        who = f"{user.name} ({user.email})" if user else "Addresses that are not an account"
+        seen = out.setdefault(who, [0, 0, 0, ensure_utc(last_at)])
+        seen[0] += int(failures or 0)
+        seen[1] += int(refused or 0)
+        seen[2] += int(addresses or 0)
+        seen[3] = max(seen[3], ensure_utc(last_at))
+    return sorted((FailedSignIns(who, *v) for who, v in out.items()), key=lambda f: (-f.failures, f.who))

@@ -184,6 +184,11 @@ class SignedIn:
     token: str
 
 
+def account_digest(email: str) -> str:
+    """How failed sign-ins name the account tried (the address typed, normalised, hashed)."""
+    return _digest("account:" + normalise_email(email))
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
@@ -285,7 +290,7 @@ def sign_in(session: Session, email: str, password: str, client: str, now: datet
     ``messenger``). The caller commits in every case: what was counted must be seen by every worker."""
     now = ensure_utc(now)
     address = normalise_email(email)
-    account_hash, client_hash = _digest("account:" + address), _digest("client:" + client_network(client))
+    account_hash, client_hash = account_digest(address), _digest("client:" + client_network(client))
     _check_waits(session, account_hash, client_hash, now)
     user = session.scalars(select(User).where(func.lower(User.email) == address)).one_or_none()
     windows = _attack_windows(session, account_hash, now)

@@ -28,6 +28,7 @@ from reprisals.access_review import (
     LogFilters,
     all_entries,
     can_review,
+    failed_sign_ins,
     find_case,
     list_entries,
     people,
@@ -178,7 +179,8 @@ def _render(asked: Asked, status: int = 200) -> ResponseReturnValue:
         "access_log/index.html", title="Access log", filters=asked.form, errors=asked.errors, result=result,
         page=page, pages=pages, first=first, last=first + len(result.rows) - 1, filtered=asked.filtered,
         pagination=_pagination(asked, page, pages), csv_href=_href(asked, "access_log.download"),
-        link_cases=viewer.role is Role.AUDITOR, cap=COUNT_CAP), status
+        link_cases=viewer.role is Role.AUDITOR, cap=COUNT_CAP,
+        failed=failed_sign_ins(db(), now()) if viewer.role is Role.ADMIN and page == 1 else []), status
 
 
 @bp.get("/access-log")

@@ -28,9 +28,9 @@ from reprisals.config import load_settings
 from reprisals.models import Case, Role, User
 from reprisals.runtime import Runtime
 from reprisals.services import open_case
-from tests.conftest import Database
+from tests.conftest import DATABASES, Database
 from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CANARY_NUMBER, case_data, cipher, make_user
-from tests.web.conftest import Cli, Web, World, assert_refused, password_hash, settings_env
+from tests.web.conftest import Cli, Web, World, assert_refused, csrf_token, password_hash, settings_env
 from web.app import create_app
 from web.scheduler import run_sweep
 from workflow.clock import FrozenClock
@@ -347,3 +347,27 @@ def test_the_sweep_seals_finished_days_and_audit_verify_finds_a_tampered_log(
     report = json.loads(run("audit", "verify", "--json").stdout)
     assert report["ok"] is False and report["findings"] == []
     assert report["access_log"]["ok"] is False and len(report["access_log"]["problems"]) == 2
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)
+def test_an_admin_sees_failed_sign_ins_counted_per_account_never_an_address(web: Web) -> None:
+    # Four wrong passwords for the lead from two addresses, and two for an address that is no account.
+    for n, (email, address) in enumerate([(web.world.lead, "198.51.100.7")] * 3 + [(web.world.lead, "203.0.113.9")]
+                                         + [("nobody@example.test", "198.51.100.7")] * 2):
+        client = web.client()
+        client.environ_base["REMOTE_ADDR"] = address
+        page = client.get("/sign-in").get_data(as_text=True)
+        wrong = client.post("/sign-in", data={"email": email, "password": f"wrong-{n}",
+                                              "csrf_token": csrf_token(page)})
+        assert wrong.status_code == 200
+    html = web.sign_in(web.world.admin).get("/access-log").get_data(as_text=True)
+    section = html.split('id="failed-sign-ins"', 1)[1].split('id="results"', 1)[0]
+    rows = [re.sub(r"<[^>]+>", "|", r).split("|") for r in re.findall(r"<tr class=\"govuk-table__row\">(.*?)</tr>",
+                                                                        section, re.S)[1:]]
+    cells = [[c.strip() for c in r if c.strip()] for r in rows]
+    lead = web.database.raw("SELECT name FROM users WHERE email = :e", e=web.world.lead)[0].name
+    assert [c[:4] for c in cells] == [[f"{lead} ({web.world.lead})", "4", "0", "2"],
+                                      ["Addresses that are not an account", "2", "0", "1"]]
+    assert "198.51.100" not in html and "nobody@example.test" not in html
+    auditor = web.sign_in(web.world.auditor).get("/access-log").get_data(as_text=True)
+    assert 'id="failed-sign-ins"' not in auditor  # administrators only
