@@ -235,7 +235,7 @@ def users_add(ctx: click.Context, email: str, name: str, role: str, body: str | 
         session.add(user)
         session.flush()
         record(session, at, "user_added", via="cli", subject=user,
-               detail={"role": user.role.value, "body": user.body_code})
+               detail={"role": user.role.value, **({"body": user.body_code} if user.body_code else {})})
         click.echo(f"user {user.id} added: {email} ({role}{', ' + user.body_code if user.body_code else ''})")
 
 
