@@ -59,6 +59,7 @@ KINDS: dict[str, str] = {
     "unlocked": "Unlocked sensitive content",
     "viewed_sensitive": "Viewed sensitive content",
     "keys_rotated": "Encryption keys rotated",
+    "checkpoint_signed": "Audit checkpoint signed",
 }
 
 VIA = ("web", "api", "cli", "scheduler")

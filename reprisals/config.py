@@ -30,6 +30,7 @@ KNOWN = {
     "ENV", "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "ENCRYPTION_KEYS", "SMTP_URL", "BASE_URL",
     "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES", "EMAIL_CHANNEL", "MAIL_FROM",
     "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS", "TRUSTED_PROXIES",
+    "AUDIT_SIGNING_KEY_FILE", "CHECKPOINT_DIR",
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 MAX_TRUSTED_PROXIES = 5
@@ -59,6 +60,9 @@ class Settings:
     notify_template_ids: dict[str, str] = field(default_factory=dict)
     outbox_max_attempts: int = 8
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For/-Proto are believed
+    # The Ed25519 private key that signs checkpoints (a file, never the database), and where they are written.
+    audit_signing_key_file: Path | None = None
+    checkpoint_dir: Path | None = None
 
     @property
     def is_production(self) -> bool:
@@ -236,9 +240,16 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
                 problems.append(f"{PREFIX}PROTOCOL_FILES: {p} does not exist")
             files.append(p)
 
+    signing_text = (get("AUDIT_SIGNING_KEY_FILE") or "").strip()
+    signing = Path(signing_text).expanduser() if signing_text else None
+    if signing is not None and not signing.is_file():
+        problems.append(f"{PREFIX}AUDIT_SIGNING_KEY_FILE: {signing} does not exist (make one with "
+                        "`reprisals keys generate --signing --out DIR`)")
+    checkpoints = Path((get("CHECKPOINT_DIR") or "").strip() or instance / "checkpoints").expanduser()
+
     if problems:
         raise ConfigurationError(problems)
     assert secret is not None
     return Settings(mode, instance, url, secret, keys, smtp, base_url, interval, end, level, tuple(files),
                     tuple(warnings), channel, mail_from, notify_key, notify_url, template_ids, max_attempts,
-                    trusted_proxies=trusted_proxies)
+                    trusted_proxies=trusted_proxies, audit_signing_key_file=signing, checkpoint_dir=checkpoints)

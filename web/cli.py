@@ -650,21 +650,78 @@ def audit() -> None:
     """Audit the history."""
 
 
+@audit.command("checkpoint")
+@click.option("--out", type=click.Path(path_type=Path), help="The file (or folder) to write; default: "
+              "REPRISALS_CHECKPOINT_DIR.")
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, out: Path | None) -> None:
+    """Sign the heads of the ledger, of every case's history and of the access log, with the key in
+    REPRISALS_AUDIT_SIGNING_KEY_FILE, and write the checkpoint (a small JSON file to copy off the server)."""
+    from reprisals.access_log import record
+    from reprisals.checkpoints import write
+    from reprisals.proof import ProofError
+
+    rt = runtime(ctx)
+    key = rt.settings.audit_signing_key_file
+    if key is None:
+        fail("REPRISALS_AUDIT_SIGNING_KEY_FILE is not set: make a key pair with "
+             "`reprisals keys generate --signing --out DIR` and point it at the private key", code=2)
+    target = out or rt.settings.checkpoint_dir
+    assert target is not None
+    with rt.transaction() as session:
+        try:
+            document = write(session, key, target, rt.clock.now())
+        except (ProofError, OSError) as exc:
+            fail(str(exc))
+        record(session, rt.clock.now(), "checkpoint_signed", via="cli",
+               detail={"chains": document["chains"]["count"], "ledger": document["ledger"]["seq"]})
+    click.echo(f"checkpoint written: {document['_path']} ({document['chains']['count']} cases, ledger entry "
+               f"{document['ledger']['seq']})")
+
+
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also check the database against this signed checkpoint (needs --public-key).")
+@click.option("--public-key", "public_key_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The public key the checkpoint was signed with (audit-signing.pub).")
 @click.pass_context
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check every hash chain of the history and the access log (each entry and each sealed day); exit 1
-    and name each problem if either was altered."""
+def audit_verify(ctx: click.Context, as_json: bool, checkpoint_file: Path | None,
+                 public_key_file: Path | None) -> None:
+    """Check every hash chain of the history and the access log (each entry and each sealed day); with
+    --checkpoint, also that the database still holds every head the signed checkpoint fixed (what a superuser
+    can make consistent again: a tail cut and its head moved back, a ledger rewritten, a case removed). Exit 1
+    and name each problem if anything was altered."""
     from reprisals.access_log import verify_log
+    from reprisals.checkpoints import compare
+    from reprisals.proof import ProofError, check, load_public_key, read
     from workflow.history import verify
 
+    if (checkpoint_file is None) != (public_key_file is None):
+        fail("--checkpoint and --public-key go together: the checkpoint, and the key it was signed with", code=2)
+    document: dict[str, Any] | None = None
+    if checkpoint_file is not None and public_key_file is not None:
+        try:
+            document = read(checkpoint_file)
+            problems = check(document, load_public_key(public_key_file))
+        except ProofError as exc:
+            fail(str(exc))
+        if problems:
+            fail(f"{checkpoint_file}: {problems[0]}")
     rt = runtime(ctx)
     with rt.sessions() as session, progress_bar("checking history") as progress:
         report = verify(session, progress)
         log_report = verify_log(session)
+        against = compare(session, document) if document is not None else []
+    for problem in against:
+        click.echo(f"BROKEN: {problem}", err=True)
+    if document is not None and not against and not as_json:
+        click.echo(f"checkpoint of {document['made_at']} holds: {document['chains']['count']} cases, ledger entry "
+                   f"{document['ledger']['seq']}")
     if as_json:
-        click.echo(json.dumps({"ok": report.ok and log_report.ok, "instances": report.instances,
+        click.echo(json.dumps({"ok": report.ok and log_report.ok and not against, "instances": report.instances,
+                               **({"checkpoint": {"made_at": document["made_at"], "problems": against}}
+                                  if document is not None else {}),
                                "events": report.events,
                                "findings": [{"what": f.what, "instance": f.instance_id, "seq": f.seq,
                                              "message": f.message} for f in report.findings],
@@ -687,7 +744,9 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"BROKEN: {problem}", err=True)
             click.echo(f"access log NOT verified: {len(log_report.problems)} problem(s) in {log_report.entries} "
                        f"entries, {log_report.days} sealed days", err=True)
-    if not (report.ok and log_report.ok):
+    if not (report.ok and log_report.ok) or against:
+        if against and not as_json:
+            click.echo(f"checkpoint NOT held: {len(against)} problem(s)", err=True)
         sys.exit(1)
 
 
@@ -749,9 +808,28 @@ def keys() -> None:
 
 
 @keys.command("generate")
-def keys_generate() -> None:
-    """Print a new key. Put it FIRST in REPRISALS_ENCRYPTION_KEYS, then run `reprisals keys rotate`."""
-    click.echo(generate_key())
+@click.option("--signing", is_flag=True, help="An Ed25519 key pair that signs audit checkpoints, written to --out.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --signing: the folder for audit-signing.key (private) and audit-signing.pub.")
+def keys_generate(signing: bool, out_dir: Path | None) -> None:
+    """Print a new encryption key (put it FIRST in REPRISALS_ENCRYPTION_KEYS, then run `reprisals keys rotate`),
+    or with --signing write a checkpoint signing key pair."""
+    if not signing:
+        if out_dir is not None:
+            fail("--out goes with --signing (an encryption key is printed, for the environment)")
+        click.echo(generate_key())
+        return
+    from reprisals.proof import ProofError, generate_signing_keys
+
+    if out_dir is None:
+        fail("--signing needs --out DIR: the folder to write the key pair to")
+    try:
+        private, public = generate_signing_keys(out_dir)
+    except (ProofError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"private key: {private} (readable by you only: point REPRISALS_AUDIT_SIGNING_KEY_FILE at it; "
+               "never put it in the database)")
+    click.echo(f"public key: {public} (publish it: auditors check checkpoints with it)")
 
 
 @keys.command("rotate")

@@ -71,6 +71,7 @@ def run_sweep(rt: Runtime, now: datetime | None = None, *, heartbeat: bool = Fal
         else:
             result = rt.timers.sweep_due(session, now, handler)
     seal_access_log(rt, now or rt.clock.now())
+    daily_checkpoint(rt, now or rt.clock.now())
     with rt.transaction() as session:
         if heartbeat:
             beat(session, "scheduler", rt.clock.now())  # /healthz and /healthz/scheduler report its age
@@ -94,6 +95,29 @@ def seal_access_log(rt: Runtime, now: datetime) -> int:
     if sealed:
         log.info("access log: %s day(s) sealed", sealed)
     return sealed
+
+
+def daily_checkpoint(rt: Runtime, now: datetime) -> str | None:
+    """Once a UTC day, when a signing key is configured: sign a checkpoint into REPRISALS_CHECKPOINT_DIR
+    (after the day's sealing, so yesterday's access-log head is in it). Returns the file written, if any. A
+    failure is logged and left for the next sweep: the sweep's own work must not wait on it."""
+    from reprisals.access_log import record
+    from reprisals.checkpoints import write, written_today
+    from reprisals.proof import ProofError
+
+    key, folder = rt.settings.audit_signing_key_file, rt.settings.checkpoint_dir
+    if key is None or folder is None or written_today(folder, now):
+        return None
+    try:
+        with rt.transaction() as session:
+            document = write(session, key, folder, now)
+            record(session, now, "checkpoint_signed", via="scheduler",
+                   detail={"chains": document["chains"]["count"], "ledger": document["ledger"]["seq"]})
+    except (ProofError, OSError) as exc:
+        log.error("checkpoint: not written (%s)", exc)
+        return None
+    log.info("checkpoint: %s", document["_path"])
+    return str(document["_path"])
 
 
 def _scheduled_sweep(rt: Runtime) -> SweepResult:
