@@ -92,3 +92,31 @@ def compare(session: Session, document: dict[str, Any]) -> list[str]:
             problems.append(f"access log: the day {access['last_day']} is not as sealed at {made} (its seal or "
                             "its entries were rewritten)")
     return problems
+
+
+def latest(folder: Path | None, instance_id: int) -> dict[str, Any] | None:
+    """The newest checkpoint in ``folder`` that names the instance (read as it is: the reader checks it)."""
+    if folder is None or not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("checkpoint-*.json"), reverse=True):
+        try:
+            document = proof.read(path)
+        except proof.ProofError:
+            continue
+        if any(int(h[0]) == instance_id for h in (document.get("chains") or {}).get("heads") or []):
+            return document
+    return None
+
+
+def export_case(session: Session, instance_id: int, reference: str, folder: Path | None) -> dict[str, Any]:
+    """A case's history as stored — sensitive values stay sealed — with its chain, and the newest checkpoint
+    that names it, for ``reprisals.proof.verify_export`` away from the server."""
+    from workflow.history import at_text
+
+    events = [{"instance": e.instance_id, "seq": e.seq, "kind": e.kind, "trigger": e.trigger, "from": e.from_stage,
+               "to": e.to_stage, "actor": e.actor_id, "at": at_text(e.at), "data": e.data,
+               "corrects": e.corrects_seq, "prev": e.prev_hash, "hash": e.hash, "hash_version": e.hash_version}
+              for e in session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == instance_id)
+                                       .order_by(HistoryEvent.seq))]
+    return {"format": proof.EXPORT_FORMAT, "reference": reference, "instance": instance_id, "events": events,
+            "checkpoint": latest(folder, instance_id)}

@@ -143,3 +143,75 @@ def read(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ProofError(f"{path}: not a checkpoint")
     return document
+
+
+# -- a case's export, checked offline ---------------------------------------------------------------------
+
+EXPORT_FORMAT = "reprisals-case-export/1"
+
+
+def genesis_hash(instance_id: int) -> str:
+    return hashlib.sha256(f"wf-instance:{instance_id}".encode()).hexdigest()
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    """An exported event's hash, recomputed as ``workflow.history.event_hash`` makes it (format 2 is the
+    canonical JSON of a list; the standard library's JSON gives the same bytes as orjson for these values)."""
+    if int(event.get("hash_version") or 1) >= 2:
+        items = [2, event["instance"], event["seq"], event["kind"], event["trigger"], event["from"], event["to"],
+                 event["actor"], event["at"], event["data"], event["corrects"], event["prev"]]
+        text = json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    else:
+        payload = {k: event[k] for k in ("instance", "seq", "kind", "trigger", "from", "to", "actor", "at", "data",
+                                         "corrects", "prev")}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_export(document: dict[str, Any], key: Ed25519PublicKey | None) -> tuple[list[str], list[str]]:
+    """Check a case's export on its own: every event against its hash and its predecessor, and — when it
+    carries a checkpoint and ``key`` is given — the checkpoint's signature and that the case's head there is
+    one of these events. Returns (problems, notes); no problem means the history is as the server signed it."""
+    problems: list[str] = []
+    notes: list[str] = []
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        return ["the file is not a case export (format reprisals-case-export/1)"], notes
+    instance_id = document.get("instance")
+    events = document.get("events")
+    if not isinstance(instance_id, int) or not isinstance(events, list) or not events:
+        return ["the export holds no history"], notes
+    prev = genesis_hash(instance_id)
+    by_seq: dict[int, str] = {}
+    for expected, event in enumerate(events, 1):
+        try:
+            seq, stored = int(event["seq"]), str(event["hash"])
+            if event["instance"] != instance_id or seq != expected:
+                problems.append(f"event {expected}: missing or out of order (found event {seq})")
+            if event["prev"] != prev:
+                problems.append(f"event {seq}: does not follow event {seq - 1} (an event removed or inserted)")
+            if event_hash(event) != stored:
+                problems.append(f"event {seq} ({event.get('kind')} {event.get('trigger') or ''}".rstrip()
+                                + "): does not match its hash (changed)")
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"event {expected}: not a history event of an export")
+            continue
+        by_seq[seq] = stored
+        prev = stored
+    checkpoint = document.get("checkpoint")
+    if checkpoint is None:
+        notes.append("the export carries no checkpoint: its history is consistent, but nothing signed anchors it")
+    elif key is None:
+        notes.append("no public key given: the checkpoint's signature was not checked")
+    else:
+        problems += check(checkpoint, key)
+        heads = {int(i): (int(s), h) for i, s, h in (checkpoint.get("chains") or {}).get("heads") or []}
+        if instance_id not in heads:
+            problems.append(f"the checkpoint of {checkpoint.get('made_at')} does not name this case")
+        else:
+            seq, head = heads[instance_id]
+            if by_seq.get(seq) != head:
+                problems.append(f"event {seq}: is not the head the checkpoint of {checkpoint.get('made_at')} "
+                                "signed (the history was rewritten or cut back since)")
+            else:
+                notes.append(f"events 1..{seq} are as signed at {checkpoint.get('made_at')}")
+    return problems, notes

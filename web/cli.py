@@ -431,6 +431,36 @@ def case_open(ctx: click.Context, as_email: str, file: Any, as_json: bool) -> No
     _emit(out, as_json, lambda d: click.echo(f"opened {d['reference']} at stage {d['stage']}"))
 
 
+@case.command("export")
+@click.argument("reference")
+@click.option("--as", "as_email", required=True, help="E-mail of the lead or auditor the operator acts as.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The file to write.")
+@click.pass_context
+def case_export(ctx: click.Context, reference: str, as_email: str, out: Path) -> None:
+    """Write a case's history with its hash chain and the newest signed checkpoint that names it, for checking
+    away from the server (`reprisals audit verify --file FILE --public-key KEY`). Sensitive values stay sealed."""
+    from reprisals.access_log import record
+    from reprisals.checkpoints import export_case
+    from reprisals.proof import canonical
+    from reprisals.services import get_case
+
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        user = _user(session, as_email)
+        c = get_case(session, user, reference.strip().upper())
+        if user.role not in (Role.LEAD, Role.AUDITOR):
+            fail("only leads and auditors export a case's history")
+        document = export_case(session, c.instance_id, c.reference, rt.settings.checkpoint_dir)
+        try:
+            out.write_bytes(canonical(document) + b"\n")
+        except OSError as exc:
+            fail(f"{out}: cannot be written ({exc.strerror})")
+        record(session, rt.clock.now(), "export", actor=user, via="cli", case_id=c.id,
+               detail={"what": "case history", "events": len(document["events"])})
+    anchored = "with" if document["checkpoint"] else "without"
+    click.echo(f"{c.reference}: {len(document['events'])} events written to {out}, {anchored} a signed checkpoint")
+
+
 @case.command("show")
 @click.argument("reference")
 @click.option("--as", "as_email", required=True, help="E-mail of the user the operator acts as.")
@@ -685,18 +715,35 @@ def audit_checkpoint(ctx: click.Context, out: Path | None) -> None:
               help="Also check the database against this signed checkpoint (needs --public-key).")
 @click.option("--public-key", "public_key_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The public key the checkpoint was signed with (audit-signing.pub).")
+@click.option("--file", "export_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Check a case's export (`reprisals case export`) on its own: no database, no configuration.")
 @click.pass_context
 def audit_verify(ctx: click.Context, as_json: bool, checkpoint_file: Path | None,
-                 public_key_file: Path | None) -> None:
+                 public_key_file: Path | None, export_file: Path | None) -> None:
     """Check every hash chain of the history and the access log (each entry and each sealed day); with
     --checkpoint, also that the database still holds every head the signed checkpoint fixed (what a superuser
     can make consistent again: a tail cut and its head moved back, a ledger rewritten, a case removed). Exit 1
     and name each problem if anything was altered."""
     from reprisals.access_log import verify_log
     from reprisals.checkpoints import compare
-    from reprisals.proof import ProofError, check, load_public_key, read
+    from reprisals.proof import ProofError, check, load_public_key, read, verify_export
     from workflow.history import verify
 
+    if export_file is not None:  # away from the server: no database, no configuration, no encryption key
+        try:
+            key = load_public_key(public_key_file) if public_key_file is not None else None
+            problems, notes = verify_export(read(export_file), key)
+        except ProofError as exc:
+            fail(str(exc))
+        for problem in problems:
+            click.echo(f"BROKEN: {problem}", err=True)
+        for note in notes:
+            click.echo(note)
+        if problems:
+            click.echo(f"{export_file}: NOT verified: {len(problems)} problem(s)", err=True)
+            sys.exit(1)
+        click.echo(f"{export_file}: history verified")
+        return
     if (checkpoint_file is None) != (public_key_file is None):
         fail("--checkpoint and --public-key go together: the checkpoint, and the key it was signed with", code=2)
     document: dict[str, Any] | None = None

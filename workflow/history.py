@@ -32,6 +32,11 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def at_text(at: datetime) -> str:
+    """An event's ``at`` as its hash covers it (UTC, microseconds): what an export writes."""
+    return _iso(at)
+
+
 def genesis_hash(instance_id: int) -> str:
     return hashlib.sha256(f"wf-instance:{instance_id}".encode()).hexdigest()
 

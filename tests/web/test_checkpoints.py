@@ -183,3 +183,61 @@ def test_the_scheduler_signs_one_checkpoint_a_day(world: World, database: Databa
         assert read(files[-1])["chains"]["count"] == 2
     finally:
         rt.close()
+
+
+def test_a_case_export_is_checked_away_from_the_server_and_one_changed_byte_names_its_event(
+        signed: tuple[Cli, Path, Path], world: World, database: Database, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    run, _checkpoint, public = signed
+    export = tmp_path / "case.json"
+    made = run("case", "export", world.triaged, "--as", world.auditor, "--out", str(export))
+    assert made.exit_code == 0, made.output
+    assert "3 events written" in made.stdout and "with a signed checkpoint" in made.stdout
+    assert "CANARYTEXT42" not in export.read_text()  # sensitive values stay sealed
+    assert database.raw("SELECT count(*) FROM access_log WHERE kind = 'export'")[0][0] == 1
+    refused = run("case", "export", world.triaged, "--as", world.staff, "--out", str(tmp_path / "x.json"))
+    assert refused.exit_code == 1 and "only leads and auditors" in refused.output
+
+    # No database, no configuration, no encryption key: a bare environment in an empty folder.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("REPRISALS_")}
+    elsewhere = tmp_path / "auditor"
+    elsewhere.mkdir()
+    command = [str(Path(sys.executable).with_name("reprisals")), "audit", "verify", "--file", str(export),
+               "--public-key", str(public)]
+
+    def offline() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, env=bare, cwd=elsewhere, timeout=60,
+                              check=False)
+
+    ok = offline()
+    assert ok.returncode == 0, ok.stderr
+    assert "events 1..3 are as signed at" in ok.stdout and "history verified" in ok.stdout
+    assert list(elsewhere.iterdir()) == []  # it made no instance folder, no database
+
+    text = export.read_text()
+    second = json.loads(text)["events"][1]
+    own = text.index(f'"hash":"{second["hash"]}"')  # event 2's own hash: unique
+    start = text.rindex('"actor":"', 0, own) + len('"actor":"')  # the actor of event 2 (keys are sorted)
+    changed = text[:start] + ("9" if text[start] != "9" else "8") + text[start + 1:]
+    export.write_text(changed)
+    assert sum(a != b for a, b in zip(text, changed, strict=True)) == 1
+    broken = offline()
+    assert broken.returncode == 1
+    assert "event 2" in broken.stderr and "does not match its hash" in broken.stderr
+
+
+def test_an_export_of_a_history_rewritten_since_the_checkpoint_fails_offline(
+        signed: tuple[Cli, Path, Path], world: World, database: Database, tmp_path: Path) -> None:
+    from reprisals.proof import load_public_key, read, verify_export
+
+    run, _checkpoint, public = signed
+    database.disable_append_only()
+    _rewrite(database, world)  # consistent again: every hash recomputed
+    export = tmp_path / "case.json"
+    assert run("case", "export", world.triaged, "--as", world.lead, "--out", str(export)).exit_code == 0
+    problems, _ = verify_export(read(export), load_public_key(public))
+    assert problems == [f"event 3: is not the head the checkpoint of {read(_checkpoint)['made_at']} signed (the "
+                        "history was rewritten or cut back since)"]
