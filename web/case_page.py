@@ -467,6 +467,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
         timeline=_timeline(spec, events, users, view, visible_links), version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
+        may_export=me().role in (Role.LEAD, Role.AUDITOR),
         letters=letters_for(view), uk_date=uk_date, proposal=proposal,
     )
     return _committing(view, (page, status))
@@ -501,6 +502,26 @@ def diagram(reference: str) -> ResponseReturnValue:
 
 
 # -- identity ---------------------------------------------------------------------------------------
+
+
+@bp.get("/<reference>/export.json")
+@signed_in
+def export(reference: str) -> ResponseReturnValue:
+    """The case's history with its chain and the newest signed checkpoint naming it (leads and auditors):
+    sealed values stay sealed. Recorded in the access log before it is sent."""
+    from reprisals.access_log import record
+    from reprisals.checkpoints import export_case
+    from reprisals.proof import canonical
+
+    case = _case(reference)
+    if me().role not in (Role.LEAD, Role.AUDITOR):
+        abort(403)
+    document = export_case(db(), case.instance_id, case.reference, runtime().settings.checkpoint_dir)
+    record(db(), now(), "export", actor=me(), case_id=case.id, client=request.remote_addr,
+           detail={"what": "case history", "events": len(document["events"])})
+    db().commit()
+    return Response(canonical(document) + b"\n", mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{case.reference}-history.json"'})
 
 
 @bp.route("/<reference>/identity", methods=["GET", "POST"])

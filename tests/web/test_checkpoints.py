@@ -14,7 +14,7 @@ import pytest
 
 from reprisals.proof import PRIVATE_NAME, PUBLIC_NAME
 from tests.conftest import Database
-from tests.web.conftest import Cli, World
+from tests.web.conftest import Cli, Web, World
 from workflow.history import LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
 from workflow.models import HistoryEvent, LedgerEntry
 
@@ -241,3 +241,23 @@ def test_an_export_of_a_history_rewritten_since_the_checkpoint_fails_offline(
     problems, _ = verify_export(read(export), load_public_key(public))
     assert problems == [f"event 3: is not the head the checkpoint of {read(_checkpoint)['made_at']} signed (the "
                         "history was rewritten or cut back since)"]
+
+
+def test_leads_and_auditors_download_the_history_from_the_case_page(web: Web) -> None:
+    from reprisals.proof import verify_export
+
+    ref = web.world.triaged
+    for email in (web.world.auditor, web.world.lead):
+        client = web.sign_in(email)
+        page = client.get(f"/cases/{ref}").get_data(as_text=True)
+        assert f'href="/cases/{ref}/export.json"' in page
+        response = client.get(f"/cases/{ref}/export.json")
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        assert f'filename="{ref}-history.json"' in response.headers["Content-Disposition"]
+        problems, notes = verify_export(response.get_json(), None)
+        assert problems == [] and "nothing signed anchors it" in notes[0]
+        assert "CANARYTEXT42" not in response.get_data(as_text=True)
+    assert web.database.raw("SELECT count(*) FROM access_log WHERE kind = 'export'")[0][0] == 2
+    staff = web.sign_in(web.world.staff)
+    assert "export.json" not in staff.get(f"/cases/{ref}").get_data(as_text=True)
+    assert staff.get(f"/cases/{ref}/export.json").status_code == 403
