@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from reprisals.crypto import Cipher, generate_key
 from reprisals.errors import IdentityUnreadable
 from workflow.clock import ensure_utc
-from workflow.models import Base, HistoryEvent, WorkflowInstance
+from workflow.models import Base, WorkflowInstance
 
 SEALED = "$sealed"
 ERASED = "(erased: this case's key was destroyed)"
@@ -129,10 +129,6 @@ class Keyring:
             return self.decrypt(session, instance_id, scope, value[SEALED])
         except KeyDestroyed:
             return ERASED
-
-    def reveal_event(self, session: Session, event: HistoryEvent) -> dict[str, Any]:
-        """An event's data with every sealed value decrypted (the caller decides who may see it)."""
-        return self.reveal_stored(session, event.instance_id, event.seq, event.data)
 
     def reveal_stored(self, session: Session, instance_id: int, seq: int,
                       data: Mapping[str, Any] | None) -> dict[str, Any]:

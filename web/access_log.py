@@ -39,6 +39,7 @@ from reprisals.errors import InvalidInput
 from reprisals.models import Role
 from web.cases import DateParts
 from web.context import db, me, now
+from web.pagination import govuk_pagination
 from web.security import roles
 
 bp = Blueprint("access_log", __name__)
@@ -144,24 +145,10 @@ def _href(asked: Asked, endpoint: str, page: int | None = None) -> str:
 
 
 def _pagination(asked: Asked, page: int, pages: int) -> dict[str, Any] | None:
-    if pages <= 1:
-        return None
-
     def href(n: int) -> str:
         return _href(asked, "access_log.index", n) + "#results"
 
-    items: list[dict[str, Any]] = []
-    shown = sorted({1, pages, page - 1, page, page + 1} & set(range(1, pages + 1)))
-    for i, n in enumerate(shown):
-        if i and n - shown[i - 1] > 1:
-            items.append({"ellipsis": True})
-        items.append({"number": str(n), "href": href(n), "current": n == page})
-    params: dict[str, Any] = {"items": items, "landmarkLabel": "Pages of the access log"}
-    if page > 1:
-        params["previous"] = {"href": href(page - 1)}
-    if page < pages:
-        params["next"] = {"href": href(page + 1)}
-    return params
+    return govuk_pagination(page, pages, href, "Pages of the access log")
 
 
 def _render(asked: Asked, status: int = 200) -> ResponseReturnValue:

@@ -59,6 +59,7 @@ from reprisals.models import (
 from reprisals.protocol import SPEC_KEY
 from reprisals.services import assignable_users, get_case, open_case
 from web.context import db, me, now, runtime
+from web.pagination import govuk_pagination
 from web.security import roles
 from workflow.models import DeadlineRow, WorkflowInstance
 from workflow.spec import WorkflowSpec
@@ -333,25 +334,11 @@ def _list_rows(viewer: User, values: Mapping[str, str], page: int) -> tuple[list
 
 
 def _pagination(values: Mapping[str, str], page: int, pages: int) -> dict[str, Any] | None:
-    if pages <= 1:
-        return None
-
     def href(n: int) -> str:
         args: dict[str, Any] = {**values, "page": n}
         return url_for("cases.index", **args) + "#results"
 
-    items: list[dict[str, Any]] = []
-    shown = sorted({1, pages, page - 1, page, page + 1} & set(range(1, pages + 1)))
-    for i, n in enumerate(shown):
-        if i and n - shown[i - 1] > 1:
-            items.append({"ellipsis": True})
-        items.append({"number": str(n), "href": href(n), "current": n == page})
-    params: dict[str, Any] = {"items": items, "landmarkLabel": "Pages of cases"}
-    if page > 1:
-        params["previous"] = {"href": href(page - 1)}
-    if page < pages:
-        params["next"] = {"href": href(page + 1)}
-    return params
+    return govuk_pagination(page, pages, href, "Pages of cases")
 
 
 @bp.get("/")
