@@ -30,7 +30,7 @@ KNOWN = {
     "ENV", "DATABASE_URL", "INSTANCE_PATH", "SECRET_KEY", "ENCRYPTION_KEYS", "SMTP_URL", "BASE_URL",
     "SCHEDULER_INTERVAL", "WORKING_DAY_END", "LOG_LEVEL", "PROTOCOL_FILES", "EMAIL_CHANNEL", "MAIL_FROM",
     "NOTIFY_API_KEY", "NOTIFY_BASE_URL", "NOTIFY_TEMPLATE_IDS", "OUTBOX_MAX_ATTEMPTS", "TRUSTED_PROXIES",
-    "AUDIT_SIGNING_KEY_FILE", "CHECKPOINT_DIR",
+    "AUDIT_SIGNING_KEY_FILE", "CHECKPOINT_DIR", "PSEUDONYM_KEY",
 }
 EMAIL_CHANNELS = ("log", "smtp", "notify")
 MAX_TRUSTED_PROXIES = 5
@@ -63,6 +63,8 @@ class Settings:
     # The Ed25519 private key that signs checkpoints (a file, never the database), and where they are written.
     audit_signing_key_file: Path | None = None
     checkpoint_dir: Path | None = None
+    # The key of the pseudonyms' keyed hash (reprisals.pseudonyms): separate from the encryption keys.
+    pseudonym_key: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +154,21 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
             Cipher(keys)
         except ConfigurationError as exc:
             problems.extend(exc.problems)
+
+    pseudonym_key = get("PSEUDONYM_KEY")
+    if pseudonym_key is None:
+        if mode == "production":
+            problems.append(f"{PREFIX}PSEUDONYM_KEY: required in production, and different from the encryption "
+                            "keys (make one with `reprisals keys generate --pseudonym`)")
+        else:
+            pseudonym_key = _instance_secret(instance, "pseudonym_key", secrets.token_urlsafe(32), problems,
+                                             "PSEUDONYM_KEY")
+            warnings.append(f"{PREFIX}PSEUDONYM_KEY is not set: using a development key kept in {instance}")
+    elif len(pseudonym_key.strip()) < 32:
+        problems.append(f"{PREFIX}PSEUDONYM_KEY: too short ({len(pseudonym_key.strip())} characters); use at least "
+                        "32 (make one with `reprisals keys generate --pseudonym`)")
+    elif pseudonym_key.strip() in keys:
+        problems.append(f"{PREFIX}PSEUDONYM_KEY: must not be one of the encryption keys")
 
     smtp = get("SMTP_URL")
     if smtp is not None:
@@ -252,4 +269,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     assert secret is not None
     return Settings(mode, instance, url, secret, keys, smtp, base_url, interval, end, level, tuple(files),
                     tuple(warnings), channel, mail_from, notify_key, notify_url, template_ids, max_attempts,
-                    trusted_proxies=trusted_proxies, audit_signing_key_file=signing, checkpoint_dir=checkpoints)
+                    trusted_proxies=trusted_proxies, audit_signing_key_file=signing, checkpoint_dir=checkpoints,
+                    pseudonym_key=pseudonym_key.strip() if pseudonym_key else None)

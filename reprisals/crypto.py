@@ -21,7 +21,12 @@ def generate_key() -> str:
 
 
 class Cipher:
-    def __init__(self, keys: Sequence[str]) -> None:
+    """The configured keys. ``pseudonym_key`` (a separate secret, REPRISALS_PSEUDONYM_KEY) keys the pseudonyms'
+    hash (reprisals.pseudonyms); it travels with the cipher because everything that records identity holds one.
+    Without it, people are not linked as cases are opened (``reprisals people link`` links them later)."""
+
+    def __init__(self, keys: Sequence[str], *, pseudonym_key: str | None = None) -> None:
+        self.pseudonym_key = pseudonym_key.encode("utf-8") if pseudonym_key else None
         if not keys:
             raise ConfigurationError(["REPRISALS_ENCRYPTION_KEYS: at least one key is required"])
         fernets = []

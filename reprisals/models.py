@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -271,8 +272,32 @@ class Detainee(Base):
     name_ciphertext: Mapped[str] = mapped_column(Text)
     number_ciphertext: Mapped[str | None] = mapped_column(Text)
     date_of_birth_ciphertext: Mapped[str | None] = mapped_column(Text)
+    # Pseudonyms (reprisals.pseudonyms, decision 26): keyed hashes of the normalised name, date of birth and
+    # number, scoped to the owning body, and the person they were linked to ("P-XXXX-XXXX-XXXX").
+    name_hash: Mapped[str | None] = mapped_column(String(64))
+    dob_hash: Mapped[str | None] = mapped_column(String(64))
+    number_hash: Mapped[str | None] = mapped_column(String(64))
+    person: Mapped[str | None] = mapped_column(String(20), index=True)
 
     case: Mapped[Case] = relationship(back_populates="detainee")
+
+    __table_args__ = (Index("ix_detainees_name_hash", "name_hash"),)
+
+
+class PersonMatch(Base):
+    """Two cases of one body whose names match but whose date of birth or number do not confirm it: offered to
+    the owning body's leads as "possibly the same person", to confirm (one person) or dismiss."""
+
+    __tablename__ = "person_matches"
+    __table_args__ = (UniqueConstraint("case_id", "other_case_id", name="uq_person_matches_pair"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)  # the newer record
+    other_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open | confirmed | dismissed
+    found_at: Mapped[datetime]
+    decided_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
 
 
 class CaseContact(Base):

@@ -42,7 +42,7 @@ class Runtime:
         if problems:
             raise ConfigurationError(problems)
         sessions = sessionmaker(db, expire_on_commit=False)
-        cipher = Cipher(settings.encryption_keys)
+        cipher = Cipher(settings.encryption_keys, pseudonym_key=settings.pseudonym_key)
         engine = build_engine(list(settings.protocol_files), day_end=settings.working_day_end, cipher=cipher)
         # Versions uploaded by admins are read when a case on one is first touched (no I/O at start-up).
         engine.loader = load_stored_spec

@@ -40,6 +40,7 @@ HOST_SEALED: dict[str, tuple[str, ...]] = {
     "deadline_extended": ("reason",),
     "deadline_paused": ("reason",),
     "deadline_resumed": ("reason",),
+    "identity_corrected": ("reason",),
 }
 
 

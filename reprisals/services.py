@@ -45,6 +45,7 @@ from reprisals.models import (
 )
 from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
+from reprisals.pseudonyms import link_person, may_decide
 from reprisals.sealing import HOST_SEALED, SEALED, Keyring, keyring_of, rewrap_keys
 from reprisals.two_factor import rotate_secrets
 from workflow.clock import ensure_utc
@@ -321,14 +322,16 @@ def open_case(session: Session, engine: Engine, cipher: Cipher, actor: User, now
     # text of its history are sealed with it. The report's draft, sealed to the session, is deleted with it.
     key = Keyring(cipher).for_instance(session, instance.id, create_at=now)
     case.description_ciphertext = key.encrypt(f"case:{case.id}:description", description)
-    session.add(Detainee(
+    case.detainee = Detainee(
         case_id=case.id,
         name_ciphertext=key.encrypt(f"detainee:{case.id}:name", person_name),
         number_ciphertext=key.encrypt(f"detainee:{case.id}:number", number) if number else None,
         date_of_birth_ciphertext=(key.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
                                   if dob else None),
-    ))
+    )
     session.flush()
+    if cipher.pseudonym_key is not None:  # the person's pseudonym (reprisals.pseudonyms)
+        link_person(session, cipher.pseudonym_key, case, person_name, dob, number, now)
     if earlier is not None:  # both histories say it: the new case's first event, and this one
         engine.append_event(session, earlier.instance, "case_linked", str(actor.id), now,
                             {"linked_case": reference})
@@ -758,19 +761,68 @@ def view_identity(session: Session, engine: Engine, cipher: Cipher, actor: User,
     clean = _text(errors, {"reason": reason}, "reason", max_length=500)
     if errors or clean is None:
         raise InvalidInput(errors)
+    identity = read_identity(session, cipher, case)
+    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now,
+                        {"reason": clean, **({"via": via} if via != "web" else {})},
+                        sealed=HOST_SEALED["identity_viewed"])
+    return identity
+
+
+def read_identity(session: Session, cipher: Cipher, case: Case) -> Identity:
+    """The identity, decrypted, for code that has already checked and recorded the reader (no event)."""
     d = case.detainee
     keys, iid = Keyring(cipher), case.instance_id
-    identity = Identity(
+    return Identity(
         name=keys.decrypt(session, iid, f"detainee:{case.id}:name", d.name_ciphertext),
         number=(keys.decrypt(session, iid, f"detainee:{case.id}:number", d.number_ciphertext)
                 if d.number_ciphertext else None),
         date_of_birth=(keys.decrypt(session, iid, f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
                        if d.date_of_birth_ciphertext else None),
     )
-    engine.append_event(session, case.instance, "identity_viewed", str(actor.id), now,
-                        {"reason": clean, **({"via": via} if via != "web" else {})},
-                        sealed=HOST_SEALED["identity_viewed"])
-    return identity
+
+
+IDENTITY_FIELDS = {"detainee_name": "name", "detainee_number": "number", "detainee_date_of_birth": "date of birth"}
+
+
+def correct_identity(session: Session, engine: Engine, cipher: Cipher, actor: User, case: Case,
+                     data: Mapping[str, Any], now: datetime) -> list[str]:
+    """A lead of the owning body corrects the person's name, number or date of birth (a typo), with a reason.
+    History records which fields changed and why, never the values; the person keeps their pseudonym (and
+    every case linked to it). Returns the fields changed, in words; nothing changed is refused."""
+    if not can_view_case(actor, case):
+        raise CaseNotFound(case.reference)
+    if not may_decide(actor, case):
+        raise NotAllowed("only a lead of the owning body can correct who the person is")
+    now = ensure_utc(now)
+    errors: dict[str, str] = {}
+    for name in data:
+        if name not in (*IDENTITY_FIELDS, "reason"):
+            errors[shown(name)] = "is not a field of the person's identity"
+    today = now.astimezone(LONDON).date()
+    person_name = _text(errors, data, "detainee_name", max_length=200, multiline=False)
+    number = _text(errors, data, "detainee_number", required=False, max_length=40, multiline=False)
+    dob = _date(errors, data, "detainee_date_of_birth", required=False, not_after=today)
+    reason = _text(errors, data, "reason", max_length=500)
+    if errors:
+        raise InvalidInput(errors)
+    assert person_name is not None and reason is not None
+    old = read_identity(session, cipher, case)
+    new = Identity(person_name, number, dob.isoformat() if dob else None)
+    changed = [words for field, words in (("name", "name"), ("number", "number"), ("date_of_birth", "date of birth"))
+               if getattr(old, field) != getattr(new, field)]
+    if not changed:
+        raise InvalidInput({"detainee_name": "is as recorded already: change the name, number or date of birth"})
+    key = Keyring(cipher).for_instance(session, case.instance_id)
+    d = case.detainee
+    d.name_ciphertext = key.encrypt(f"detainee:{case.id}:name", person_name)
+    d.number_ciphertext = key.encrypt(f"detainee:{case.id}:number", number) if number else None
+    d.date_of_birth_ciphertext = key.encrypt(f"detainee:{case.id}:date_of_birth", new.date_of_birth) if dob else None
+    engine.append_event(session, case.instance, "identity_corrected", str(actor.id), now,
+                        {"reason": reason, "changed": changed}, sealed=HOST_SEALED["identity_corrected"])
+    if cipher.pseudonym_key is not None:
+        link_person(session, cipher.pseudonym_key, case, person_name, dob, number, now, keep=True)
+    session.flush()
+    return changed
 
 
 def read_description(cipher: Cipher, case: Case) -> str:

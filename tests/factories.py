@@ -21,12 +21,13 @@ CANARY_NUMBER = "A9999ZZ"
 CANARY_DOB = "1987-03-14"
 CANARY_DESCRIPTION = "Kitchen job lost after speaking to inspectors CANARYTEXT42"
 TEST_KEY = "x8QmE9Yy1m4tYjq3yQeYk0y7kq8sFJt9Xw3V2B1n4Lg="
+TEST_PSEUDONYM_KEY = "test-pseudonym-key-not-for-real-use-0123456789"
 
 _seq = itertools.count(1)
 
 
 def cipher(*keys: str) -> Cipher:
-    return Cipher(list(keys) or [TEST_KEY])
+    return Cipher(list(keys) or [TEST_KEY], pseudonym_key=TEST_PSEUDONYM_KEY)
 
 
 def seed_bodies(session: Session) -> None:

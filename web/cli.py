@@ -161,7 +161,33 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
         migrations.upgrade(rt.settings.database_url, revision, rt.settings.encryption_keys)
     except RuntimeError as exc:  # a revision's own refusal (e.g. keys it needs), in its words
         fail(str(exc))
-    click.echo(f"database at revision {migrations.current(rt.settings.database_url)}")
+    at = migrations.current(rt.settings.database_url)
+    click.echo(f"database at revision {at}")
+    if at in migrations.heads():
+        _link_people(rt)
+
+
+def _link_people(rt: Runtime) -> None:
+    from reprisals.pseudonyms import link_unlinked
+    from reprisals.sealing import Keyring
+
+    with rt.transaction() as session, progress_bar("linking people to pseudonyms") as progress:
+        linked = link_unlinked(session, Keyring(rt.cipher), rt.clock.now(), progress)
+    if linked:
+        click.echo(f"linked {linked} person record(s) to pseudonyms")
+
+
+@cli.group()
+def people() -> None:
+    """Pseudonyms: which cases concern the same person."""
+
+
+@people.command("link")
+@click.pass_context
+def people_link(ctx: click.Context) -> None:
+    """Hash and link every person record not linked yet, oldest case first (`db upgrade` does it too)."""
+    _link_people(runtime(ctx))
+    click.echo("every person record is linked")
 
 
 # -- demo -----------------------------------------------------------------------------------------
@@ -856,11 +882,21 @@ def keys() -> None:
 
 @keys.command("generate")
 @click.option("--signing", is_flag=True, help="An Ed25519 key pair that signs audit checkpoints, written to --out.")
+@click.option("--pseudonym", is_flag=True, help="A key for REPRISALS_PSEUDONYM_KEY (the pseudonyms' keyed hash).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="With --signing: the folder for audit-signing.key (private) and audit-signing.pub.")
-def keys_generate(signing: bool, out_dir: Path | None) -> None:
+def keys_generate(signing: bool, pseudonym: bool, out_dir: Path | None) -> None:
     """Print a new encryption key (put it FIRST in REPRISALS_ENCRYPTION_KEYS, then run `reprisals keys rotate`),
-    or with --signing write a checkpoint signing key pair."""
+    with --pseudonym a key for REPRISALS_PSEUDONYM_KEY, or with --signing write a checkpoint signing key pair."""
+    if signing and pseudonym:
+        fail("choose one of --signing and --pseudonym")
+    if pseudonym:
+        if out_dir is not None:
+            fail("--out goes with --signing (a pseudonym key is printed, for the environment)")
+        import secrets
+
+        click.echo(secrets.token_urlsafe(32))
+        return
     if not signing:
         if out_dir is not None:
             fail("--out goes with --signing (an encryption key is printed, for the environment)")

@@ -34,6 +34,7 @@ from tests.conftest import DATABASES, PG_ADMIN_URL, Database, _pg_admin
 from tests.factories import (
     CONSENT,
     TEST_KEY,
+    TEST_PSEUDONYM_KEY,
     case_data,
     cipher,
     make_establishment,
@@ -94,6 +95,7 @@ def base_env(url: str, tmp_path: Path) -> dict[str, str]:
         "REPRISALS_DATABASE_URL": url,
         "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"),
         "REPRISALS_ENCRYPTION_KEYS": TEST_KEY,
+        "REPRISALS_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
         "REPRISALS_SECRET_KEY": SECRET_KEY,
         "REPRISALS_LOG_LEVEL": "WARNING",
     }
