@@ -24,13 +24,14 @@ from wtforms import SelectField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from reprisals.access import actor_for, can_view_identity
+from reprisals.access import actor_for, can_view_identity, visible_cases
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import uk_date
 from reprisals.models import Body, Case, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
+from reprisals.pseudonyms import may_decide, person_view
 from reprisals.sensitive import (
     Sensitive,
     is_free_text,
@@ -178,6 +179,7 @@ LOCKED_FIELD = "Recorded — show identity to read it"
 LOCKED_REASON = "Reason given — show identity to read it"
 HIDDEN_FIELD = "Recorded (shown only to people who may see who the person is)"
 HIDDEN_REASON = "Reason given (shown only to people who may see who the person is)"
+PERSON_KINDS = ("person_match_confirmed", "person_match_dismissed")
 
 
 def _is_lead(case: Case) -> bool:
@@ -343,6 +345,17 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = "Viewed identity" + (" (by the operator, at the command line)" if data.get("via") == "cli"
                                         else " (through the API)" if data.get("via") == "api" else "")
             details += reason_of(free)
+        elif e.kind == "identity_corrected":
+            what = "Corrected who the person is"
+            changed = data.get("changed")
+            if isinstance(changed, list) and changed:
+                details.append(("Changed", ", ".join(str(c) for c in changed).capitalize()))
+            details += reason_of(free)
+        elif e.kind in ("person_match_confirmed", "person_match_dismissed"):
+            other = str(data.get("other_case") or "")
+            named = other if other in visible_links else "another case"
+            what = (f"Confirmed as the same person as {named}" if e.kind == "person_match_confirmed"
+                    else f"Recorded as not the same person as {named}")
         elif e.kind == "note_added":
             what = "Note added"
         elif e.kind == "assigned":
@@ -450,6 +463,10 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     links = linked_cases(db(), user, case)
     visible_links = frozenset(c.reference for c in links.linked_from) | (
         {links.linked_to.reference} if links.linked_to else set())
+    named = {str(e.data.get("other_case")) for e in events if e.kind in PERSON_KINDS and e.data}
+    if named:  # the cases named by decisions on possible matches, where the viewer may see them
+        visible_links |= set(db().scalars(visible_cases(user).with_only_columns(Case.reference)
+                                          .where(Case.reference.in_(named))))
     # "Open a linked case": a lead of the owning body, on a closed case (after the reopen window, the only way).
     may_link = (case.closed_at is not None and user.active and user.role is Role.LEAD
                 and user.body_code == case.owning_body_code)
@@ -458,6 +475,9 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
+    from web.people import MatchForm
+
+    person = person_view(db(), user, case)
     page = render_template(
         "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
@@ -469,6 +489,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
         may_export=me().role in (Role.LEAD, Role.AUDITOR),
         letters=letters_for(view), uk_date=uk_date, proposal=proposal,
+        person=person, may_correct=may_decide(user, case), match_form=MatchForm(formdata=None),
     )
     return _committing(view, (page, status))
 
