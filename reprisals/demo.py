@@ -67,6 +67,11 @@ CASES: list[tuple[int, str, str, str, int, str, str]] = [
     (6, "high", "physical_abuse", "adult", 60, "closed", "Rough handling during an escort."),
 ]
 
+# Pseudonyms to look at: the closed case is the same person as the second (name and number); the sixth has the
+# fourth's name with another number: "possibly the same person", for a lead to confirm or dismiss.
+SAME_PERSON: dict[int, dict[str, str]] = {7: {"detainee_name": "Demo Person 2", "detainee_number": "D1001"},
+                                          5: {"detainee_name": "Demo Person 4", "detainee_number": "D9999"}}
+
 PATH = [("record_consent_and_risk", "triage"), ("refer", "referred"), ("record_response", "assessment"),
         ("accept_response", "follow_up"), ("complete_follow_up", "closure_review"), ("close", "closed")]
 
@@ -109,6 +114,7 @@ def load_demo(session: Session, engine: Engine, cipher: Cipher, now: datetime) -
             "detainee_name": f"Demo Person {i + 1}", "detainee_number": f"D{1000 + i}",
             "assigned_user_id": staff[i % 2].id,
         }
+        data.update(SAME_PERSON.get(i, {}))
         case = open_case(session, engine, cipher, lead, now, data)
         _walk(session, engine, case, stage, lead, lead2, now, risk)
     session.flush()
