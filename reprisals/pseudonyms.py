@@ -13,8 +13,9 @@ The rules, in one place:
 - **Possibly the same person.** A match on the name alone — nothing else present to confirm it, or a date of
   birth or number that differ — is not a link: it is offered to the owning body's leads as "possibly the
   same person", who confirm it (the two become one person) or dismiss it.
-- **A new person** otherwise: the pseudonym is derived from the record's own hash (so relinking from scratch
-  gives the same pseudonyms).
+- **A new person** otherwise: the pseudonym is derived from the record's own keyed hash and its case's
+  reference (so relinking from scratch gives the same pseudonyms, and two records with one name and nothing
+  else never share one by chance).
 - **Corrections keep the link.** Correcting a typo in the identity recomputes the hashes but keeps the
   record's person (and so every case already linked to it).
 - **Who sees what.** Everyone who may see the case sees its pseudonym and the other cases of the same person
@@ -60,7 +61,7 @@ def normalise_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     # An apostrophe or hyphen inside a name joins its parts ("O'Brien" is "obrien"); other marks separate words.
-    joined = re.sub(r"(?<=\w)['’\-](?=\w)", "", plain)
+    joined = re.sub(r"(?<=\w)['\u2019\-](?=\w)", "", plain)
     return " ".join(sorted(w for w in _NOT_LETTERS.split(joined) if w))
 
 
@@ -99,13 +100,15 @@ def format_pseudonym(digest: bytes) -> str:
     return "P-" + "-".join(text[i:i + 4] for i in range(0, 12, 4))
 
 
-def marks(key: bytes, body: str, name: str, dob: date | str | None, number: str | None) -> Marks:
+def marks(key: bytes, body: str, name: str, dob: date | str | None, number: str | None, reference: str = "") -> Marks:
+    """The hashes of one record. Its pseudonym as a new person also covers the case's reference: two people
+    with one name and nothing else recorded are two people until a lead says otherwise."""
     n, d, u = normalise_name(name), normalise_dob(dob), normalise_number(number)
     return Marks(
         name_hash=_mac(key, "name", body, n).hex(),
         dob_hash=_mac(key, "dob", body, d).hex() if d else None,
         number_hash=_mac(key, "number", body, u).hex() if u else None,
-        pseudonym=format_pseudonym(_mac(key, "person", body, n, d or "", u or "")),
+        pseudonym=format_pseudonym(_mac(key, "person", body, n, d or "", u or "", reference)),
     )
 
 
@@ -127,7 +130,7 @@ def link_person(session: Session, key: bytes, case: Case, name: str, dob: date |
     """Hash ``case``'s person and link them (the rules above); returns their pseudonym. With ``keep`` (an
     identity corrected) the record keeps its person. Possible matches are recorded for the owning leads."""
     detainee = case.detainee
-    m = marks(key, case.owning_body_code, name, dob, number)
+    m = marks(key, case.owning_body_code, name, dob, number, case.reference)
     detainee.name_hash, detainee.dob_hash, detainee.number_hash = m.name_hash, m.dob_hash, m.number_hash
     candidates = list(session.execute(
         select(Detainee, Case.received_at).join(Case, Case.id == Detainee.case_id)

@@ -816,7 +816,8 @@ def correct_identity(session: Session, engine: Engine, cipher: Cipher, actor: Us
     d = case.detainee
     d.name_ciphertext = key.encrypt(f"detainee:{case.id}:name", person_name)
     d.number_ciphertext = key.encrypt(f"detainee:{case.id}:number", number) if number else None
-    d.date_of_birth_ciphertext = key.encrypt(f"detainee:{case.id}:date_of_birth", new.date_of_birth) if dob else None
+    d.date_of_birth_ciphertext = (key.encrypt(f"detainee:{case.id}:date_of_birth", dob.isoformat())
+                                  if dob else None)
     engine.append_event(session, case.instance, "identity_corrected", str(actor.id), now,
                         {"reason": reason, "changed": changed}, sealed=HOST_SEALED["identity_corrected"])
     if cipher.pseudonym_key is not None:

@@ -69,11 +69,12 @@ def correct(reference: str) -> ResponseReturnValue:
         except InvalidInput as exc:
             db().rollback()
             for name, problem in exc.errors.items():
-                target = form[name] if name in form else form.reason
+                target = form._fields.get(name, form.reason)
                 target.errors = [_problem_words(name, problem)]
         except StaleInstance:
             db().rollback()
-            form_error = "This case was changed by someone else while you were working. Check the details and try again."
+            form_error = ("This case was changed by someone else while you were working. Check the details and "
+                          "try again.")
         except (NotAllowed, CaseNotFound):
             db().rollback()
             abort(403)

@@ -17,12 +17,12 @@ from reprisals.models import Case, Detainee, PersonMatch
 from reprisals.pseudonyms import (
     compare,
     decide_match,
+    format_pseudonym,
     link_unlinked,
     marks,
     normalise_name,
     normalise_number,
     person_view,
-    format_pseudonym,
 )
 from reprisals.sealing import Keyring
 from reprisals.services import correct_identity, open_case, read_identity

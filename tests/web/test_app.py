@@ -20,7 +20,7 @@ from reprisals.accounts import beat, heartbeat_age
 from reprisals.config import Settings, load_settings
 from reprisals.runtime import Runtime
 from tests.conftest import Database
-from tests.factories import TEST_KEY
+from tests.factories import TEST_KEY, TEST_PSEUDONYM_KEY
 from tests.web.conftest import SECRET_KEY, Cli
 from web.app import create_app
 from web.scheduler import SWEEP_JOB_ID, build_scheduler
@@ -29,6 +29,7 @@ from web.scheduler import SWEEP_JOB_ID, build_scheduler
 def settings_for(url: str, tmp_path: Path, **extra: str) -> Settings:
     return load_settings({"REPRISALS_DATABASE_URL": url, "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"),
                           "REPRISALS_SECRET_KEY": SECRET_KEY, "REPRISALS_ENCRYPTION_KEYS": TEST_KEY,
+                          "REPRISALS_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
                           **{f"REPRISALS_{k}": v for k, v in extra.items()}}, dotenv=None)
 
 

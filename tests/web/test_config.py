@@ -60,7 +60,7 @@ def test_given_values_are_used_without_warnings_when_everything_is_set(tmp_path:
         "REPRISALS_ENCRYPTION_KEYS": f" {key} , {generate_key()} ", "REPRISALS_SCHEDULER_INTERVAL": "2.5",
         "REPRISALS_WORKING_DAY_END": "16:30", "REPRISALS_BASE_URL": "https://reprisals.example/",
         "REPRISALS_LOG_LEVEL": "debug", "REPRISALS_SMTP_URL": "smtps://mail.example:465",
-        "REPRISALS_TRUSTED_PROXIES": "1",
+        "REPRISALS_TRUSTED_PROXIES": "1", "REPRISALS_PSEUDONYM_KEY": "p" * 40,
     }, dotenv=None)
 
     assert settings.is_production
@@ -77,9 +77,10 @@ def test_production_refuses_listing_both_keys_and_writes_none_when_keys_are_miss
     problems = problems_of({"REPRISALS_ENV": "production", "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"),
                             "REPRISALS_DATABASE_URL": "postgresql://app@db/reprisals"})
 
-    assert len(problems) == 2
+    assert len(problems) == 3
     assert problems[0].startswith("REPRISALS_SECRET_KEY: required in production")
     assert problems[1].startswith("REPRISALS_ENCRYPTION_KEYS: required in production")
+    assert problems[2].startswith("REPRISALS_PSEUDONYM_KEY: required in production")
     assert not (tmp_path / "instance").exists()
 
 
