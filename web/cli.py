@@ -358,6 +358,7 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any, view: Any = None) 
 
     from reprisals.deadlines import list_deadlines
     from reprisals.letters import letters_of
+    from reprisals.pseudonyms import person_view
     from reprisals.sensitive import letters_for
     from reprisals.services import linked_cases, offered_actions
 
@@ -365,8 +366,10 @@ def _case_dict(rt: Runtime, session: Any, user: User, c: Any, view: Any = None) 
     running = [{"name": d.deadline.name, "label": d.deadline.label, "due_at": d.deadline.due_at,
                 "status": d.deadline.status} for d in list_deadlines(session, case=c)]
     links = linked_cases(session, user, c)
+    person = person_view(session, user, c)
     return {
         "deadlines": running,
+        "person": person.person, "same_person_cases": [o.reference for o in person.others],
         "linked_case": links.linked_to.reference if links.linked_to else None,
         "linked_cases": [later.reference for later in links.linked_from],
         "reference": c.reference, "stage": c.stage, "risk": c.risk.value,
@@ -393,6 +396,9 @@ def _print_case(d: dict[str, Any]) -> None:
                "(UK time)")
     click.echo(f"  consent: {d['consent'] or '-'}  assigned to: {d['assigned_to'] or '-'}  "
                f"outcome: {d['outcome'] or '-'}")
+    if d["person"]:
+        others = f"; also in {', '.join(d['same_person_cases'])}" if d["same_person_cases"] else ""
+        click.echo(f"  person: {d['person']}{others}")
     if d["linked_case"]:
         click.echo(f"  Linked to: {d['linked_case']} (this case was opened from it)")
     if d["linked_cases"]:

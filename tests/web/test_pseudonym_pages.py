@@ -5,6 +5,7 @@ keeps the pseudonym); the commands link records and make the key; production ref
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -139,7 +140,7 @@ def test_people_link_and_keys_generate_pseudonym(web: Web, run: Cli) -> None:
     assert_refused(run("keys", "generate", "--pseudonym", "--signing"), "choose one of --signing and --pseudonym")
 
 
-def test_production_needs_its_own_pseudonym_key(web: Web, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_production_needs_its_own_pseudonym_key(web: Web, tmp_path: Path) -> None:
     from reprisals.errors import ConfigurationError
 
     env = settings_env(web.database, tmp_path, ENV="production")
@@ -155,3 +156,15 @@ def test_production_needs_its_own_pseudonym_key(web: Web, tmp_path) -> None:  # 
         else:
             raise AssertionError(f"accepted {value!r}")
     assert load_settings(env, dotenv=None).pseudonym_key == env["REPRISALS_PSEUDONYM_KEY"]
+
+
+def test_the_api_and_the_command_give_the_pseudonym_and_the_same_persons_cases(web: Web, run: Cli) -> None:
+    from tests.web.test_api import Api
+
+    reported, triaged = web.world.reported, web.world.triaged
+    body = Api(web, web.world.auditor).get(f"/api/cases/{reported}").get_json()
+    assert PSEUDONYM.match(f"Person {body['person']}") and body["same_person_cases"] == [triaged]
+    assert CANARY_NAME not in str(body)
+    shown = run("case", "show", triaged, "--as", web.world.auditor)
+    assert f"person: {body['person']}; also in {reported}" in shown.output
+    assert CANARY_NAME not in shown.output

@@ -19,6 +19,7 @@ from reprisals.access import visible_cases
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
 from reprisals.protocol import SPEC_KEY
+from reprisals.pseudonyms import person_view
 from reprisals.sensitive import Sensitive, letters_for, read_sensitive, split_event, unlock
 from reprisals.services import (
     advance_case,
@@ -172,6 +173,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
     corrections = corrected_moments(events)
     integrity = verify_instance(session, case.instance_id)
     links = linked_cases(session, user, case)
+    person = person_view(session, user, case)
     # Inside the reader's window this response is a logged view (committed by the view, or by the action's
     # commit: a read that fails never leaves an entry).
     view = read_sensitive(session, runtime().cipher, user, case, now(), via="api", what="api case",
@@ -188,6 +190,7 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
         history_verified=integrity.ok, history_problems=[f.message for f in integrity.findings],
         linked_case=links.linked_to.reference if links.linked_to else None,
         linked_cases=[later.reference for later in links.linked_from],
+        person=person.person, same_person_cases=[o.reference for o in person.others],
         note_count=view.note_count, may_unlock=view.may_unlock, sensitive=_sensitive(view),
     )
 

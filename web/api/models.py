@@ -274,6 +274,11 @@ class CaseDetail(CaseSummary):
     linked_case: str | None = Field(description="The earlier case this one was opened from (a new case linked "
                                                 "to it), if you may see it.")
     linked_cases: list[str] = Field(description="The cases opened from this one, oldest first: those you may see.")
+    person: str | None = Field(description="The person's pseudonym (P-XXXX-XXXX-XXXX): the same for every case of "
+                                           "this person at the owning body, without their name; null if not "
+                                           "linked yet.")
+    same_person_cases: list[str] = Field(description="The same person's other cases of the owning body that you "
+                                                     "may see, newest first.")
     note_count: int
     may_unlock: bool = Field(description="Whether you may see who the person is (POST .../unlock with a reason).")
     sensitive: SensitiveOut | None = Field(description="Identity, the description and the notes, inside your "
