@@ -106,7 +106,8 @@ def test_a_lead_corrects_a_typo_after_giving_a_reason_and_the_pseudonym_stays(we
     assert f'value="{CANARY_NAME}"' in form and 'value="14"' in form  # the date of birth, 14 3 1987
 
     path = f"/cases/{ref}/identity/correct"
-    base = {"detainee_name": CANARY_NAME, "detainee_number": CANARY_NUMBER, "detainee_date_of_birth": ["14", "3", "1987"]}
+    base = {"detainee_name": CANARY_NAME, "detainee_number": CANARY_NUMBER,
+            "detainee_date_of_birth": ["14", "3", "1987"]}
     bad = web.post(lead, path, {**base, "detainee_name": "", "reason": "typo"})
     assert bad.status_code == 400 and "Enter the person&#39;s name" in bad.get_data(as_text=True)
     same = web.post(lead, path, {**base, "reason": "typo"})
