@@ -40,6 +40,9 @@ HOST_SEALED: dict[str, tuple[str, ...]] = {
     "deadline_extended": ("reason",),
     "deadline_paused": ("reason",),
     "deadline_resumed": ("reason",),
+    "unmask_requested": ("reason",),
+    "unmask_approved": ("reason",),
+    "unmask_refused": ("reason",),
 }
 
 

@@ -57,7 +57,7 @@ UNLOCK_KIND = "identity_viewed"  # the history event that opens a window
 FREE_TEXT_TYPES = frozenset({FieldType.TEXT, FieldType.STRING})
 # Host events whose data carries a reason a person typed.
 REASON_KINDS = frozenset({"identity_viewed", "assigned", "deadline_extended", "deadline_paused", "deadline_resumed",
-                          "action_redated"})
+                          "action_redated", "unmask_requested", "unmask_approved", "unmask_refused"})
 
 
 # -- what is free text --------------------------------------------------------------------------------

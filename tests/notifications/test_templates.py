@@ -205,7 +205,7 @@ def test_message_ends_failed_with_a_clear_error_and_the_others_go_when_its_templ
                                                     "(known: reminder, overdue, escalation_prompt, case_assigned,"
                                                     " daily_digest, party_case_opened, party_case_closed,"
                                                     " finding_to_confirm, sign_in_attack, invitation,"
-                                                    " account_to_confirm)")
+                                                    " account_to_confirm, unmask_requested, unmask_decided)")
         assert set(statuses.values()) == {(SENT, 1, None)}
         assert len(log.sent) == 2
         assert len(list(s.scalars(select(InboxItem)))) == 2
