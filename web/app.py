@@ -23,7 +23,21 @@ from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
 from reprisals.models import Role
 from reprisals.runtime import Runtime
-from web import access_log, account, admin, api, auth, case_page, cases, confirmations, home, inbox, reports, two_factor
+from web import (
+    access_log,
+    account,
+    admin,
+    api,
+    auth,
+    case_page,
+    cases,
+    confirmations,
+    home,
+    inbox,
+    reports,
+    two_factor,
+    unmask,
+)
 from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
 
@@ -32,7 +46,7 @@ RETRY_AFTER_SECONDS = 30
 HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
-              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp)
+              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, unmask.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,

@@ -58,6 +58,14 @@ from reprisals.services import (
     redate_action,
     why_not_now,
 )
+from reprisals.unmasking import (
+    REQUESTED,
+    UnmaskRequest,
+    decision_reasons,
+    may_decide,
+    may_request,
+    requests_for_case,
+)
 from reprisals.wording import explain
 from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
@@ -343,6 +351,14 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             what = "Viewed identity" + (" (by the operator, at the command line)" if data.get("via") == "cli"
                                         else " (through the API)" if data.get("via") == "api" else "")
             details += reason_of(free)
+        elif e.kind == "unmask_requested":
+            what = "Asked to see who the person is"
+            details += reason_of(free)
+        elif e.kind in ("unmask_approved", "unmask_refused"):
+            what = "Request to see who the person is " + ("approved" if e.kind == "unmask_approved" else "refused")
+            details += reason_of(free)
+        elif e.kind == "unmask_viewed":
+            what = "Saw who the person is (approved request)"
         elif e.kind == "note_added":
             what = "Note added"
         elif e.kind == "assigned":
@@ -442,6 +458,9 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     ids: set[Any] = {e.actor_id for e in events} | {case.assigned_user_id}
     ids |= {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")}
     ids |= {n.author_id for n in view.notes or []} | {s.user_id for s in seen or []}
+    ids |= {s.approved_by for s in seen or []}
+    unmask = _unmask_panel(case, user)
+    ids |= {r.requested_by_id for r in unmask.rows} | {r.decided_by_id for r in unmask.rows}
     users = _users(ids)
     deadlines = _deadlines(case)
     overdue = any(d.overdue for d in deadlines)
@@ -468,9 +487,34 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         timeline=_timeline(spec, events, users, view, visible_links), version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
         may_export=me().role in (Role.LEAD, Role.AUDITOR),
-        letters=letters_for(view), uk_date=uk_date, proposal=proposal,
+        letters=letters_for(view), uk_date=uk_date, proposal=proposal, unmask=unmask, at=now(),
     )
     return _committing(view, (page, status))
+
+
+@dataclass(frozen=True)
+class UnmaskPanel:
+    """The case page's "See who the person is" section: an auditor's own requests (with the decisions'
+    reasons), or for a lead of the owning body the requests waiting for a decision."""
+
+    may_request: bool
+    may_decide: bool
+    mine: list[UnmaskRequest]
+    pending: list[UnmaskRequest]
+    reasons: dict[int, str]
+
+    @property
+    def rows(self) -> list[UnmaskRequest]:
+        return self.mine + self.pending
+
+
+def _unmask_panel(case: Case, user: User) -> UnmaskPanel:
+    asks, decides = may_request(user, case), may_decide(user, case)
+    rows = requests_for_case(db(), case) if asks or decides else []
+    mine = [r for r in rows if r.requested_by_id == user.id] if asks else []
+    pending = [r for r in rows if r.status == REQUESTED and r.requested_by_id != user.id] if decides else []
+    reasons = decision_reasons(db(), runtime().cipher, case, mine) if mine else {}
+    return UnmaskPanel(asks, decides, mine, pending, reasons)
 
 
 def _problems(report: VerificationReport, instance_id: int) -> list[str]:
