@@ -131,7 +131,8 @@ def decide(reference: str, request_id: int) -> ResponseReturnValue:
         rt = runtime()
         try:
             decide_unmask(db(), rt.engine, me(), case, now(), request_id=row.id,
-                          approve=form.decision.data == "approve", reason=form.reason.data, via="web", messenger=rt.messenger, client=request.remote_addr)
+                          approve=form.decision.data == "approve", reason=form.reason.data, via="web",
+                          messenger=rt.messenger, client=request.remote_addr)
         except InvalidInput as exc:
             db().rollback()
             form.reason.errors = [_reason_error(exc)]
