@@ -88,8 +88,10 @@ class UnmaskRequest(Base):
 
 
 def may_request(user: User, case: Case) -> bool:
-    """An active auditor who may see the case."""
-    return has_access(user) and user.role is Role.AUDITOR and can_view_case(user, case)
+    """An active auditor of the owning body (who may see the case). A party body's auditor sees the case but
+    never asks: identity is never for a party body's people (decision 22)."""
+    return (has_access(user) and user.role is Role.AUDITOR and user.body_code == case.owning_body_code
+            and can_view_case(user, case))
 
 
 def may_decide(user: User, case: Case) -> bool:
@@ -235,14 +237,14 @@ def open_requests_for_lead(session: Session, lead: User) -> list[tuple[UnmaskReq
                            .where(UnmaskRequest.status == REQUESTED, Case.owning_body_code == lead.body_code,
                                   UnmaskRequest.requested_by_id != lead.id)
                            .order_by(UnmaskRequest.id))
-    return [(r, c) for r, c in rows.tuples()]
+    return [(r, c) for r, c in rows]
 
 
 def requests_of(session: Session, auditor: User) -> list[tuple[UnmaskRequest, Case]]:
     """An auditor's own requests, newest first, on the cases they may still see."""
     rows = session.execute(select(UnmaskRequest, Case).join(Case, Case.id == UnmaskRequest.case_id)
                            .where(UnmaskRequest.requested_by_id == auditor.id).order_by(UnmaskRequest.id.desc()))
-    return [(r, c) for r, c in rows.tuples() if can_view_case(auditor, c)]
+    return [(r, c) for r, c in rows if can_view_case(auditor, c)]
 
 
 def decision_reasons(session: Session, cipher: Cipher, case: Case,

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovRadioInput, GovSubmitInput, GovTextArea
 from sqlalchemy import select
-from wtforms import RadioField, SubmitField, TextAreaField
+from wtforms import SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
@@ -35,7 +35,7 @@ from reprisals.unmasking import (
 )
 from web.case_page import local
 from web.context import db, me, now, runtime
-from web.forms_dynamic import Required
+from web.forms_dynamic import ChoiceField, Required
 from web.security import signed_in
 from workflow.models import HistoryEvent
 
@@ -53,7 +53,7 @@ class RequestForm(FlaskForm):
 
 
 class DecideForm(FlaskForm):
-    decision = RadioField("Do you approve this request?", widget=GovRadioInput(),
+    decision = ChoiceField("Do you approve this request?", widget=GovRadioInput(),
                           choices=[SelectChoice("approve", "Approve: they can see who the person is once, within "
                                                            "24 hours"),
                                    SelectChoice("refuse", "Refuse")],

@@ -116,7 +116,7 @@ def test_a_missing_or_long_reason_is_refused_and_nothing_is_written(web: Web, re
     assert "reason" in caught.value.errors
     assert _kinds(web) == [] and _kinds(web, "log") == []
     assert web.database.raw("SELECT count(*) AS n FROM unmask_requests")[0].n == 0
-    assert web.database.raw("SELECT count(*) AS n FROM outbox_messages WHERE template = 'unmask_requested'")[0].n == 0
+    assert web.database.raw("SELECT count(*) AS n FROM outbox WHERE template = 'unmask_requested'")[0].n == 0
 
 
 def test_one_open_request_per_auditor_and_case(web: Web) -> None:
@@ -226,7 +226,7 @@ def test_the_owning_bodys_confirmed_leads_are_told_without_identity_or_reason(we
         _user(s, pending).confirmed_at = None
         s.commit()
     _ask(web)
-    rows = web.database.raw("SELECT o.channel, o.recipient, o.context FROM outbox_messages o "
+    rows = web.database.raw("SELECT o.channel, o.recipient, o.context FROM outbox o "
                             "WHERE o.template = 'unmask_requested'")
     with web.database.session() as s:
         expected = {str(_user(s, e).id) for e in (web.world.lead, web.world.second_lead)}
@@ -243,7 +243,7 @@ def test_the_requester_is_told_of_the_decision(web: Web) -> None:
     _decide(web, rid)
     with web.database.session() as s:
         auditor = _user(s, web.world.auditor)
-    rows = web.database.raw("SELECT recipient, context FROM outbox_messages WHERE template = 'unmask_decided'")
+    rows = web.database.raw("SELECT recipient, context FROM outbox WHERE template = 'unmask_decided'")
     assert [r.recipient for r in rows] == [str(auditor.id)]
     _no_secret(json.dumps(rows[0].context if isinstance(rows[0].context, dict) else json.loads(rows[0].context)))
 
