@@ -39,7 +39,7 @@ def test_an_auditor_sees_the_identity_once_after_a_lead_approves(live: Live, per
     expect(page.locator("#unmask")).to_be_visible()
     assert CANARY_NAME not in page.content()
     auditor.check("closed-case")
-    page.get_by_role("link", name="Ask to see who the person is").click()
+    page.get_by_role("button", name="Ask to see who the person is").click()  # a link drawn as a button
     auditor.check("ask")
     page.get_by_role("button", name="Ask to see who the person is").click()
     expect(page.locator(".govuk-error-summary")).to_be_visible()
