@@ -5,6 +5,7 @@ seen it; the auditor downloads the case's history (reprisals.unmasking, decision
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,7 +104,7 @@ def test_an_auditor_sees_the_identity_once_after_a_lead_approves(live: Live, per
     page = auditor.go(f"/cases/{ref}")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download this history to check it yourself (JSON)").click()
-    document = json.loads(open(download.value.path(), encoding="utf-8").read())
+    document = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     kinds = [e["kind"] for e in document["events"]]
     assert {"unmask_requested", "unmask_approved", "unmask_viewed"} <= set(kinds)
     text = json.dumps(document)
