@@ -69,6 +69,12 @@ def can_view_identity(user: User, case: Case) -> bool:
     return user.role is Role.STAFF and case.assigned_user_id == user.id
 
 
+def is_owning_lead(user: User, case: Case) -> bool:
+    """An active, confirmed lead of the body that owns the case: who corrects identity, decides whether two
+    cases are one person and decides auditors' requests to see identity."""
+    return has_access(user) and user.role is Role.LEAD and user.body_code == case.owning_body_code
+
+
 def visible_cases(user: User) -> Select[Case]:
     """A query for the cases a user may see (the same rule as can_view_case, in SQL)."""
     stmt = select(Case)

@@ -60,6 +60,10 @@ KINDS: dict[str, str] = {
     "viewed_sensitive": "Viewed sensitive content",
     "keys_rotated": "Encryption keys rotated",
     "checkpoint_signed": "Audit checkpoint signed",
+    "unmask_requested": "Asked to see who the person is (a lead must approve)",
+    "unmask_approved": "Request to see who the person is approved by a lead",
+    "unmask_refused": "Request to see who the person is refused by a lead",
+    "unmask_viewed": "Saw who the person is through an approved request",
 }
 
 VIA = ("web", "api", "cli", "scheduler")

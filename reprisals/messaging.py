@@ -25,7 +25,8 @@ from workflow.models import DeadlineRow
 from workflow.timers import LIVE, OVERDUE
 
 TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
-                  "party_case_closed", "finding_to_confirm", "sign_in_attack", "invitation", "account_to_confirm")
+                  "party_case_closed", "finding_to_confirm", "sign_in_attack", "invitation", "account_to_confirm",
+                  "unmask_requested", "unmask_decided")
 # Messages whose text holds a secret (a link that signs someone up): e-mail only, never the in-app inbox or
 # the application log; with the ``log`` channel their text goes to the operator's console (development).
 SECRET_TEMPLATES = frozenset({"invitation"})
@@ -66,6 +67,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                    "expires_text": "Tue 13 May 2026, 09:30", "url": "https://reprisals.example/invitation/abc"},
     "account_to_confirm": {"name": "Nia Newcomer", "email": "nia@imb.example", "role": "staff",
                            "body": "Independent Monitoring Boards", "url": "https://reprisals.example/accounts/pending"},
+    "unmask_requested": {"reference": "RPR-2026-0042", "requested_by": "Dana Whitfield",
+                         "url": "https://reprisals.example/cases/RPR-2026-0042#unmask"},
+    "unmask_decided": {"reference": "RPR-2026-0042", "decided_by": "Alex Morgan", "approved": True,
+                       "until_text": "Wed 7 May 2026, 17:00", "url": "https://reprisals.example/cases/RPR-2026-0042#unmask"},
 }
 
 
@@ -230,6 +235,26 @@ class Messenger:
                       {"reference": case.reference, "url": case_url(self.base_url, case.reference),
                        "proposed_by": proposer.name, "finding": outcome_words(finding)},
                       f"finding:{case.reference}:{case.instance.version}:{user.id}", now)
+
+    def unmask_requested(self, session: Session, case: Case, requester: User, now: datetime) -> None:
+        """The owning body's confirmed leads are told, in the app, that an auditor asks to see who the person of
+        a case is: the reference, the requester's name and the link; never identity or the reason."""
+        context = {"reference": case.reference, "requested_by": requester.name,
+                   "url": case_url(self.base_url, case.reference) + "#unmask"}
+        for user in leads_of(session, case.owning_body_code):
+            if user.id == requester.id:
+                continue
+            key = f"unmask-requested:{case.reference}:{requester.id}:{now.isoformat()}:{user.id}:{INAPP}"
+            enqueue(session, key, INAPP, str(user.id), "unmask_requested", context, now, urgent=True)
+
+    def unmask_decided(self, session: Session, case: Case, requester: User, by: User, approved: bool,
+                       until: datetime | None, now: datetime) -> None:
+        """The requester is told, in the app, that a lead approved (until when) or refused their request."""
+        context = {"reference": case.reference, "decided_by": by.name, "approved": approved,
+                   "until_text": local_text(until) if until else "", "url": case_url(self.base_url, case.reference)
+                   + "#unmask"}
+        key = f"unmask-decided:{case.reference}:{requester.id}:{now.isoformat()}:{INAPP}"
+        enqueue(session, key, INAPP, str(requester.id), "unmask_decided", context, now, urgent=True)
 
     def sign_in_attack(self, session: Session, user: User, attempts: int, now: datetime) -> None:
         """The owner of an account under attack is told: in the app, and by e-mail at once even if they

@@ -40,9 +40,9 @@ from datetime import date, datetime
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from reprisals.access import has_access, visible_cases
+from reprisals.access import is_owning_lead, visible_cases
 from reprisals.errors import CaseNotFound, NotAllowed
-from reprisals.models import Case, Detainee, PersonMatch, Role, User
+from reprisals.models import Case, Detainee, PersonMatch, User
 from reprisals.sealing import Keyring
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
@@ -221,11 +221,6 @@ class PersonView:
         return f"Person {self.person}" if self.person else "Not linked yet"
 
 
-def may_decide(user: User, case: Case) -> bool:
-    """The owning body's leads (active and confirmed) confirm or dismiss possible matches."""
-    return has_access(user) and user.role is Role.LEAD and user.body_code == case.owning_body_code
-
-
 def person_view(session: Session, viewer: User, case: Case) -> PersonView:
     person = case.detainee.person
     others: list[OtherCase] = []
@@ -238,7 +233,7 @@ def person_view(session: Session, viewer: User, case: Case) -> PersonView:
             .order_by(Case.received_at.desc(), Case.id.desc()))
         others = [OtherCase(r.reference, r.received_at, r.current_stage) for r in rows]
     possible: list[PossibleMatch] = []
-    if may_decide(viewer, case):
+    if is_owning_lead(viewer, case):
         for match in open_matches(session, case):
             other_id = match.other_case_id if match.case_id == case.id else match.case_id
             other = session.get(Case, other_id)
@@ -257,7 +252,7 @@ def decide_match(session: Session, engine: Engine, lead: User, case: Case, match
                  now: datetime) -> Case:
     """A lead of the owning body confirms (the two records become one person: the other case's) or dismisses a
     possible match shown on ``case``. Both cases' histories say it. Returns the other case."""
-    if not may_decide(lead, case):
+    if not is_owning_lead(lead, case):
         raise NotAllowed("only a lead of the owning body can decide whether two cases are the same person")
     match = session.get(PersonMatch, match_id)
     if match is None or case.id not in (match.case_id, match.other_case_id):

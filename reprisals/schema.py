@@ -11,7 +11,8 @@ import reprisals.admin
 import reprisals.models
 import reprisals.protocol_store
 import reprisals.sealing
-import reprisals.two_factor  # noqa: F401  (these register the domain's tables on the engine's MetaData)
+import reprisals.two_factor
+import reprisals.unmasking  # noqa: F401  (these register the domain's tables on the engine's MetaData)
 import workflow.db
 import workflow.models
 

@@ -41,6 +41,9 @@ HOST_SEALED: dict[str, tuple[str, ...]] = {
     "deadline_paused": ("reason",),
     "deadline_resumed": ("reason",),
     "identity_corrected": ("reason",),
+    "unmask_requested": ("reason",),
+    "unmask_approved": ("reason",),
+    "unmask_refused": ("reason",),
 }
 
 

@@ -47,6 +47,7 @@ from reprisals.services import (
     recipient_revealer,
     view_identity,
 )
+from reprisals.unmasking import VIEWED, UnmaskRequest
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.models import HistoryEvent
@@ -57,7 +58,8 @@ UNLOCK_KIND = "identity_viewed"  # the history event that opens a window
 FREE_TEXT_TYPES = frozenset({FieldType.TEXT, FieldType.STRING})
 # Host events whose data carries a reason a person typed.
 REASON_KINDS = frozenset({"identity_viewed", "assigned", "deadline_extended", "deadline_paused", "deadline_resumed",
-                          "action_redated", "identity_corrected"})
+                          "action_redated", "identity_corrected", "unmask_requested", "unmask_approved",
+                          "unmask_refused"})
 
 
 # -- what is free text --------------------------------------------------------------------------------
@@ -254,6 +256,8 @@ class Seen:
     reason_given: bool
     via: str
     views: list[datetime]
+    through_request: bool = False  # an auditor's one view through a request a lead approved (reprisals.unmasking)
+    approved_by: int | None = None
 
 
 def may_see_who_has_seen(user: User, case: Case) -> bool:
@@ -284,7 +288,30 @@ def who_has_seen(session: Session, viewer: Sensitive, case: Case) -> list[Seen]:
         out.append(Seen(uid, start, end, shown,
                         reason not in (None, ""), str(data.get("via") or "web"),
                         sorted(v for v in views.get(uid, []) if start <= v < counted_to)))
-    out.reverse()
+    out += _unmask_views(session, viewer, case)
+    out.sort(key=lambda seen: seen.unlocked_at, reverse=True)
+    return out
+
+
+def _unmask_views(session: Session, viewer: Sensitive, case: Case) -> list[Seen]:
+    """The views granted by approved requests (``reprisals.unmasking``): who, when, approved by whom, and
+    why they asked (inside the viewer's own window)."""
+    h = HistoryEvent
+    rows = list(session.scalars(select(UnmaskRequest).where(UnmaskRequest.case_id == case.id,
+                                                            UnmaskRequest.status == VIEWED)))
+    if not rows:
+        return []
+    reasons = {r.seq: r for r in session.execute(select(h.seq, h.data).where(
+        h.instance_id == case.instance_id, h.seq.in_([r.request_seq for r in rows])))}
+    out: list[Seen] = []
+    for r in rows:
+        assert r.viewed_at is not None
+        event = reasons.get(r.request_seq)
+        reason = (event.data or {}).get("reason") if event is not None else None
+        shown = viewer.text(_free(event, "reason", reason)) if reason not in (None, "") else None
+        at = ensure_utc(r.viewed_at)
+        out.append(Seen(r.requested_by_id, at, at, shown, reason not in (None, ""), "web", [at],
+                        through_request=True, approved_by=r.decided_by_id))
     return out
 
 

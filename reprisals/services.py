@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, object_session
 
-from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity, visible_cases
+from reprisals.access import CaseActor, actor_for, can_view_case, can_view_identity, is_owning_lead, visible_cases
 from reprisals.crypto import Cipher
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger
@@ -45,7 +45,7 @@ from reprisals.models import (
 )
 from reprisals.protocol import CONSENT_RANK, SECOND_LEAD_OUTCOMES, SPEC_KEY, kind_of
 from reprisals.protocol_store import active_version
-from reprisals.pseudonyms import link_person, may_decide
+from reprisals.pseudonyms import link_person
 from reprisals.sealing import HOST_SEALED, SEALED, Keyring, keyring_of, rewrap_keys
 from reprisals.two_factor import rotate_secrets
 from workflow.clock import ensure_utc
@@ -791,7 +791,7 @@ def correct_identity(session: Session, engine: Engine, cipher: Cipher, actor: Us
     every case linked to it). Returns the fields changed, in words; nothing changed is refused."""
     if not can_view_case(actor, case):
         raise CaseNotFound(case.reference)
-    if not may_decide(actor, case):
+    if not is_owning_lead(actor, case):
         raise NotAllowed("only a lead of the owning body can correct who the person is")
     now = ensure_utc(now)
     errors: dict[str, str] = {}

@@ -37,6 +37,7 @@ from web import (
     people,
     reports,
     two_factor,
+    unmask,
 )
 from web.context import Principal, db, me, now
 from web.security import add_security_headers, csp_nonce, enforce, public
@@ -46,7 +47,7 @@ RETRY_AFTER_SECONDS = 30
 HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
 BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
-              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp)
+              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp, unmask.bp)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,

@@ -24,14 +24,14 @@ from wtforms import SelectField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from reprisals.access import actor_for, can_view_identity, visible_cases
+from reprisals.access import actor_for, can_view_identity, is_owning_lead, visible_cases
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import uk_date
 from reprisals.models import Body, Case, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
-from reprisals.pseudonyms import may_decide, person_view
+from reprisals.pseudonyms import person_view
 from reprisals.sensitive import (
     Sensitive,
     is_free_text,
@@ -58,6 +58,13 @@ from reprisals.services import (
     offered_actions,
     redate_action,
     why_not_now,
+)
+from reprisals.unmasking import (
+    REQUESTED,
+    UnmaskRequest,
+    decision_reasons,
+    may_request,
+    requests_for_case,
 )
 from reprisals.wording import explain
 from web.context import db, me, now, runtime
@@ -356,6 +363,14 @@ def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
             named = other if other in visible_links else "another case"
             what = (f"Confirmed as the same person as {named}" if e.kind == "person_match_confirmed"
                     else f"Recorded as not the same person as {named}")
+        elif e.kind == "unmask_requested":
+            what = "Asked to see who the person is"
+            details += reason_of(free)
+        elif e.kind in ("unmask_approved", "unmask_refused"):
+            what = "Request to see who the person is " + ("approved" if e.kind == "unmask_approved" else "refused")
+            details += reason_of(free)
+        elif e.kind == "unmask_viewed":
+            what = "Saw who the person is (approved request)"
         elif e.kind == "note_added":
             what = "Note added"
         elif e.kind == "assigned":
@@ -455,6 +470,9 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     ids: set[Any] = {e.actor_id for e in events} | {case.assigned_user_id}
     ids |= {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")}
     ids |= {n.author_id for n in view.notes or []} | {s.user_id for s in seen or []}
+    ids |= {s.approved_by for s in seen or []}
+    unmask = _unmask_panel(case, user)
+    ids |= {r.requested_by_id for r in unmask.rows} | {r.decided_by_id for r in unmask.rows}
     users = _users(ids)
     deadlines = _deadlines(case)
     overdue = any(d.overdue for d in deadlines)
@@ -488,10 +506,35 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
         timeline=_timeline(spec, events, users, view, visible_links), version=case.instance.version,
         local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
         may_export=me().role in (Role.LEAD, Role.AUDITOR),
-        letters=letters_for(view), uk_date=uk_date, proposal=proposal,
-        person=person, may_correct=may_decide(user, case), match_form=MatchForm(formdata=None),
+        letters=letters_for(view), uk_date=uk_date, proposal=proposal, unmask=unmask, at=now(),
+        person=person, may_correct=is_owning_lead(user, case), match_form=MatchForm(formdata=None),
     )
     return _committing(view, (page, status))
+
+
+@dataclass(frozen=True)
+class UnmaskPanel:
+    """The case page's "See who the person is" section: an auditor's own requests (with the decisions'
+    reasons), or for a lead of the owning body the requests waiting for a decision."""
+
+    may_request: bool
+    may_decide: bool
+    mine: list[UnmaskRequest]
+    pending: list[UnmaskRequest]
+    reasons: dict[int, str]
+
+    @property
+    def rows(self) -> list[UnmaskRequest]:
+        return self.mine + self.pending
+
+
+def _unmask_panel(case: Case, user: User) -> UnmaskPanel:
+    asks, decides = may_request(user, case), is_owning_lead(user, case)
+    rows = requests_for_case(db(), case) if asks or decides else []
+    mine = [r for r in rows if r.requested_by_id == user.id] if asks else []
+    pending = [r for r in rows if r.status == REQUESTED and r.requested_by_id != user.id] if decides else []
+    reasons = decision_reasons(db(), runtime().cipher, case, mine) if mine else {}
+    return UnmaskPanel(asks, decides, mine, pending, reasons)
 
 
 def _problems(report: VerificationReport, instance_id: int) -> list[str]:

@@ -13,8 +13,9 @@ from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovSubmitInput, GovTextArea
 from wtforms import SubmitField, TextAreaField
 
+from reprisals.access import is_owning_lead
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
-from reprisals.pseudonyms import decide_match, may_decide
+from reprisals.pseudonyms import decide_match
 from reprisals.sensitive import read_sensitive
 from reprisals.services import correct_identity, get_case
 from web.cases import PersonStep, _max_length, _required
@@ -43,7 +44,7 @@ class MatchForm(FlaskForm):
 @signed_in
 def correct(reference: str) -> ResponseReturnValue:
     case = get_case(db(), me(), reference)
-    if not may_decide(me(), case):
+    if not is_owning_lead(me(), case):
         abort(403)
     rt = runtime()
     view = read_sensitive(db(), rt.cipher, me(), case, now(), via="web", what="identity correction",
@@ -99,7 +100,7 @@ def _problem_words(name: str, problem: str) -> str:
 @signed_in
 def decide(reference: str, match_id: int) -> ResponseReturnValue:
     case = get_case(db(), me(), reference)
-    if not may_decide(me(), case):
+    if not is_owning_lead(me(), case):
         abort(403)
     form = MatchForm()
     if not form.validate_on_submit() or not (form.confirm.data or form.dismiss.data):

@@ -94,6 +94,14 @@ def test_every_template_renders_and_nothing_identifying_appears_when_real_cases_
                                 ("accept_response", {"proposed_finding": "substantiated", "assessment": "Yes."}),
                                 ("withdraw", {})]:
             advance_case(s, wf, lead, third, trigger, fields, local("2025-04-17 15:00"), messenger=messenger)
+        # An auditor asks to see who the person of the third case is; a lead approves (reprisals.unmasking).
+        from reprisals.unmasking import decide_unmask, request_unmask
+
+        auditor = make_user(s, role=Role.AUDITOR, body="IMB", name="Audra Auditor")
+        asked = request_unmask(s, wf, auditor, third, local("2025-04-18 10:00"), reason="Annual review",
+                               messenger=messenger)
+        decide_unmask(s, wf, lead, third, local("2025-04-18 11:00"), request_id=asked.id, approve=True,
+                      reason="Agreed", messenger=messenger)
         s.commit()
 
         timers.sweep_due(s, local("2025-04-30 11:00"), handler)  # the reminder (2 hours late), triage overdue
@@ -205,7 +213,7 @@ def test_message_ends_failed_with_a_clear_error_and_the_others_go_when_its_templ
                                                     "(known: reminder, overdue, escalation_prompt, case_assigned,"
                                                     " daily_digest, party_case_opened, party_case_closed,"
                                                     " finding_to_confirm, sign_in_attack, invitation,"
-                                                    " account_to_confirm)")
+                                                    " account_to_confirm, unmask_requested, unmask_decided)")
         assert set(statuses.values()) == {(SENT, 1, None)}
         assert len(log.sent) == 2
         assert len(list(s.scalars(select(InboxItem)))) == 2
