@@ -587,8 +587,10 @@ def redate_action(session: Session, engine: Engine, timers: Timers, actor: User,
     if occurred_at in (None, ""):
         errors["occurred_at"] = "is required"
     else:
+        # A bare date on the day of the action before it means that action's moment (as for a new action).
+        prior = [occurred_at_of(e, corrections) for e in events if e.kind in PROTOCOL_KINDS and e.seq < seq]
         try:
-            moment = parse_moment(occurred_at, now=now,
+            moment = parse_moment(occurred_at, now=now, same_day=max(prior) if prior else None,
                                   needs_time=instance.variables.get("risk") == Risk.URGENT.value)
         except ValueError as exc:
             errors["occurred_at"] = str(exc)

@@ -238,3 +238,19 @@ def test_a_mis_dated_action_is_corrected_by_a_lead_and_its_deadlines_are_recompu
 
 def timers_of(s: Session, row: DeadlineRow) -> list[tuple[str, str]]:
     return timers(s, row)
+
+
+def test_a_correction_to_a_bare_date_on_the_day_of_the_action_before_it_means_that_actions_moment(
+        database: Database, wf: Engine, cast: Cast) -> None:
+    """In the afternoon, "the day of the action before it" is that action's moment, not noon (which would be
+    before it and refused)."""
+    s = database.session()
+    case = open_case(s, wf, cipher(), cast.staff, T0, case_data(cast.establishment, received_at=RECEIVED))
+    afternoon = datetime(2025, 4, 16, 15, 0, tzinfo=UTC)  # 16:00 UK time
+    advance_case(s, wf, cast.lead, case, "record_consent_and_risk", CONSENT, afternoon)
+    refer = advance_case(s, wf, cast.lead, case, "refer", REFER, datetime(2025, 4, 24, 15, 0, tzinfo=UTC))
+    s.commit()
+    correction = redate_action(s, wf, Timers(), cast.lead, case, refer.seq, "2025-04-16", "sent that day",
+                               datetime(2025, 4, 25, 9, 0, tzinfo=UTC))
+    assert correction.data["corrected_to"] == afternoon.isoformat()
+    s.close()
