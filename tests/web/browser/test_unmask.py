@@ -5,6 +5,7 @@ seen it; the auditor downloads the case's history (reprisals.unmasking, decision
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def test_an_auditor_sees_the_identity_once_after_a_lead_approves(live: Live, per
     auditor.sign_in(world.auditor)
     page = auditor.go(f"/cases/{ref}")
     expect(page.locator("#unmask")).to_be_visible()
+    expect(page.locator(".app-pseudonym")).to_have_text(re.compile(r"^Person P-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$"))
     assert CANARY_NAME not in page.content()
     auditor.check("closed-case")
     page.get_by_role("button", name="Ask to see who the person is").click()  # a link drawn as a button
