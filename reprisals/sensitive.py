@@ -42,6 +42,7 @@ from reprisals.sealing import SEALED, Keyring, is_sealed
 from reprisals.services import (
     Identity,
     read_description,
+    read_identity,
     read_note,
     read_override_reason,
     recipient_revealer,
@@ -227,13 +228,7 @@ def read_sensitive(session: Session, cipher: Cipher, user: User, case: Case, now
     view.until = view.unlocked_at + UNLOCK_WINDOW
     reason = (opened.data or {}).get("reason")
     view.reason = view.text(_free(opened, "reason", reason)) if reason not in (None, "") else None
-    d, keys, iid = case.detainee, Keyring(cipher), case.instance_id
-    view.identity = Identity(
-        name=keys.decrypt(session, iid, f"detainee:{case.id}:name", d.name_ciphertext),
-        number=(keys.decrypt(session, iid, f"detainee:{case.id}:number", d.number_ciphertext)
-                if d.number_ciphertext else None),
-        date_of_birth=(keys.decrypt(session, iid, f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
-                       if d.date_of_birth_ciphertext else None))
+    view.identity = read_identity(session, cipher, case)
     view.description = read_description(cipher, case)
     view.notes = [NoteText(n.id, n.author_id, ensure_utc(n.at), read_note(cipher, n)) for n in note_rows]
     access_log.record(session, now, "viewed_sensitive", actor=user, via=via, case_id=case.id, client=client,

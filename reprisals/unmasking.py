@@ -27,7 +27,7 @@ from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger, local_text
 from reprisals.models import Case, Role, User
 from reprisals.sealing import HOST_SEALED, Keyring
-from reprisals.services import Identity, _text
+from reprisals.services import Identity, _text, read_identity
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
 from workflow.models import Base
@@ -201,17 +201,6 @@ def view_unmasked(session: Session, engine: Engine, cipher: Cipher, actor: User,
     session.flush()
     access_log.record(session, now, "unmask_viewed", actor=actor, via=via, case_id=case.id, client=client)
     return identity
-
-
-def read_identity(session: Session, cipher: Cipher, case: Case) -> Identity:
-    """The person's identity decrypted with the case's key (the caller has checked who may, and records it)."""
-    d, keys, iid = case.detainee, Keyring(cipher), case.instance_id
-    return Identity(
-        name=keys.decrypt(session, iid, f"detainee:{case.id}:name", d.name_ciphertext),
-        number=(keys.decrypt(session, iid, f"detainee:{case.id}:number", d.number_ciphertext)
-                if d.number_ciphertext else None),
-        date_of_birth=(keys.decrypt(session, iid, f"detainee:{case.id}:date_of_birth", d.date_of_birth_ciphertext)
-                       if d.date_of_birth_ciphertext else None))
 
 
 # -- reading --------------------------------------------------------------------------------------
