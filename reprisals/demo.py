@@ -69,8 +69,8 @@ CASES: list[tuple[int, str, str, str, int, str, str]] = [
 
 # Pseudonyms to look at: the closed case is the same person as the second (name and number); the sixth has the
 # fourth's name with another number: "possibly the same person", for a lead to confirm or dismiss.
-SAME_PERSON: dict[int, dict[str, str]] = {7: {"detainee_name": "Demo Person 2", "detainee_number": "D1001"},
-                                          5: {"detainee_name": "Demo Person 4", "detainee_number": "D9999"}}
+SAME_PERSON: dict[int, dict[str, str]] = {11: {"detainee_name": "Demo Person 2", "detainee_number": "D1001"},
+                                           5: {"detainee_name": "Demo Person 4", "detainee_number": "D9999"}}
 
 PATH = [("record_consent_and_risk", "triage"), ("refer", "referred"), ("record_response", "assessment"),
         ("accept_response", "follow_up"), ("complete_follow_up", "closure_review"), ("close", "closed")]
