@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.factories import TEST_KEY
+from tests.factories import TEST_KEY, TEST_PSEUDONYM_KEY
 from tests.web.conftest import SECRET_KEY, Web
 
 
@@ -54,7 +54,8 @@ def test_hsts_is_sent_in_production_only(tmp_path: Path) -> None:
     production, development = (create_app(load_settings({
         "REPRISALS_ENV": env, "REPRISALS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
         "REPRISALS_INSTANCE_PATH": str(tmp_path / "instance"), "REPRISALS_SECRET_KEY": SECRET_KEY,
-        "REPRISALS_ENCRYPTION_KEYS": TEST_KEY}, dotenv=None), testing=True).test_client()
+        "REPRISALS_ENCRYPTION_KEYS": TEST_KEY, "REPRISALS_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY}, dotenv=None),
+        testing=True).test_client()
         for env in ("production", "development"))
 
     for path in ("/sign-in", "/does-not-exist", "/static/govuk/govuk-frontend.min.css"):

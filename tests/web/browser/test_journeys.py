@@ -301,7 +301,8 @@ def test_an_auditor_reads_but_cannot_act(live: Live, person: Any) -> None:
     main = page.locator("main")
     expect(main).to_contain_text("Auditors do not act on cases.")
     assert main.locator("form").count() == 0  # no note form, no action form
-    assert main.get_by_role("button").count() == 0
+    # The one button: asking a lead to see who the person is (decision 27), never an action on the case.
+    assert [b.inner_text().strip() for b in main.get_by_role("button").all()] == ["Ask to see who the person is"]
     assert main.get_by_role("link", name="Show identity").count() == 0
     assert main.locator("a[href*='/actions/'], a[href*='/assign'], a[href*='/deadlines/'], "
                         "a[href*='/identity']").count() == 0
