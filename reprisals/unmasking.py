@@ -14,7 +14,7 @@ the seqs of its history events; expiry is computed (approved and ``now`` after `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Integer, String, select
@@ -30,7 +30,7 @@ from reprisals.sealing import HOST_SEALED, Keyring
 from reprisals.services import Identity, _text, read_identity
 from workflow.clock import ensure_utc
 from workflow.engine import Engine
-from workflow.models import Base
+from workflow.models import Base, HistoryEvent
 
 APPROVAL_WINDOW = timedelta(hours=24)
 MAX_REASON = 500
@@ -231,19 +231,26 @@ def requests_of(session: Session, auditor: User) -> list[tuple[UnmaskRequest, Ca
     return [(r, c) for r, c in rows if can_view_case(auditor, c)]
 
 
-def decision_reasons(session: Session, cipher: Cipher, case: Case,
-                     rows: Sequence[UnmaskRequest]) -> dict[int, str]:
-    """The reasons given for the decisions of ``rows`` (the requester's own requests: the caller checks)."""
-    from workflow.models import HistoryEvent
-
-    seqs = {r.decision_seq: r.id for r in rows if r.decision_seq is not None}
-    if not seqs:
-        return {}
-    keys = Keyring(cipher)
-    out: dict[int, str] = {}
+def _reasons(session: Session, cipher: Cipher, case: Case, seqs: Collection[int]) -> dict[int, str]:
+    """The reasons typed into the case's events at ``seqs``, decrypted, by seq."""
+    keys, out = Keyring(cipher), {}
     for seq, data in session.execute(select(HistoryEvent.seq, HistoryEvent.data).where(
             HistoryEvent.instance_id == case.instance_id, HistoryEvent.seq.in_(seqs))):
-        value = (data or {}).get("reason")
-        if value is not None:
-            out[seqs[seq]] = str(keys.reveal(session, case.instance_id, f"wf:{case.instance_id}:{seq}:reason", value))
+        reason = keys.reveal_stored(session, case.instance_id, seq, data).get("reason")
+        if reason is not None:
+            out[seq] = str(reason)
     return out
+
+
+def decision_reasons(session: Session, cipher: Cipher, case: Case,
+                     rows: Sequence[UnmaskRequest]) -> dict[int, str]:
+    """The reasons given for the decisions of ``rows``, by request (the requester's own requests: the caller
+    checks)."""
+    seqs = {r.decision_seq: r.id for r in rows if r.decision_seq is not None}
+    found = _reasons(session, cipher, case, seqs) if seqs else {}
+    return {seqs[seq]: reason for seq, reason in found.items()}
+
+
+def request_reason(session: Session, cipher: Cipher, case: Case, row: UnmaskRequest) -> str | None:
+    """The requester's reason, for the lead deciding (a lead of the owning body may read the case's free text)."""
+    return _reasons(session, cipher, case, [row.request_seq]).get(row.request_seq)

@@ -70,6 +70,7 @@ from reprisals.wording import explain
 from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
+from web.people import MatchForm
 from web.security import signed_in
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
@@ -493,8 +494,6 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
     # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
     diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
-    from web.people import MatchForm
-
     person = person_view(db(), user, case)
     page = render_template(
         "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,

@@ -20,7 +20,6 @@ from wtforms.validators import Length
 from reprisals.access import is_owning_lead
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Case, Role, User
-from reprisals.sealing import Keyring
 from reprisals.services import get_case
 from reprisals.unmasking import (
     MAX_REASON,
@@ -29,6 +28,7 @@ from reprisals.unmasking import (
     decide_unmask,
     may_request,
     open_requests_for_lead,
+    request_reason,
     request_unmask,
     requests_of,
     view_unmasked,
@@ -37,7 +37,6 @@ from web.case_page import local
 from web.context import db, me, now, runtime
 from web.forms_dynamic import ChoiceField, Required
 from web.security import signed_in
-from workflow.models import HistoryEvent
 
 bp = Blueprint("unmask", __name__)
 
@@ -147,18 +146,7 @@ def decide(reference: str, request_id: int) -> ResponseReturnValue:
     return render_template("unmask/decide.html", title=f"Decide a request to see who the person is: case "
                                                        f"{case.reference}",
                            case=case, form=form, row=row, requester=requester, local=local, form_error=form_error,
-                           reason=_request_reason(case, row)), 409 if form_error else 200
-
-
-def _request_reason(case: Case, row: UnmaskRequest) -> str | None:
-    """The requester's reason, for the lead deciding (a lead of the owning body may read the case's free text)."""
-    data = db().scalar(select(HistoryEvent.data).where(HistoryEvent.instance_id == case.instance_id,
-                                                       HistoryEvent.seq == row.request_seq))
-    value = (data or {}).get("reason")
-    if value is None:
-        return None
-    return str(Keyring(runtime().cipher).reveal(db(), case.instance_id,
-                                                f"wf:{case.instance_id}:{row.request_seq}:reason", value))
+                           reason=request_reason(db(), runtime().cipher, case, row)), 409 if form_error else 200
 
 
 @bp.post("/cases/<reference>/unmask/<int(min=1, max=2147483647):request_id>/view")
