@@ -159,6 +159,14 @@ class StageSpec(_Strict):
     description: str | None = None
     final: bool = False
     deadlines: tuple[DeadlineSpec, ...] = ()
+    # The stage's next step, for queues and the case page: the first of these triggers that is offered.
+    # Presentation only (the rules do not read it).
+    next: tuple[str, ...] = ()
+
+    @field_validator("next", mode="before")
+    @classmethod
+    def _next_one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
 
 
 class TriggerSpec(_Strict):
@@ -254,6 +262,7 @@ class Stage:
     description: str
     final: bool
     deadlines: tuple[Deadline, ...]
+    next: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -472,8 +481,16 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
                                           tuple(reminders), d.on_due, dict(d.when or {})))
         if s.final and s.deadlines:
             problems.append(Problem(f"stages.{sname}.deadlines", "a final stage cannot have deadlines"))
+        if s.final and s.next:
+            problems.append(Problem(f"stages.{sname}.next", "a final stage has no next step"))
+        for i, tname in enumerate(s.next):
+            trig = doc.triggers.get(tname)
+            if trig is None:
+                problems.append(Problem(f"stages.{sname}.next[{i}]", f"unknown trigger '{tname}'"))
+            elif sname not in trig.source and ANY_OPEN_STAGE not in trig.source:
+                problems.append(Problem(f"stages.{sname}.next[{i}]", f"'{tname}' does not start from '{sname}'"))
         stages[sname] = Stage(sname, s.label or sname.replace("_", " ").capitalize(), s.description or "",
-                              s.final, tuple(deadlines))
+                              s.final, tuple(deadlines), tuple(s.next))
 
     triggers: dict[str, Trigger] = {}
     for tname, t in doc.triggers.items():

@@ -27,12 +27,16 @@ from reprisals.unmasking import (
     requests_of,
     view_unmasked,
 )
+from tests.conftest import DATABASES
 from tests.factories import CANARY_DOB, CANARY_NAME, CANARY_NUMBER, make_user
 from tests.web.conftest import Web, csrf_token, password_hash
 
 IDENTITY = (CANARY_NAME, CANARY_NUMBER, CANARY_DOB)
 ASK = "Checking a pattern across cases ASKCANARY"
 YES = "Agreed for the annual review YESCANARY"
+# The rules of one request are row logic: the tests that write history, the access log and the outbox run on
+# both databases; the others, and the pages, on one.
+ONE_DATABASE = pytest.mark.parametrize("database", DATABASES[:1], indirect=True)
 
 
 def _user(s: Any, email: str) -> User:
@@ -95,30 +99,38 @@ def _no_secret(text: str) -> None:
 # -- the rules ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("who", ["staff", "lead", "admin", "outside_auditor", "party_auditor"])
-def test_only_an_auditor_who_may_see_the_case_can_ask(web: Web, who: str) -> None:
-    email = {"staff": web.world.staff, "lead": web.world.lead, "admin": web.world.admin}.get(who)
-    if who == "outside_auditor":
-        email = _extra(web, Role.AUDITOR, "PPO")
-    elif who == "party_auditor":
-        email = _extra(web, Role.AUDITOR, "HMIP")  # the party body: may see the case, not the identity
-    assert email is not None
-    expected = CaseNotFound if who in ("admin", "outside_auditor") else NotAllowed
-    with pytest.raises(expected):
-        _ask(web, email)
-    assert _kinds(web) == [] and _kinds(web, "log") == []
+def _refused(who: str, expected: type[Exception], call: Any) -> Exception:
+    """``call()`` raises ``expected``; a failure names ``who`` (the cases share one world: each changes nothing)."""
+    try:
+        call()
+    except expected as caught:
+        return caught
+    except Exception as other:  # named in the failure
+        pytest.fail(f"{who}: refused with {other!r}, not {expected.__name__}")
+    pytest.fail(f"{who}: not refused")
 
 
-@pytest.mark.parametrize("reason", [None, "", "   ", "x" * 501])
-def test_a_missing_or_long_reason_is_refused_and_nothing_is_written(web: Web, reason: str | None) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        _ask(web, reason=reason)
-    assert "reason" in caught.value.errors
-    assert _kinds(web) == [] and _kinds(web, "log") == []
-    assert web.database.raw("SELECT count(*) AS n FROM unmask_requests")[0].n == 0
-    assert web.database.raw("SELECT count(*) AS n FROM outbox WHERE template = 'unmask_requested'")[0].n == 0
+def test_only_an_auditor_who_may_see_the_case_can_ask(web: Web) -> None:
+    cases = {"staff": (web.world.staff, NotAllowed), "lead": (web.world.lead, NotAllowed),
+             "admin": (web.world.admin, CaseNotFound),
+             "outside_auditor": (_extra(web, Role.AUDITOR, "PPO"), CaseNotFound),
+             # the party body: may see the case, not the identity
+             "party_auditor": (_extra(web, Role.AUDITOR, "HMIP"), NotAllowed)}
+    for who, (email, expected) in cases.items():
+        _refused(who, expected, lambda email=email: _ask(web, email))
+        assert _kinds(web) == [] and _kinds(web, "log") == [], who
 
 
+def test_a_missing_or_long_reason_is_refused_and_nothing_is_written(web: Web) -> None:
+    for reason in (None, "", "   ", "x" * 501):
+        caught = _refused(repr(reason)[:12], InvalidInput, lambda reason=reason: _ask(web, reason=reason))
+        assert isinstance(caught, InvalidInput) and "reason" in caught.errors
+        assert _kinds(web) == [] and _kinds(web, "log") == []
+        assert web.database.raw("SELECT count(*) AS n FROM unmask_requests")[0].n == 0
+        assert web.database.raw("SELECT count(*) AS n FROM outbox WHERE template = 'unmask_requested'")[0].n == 0
+
+
+@ONE_DATABASE
 def test_one_open_request_per_auditor_and_case(web: Web) -> None:
     first = _ask(web)
     with pytest.raises(InvalidInput, match="already asked"):
@@ -127,23 +139,18 @@ def test_one_open_request_per_auditor_and_case(web: Web) -> None:
     _ask(web)  # a refused request is closed: a new one may be asked
 
 
-@pytest.mark.parametrize("who", ["requester", "party_lead", "staff", "outside_lead", "second_auditor"])
-def test_only_a_lead_of_the_owning_body_other_than_the_requester_decides(web: Web, who: str) -> None:
+def test_only_a_lead_of_the_owning_body_other_than_the_requester_decides(web: Web) -> None:
     rid = _ask(web)
-    email = {"staff": web.world.staff, "outside_lead": web.world.outside_lead,
-             "requester": web.world.auditor}.get(who)
-    if who == "party_lead":
-        email = _extra(web, Role.LEAD, "HMIP")
-    elif who == "second_auditor":
-        email = _extra(web, Role.AUDITOR, "IMB")
-    assert email is not None
     # another body's lead may not see the case at all; the world's staff is assigned, so sees it
-    expected = CaseNotFound if who == "outside_lead" else NotAllowed
-    with pytest.raises(expected):
-        _decide(web, rid, email=email)
-    assert _kinds(web) == ["unmask_requested"]
+    cases = {"requester": (web.world.auditor, NotAllowed), "party_lead": (_extra(web, Role.LEAD, "HMIP"), NotAllowed),
+             "staff": (web.world.staff, NotAllowed), "outside_lead": (web.world.outside_lead, CaseNotFound),
+             "second_auditor": (_extra(web, Role.AUDITOR, "IMB"), NotAllowed)}
+    for who, (email, expected) in cases.items():
+        _refused(who, expected, lambda email=email: _decide(web, rid, email=email))
+        assert _kinds(web) == ["unmask_requested"], who
 
 
+@ONE_DATABASE
 def test_a_lead_who_is_the_requester_cannot_decide(web: Web) -> None:
     """An account that asked and then became a lead of the body still cannot decide its own request."""
     rid = _ask(web)
@@ -155,6 +162,7 @@ def test_a_lead_who_is_the_requester_cannot_decide(web: Web) -> None:
         _decide(web, rid, email=web.world.auditor)
 
 
+@ONE_DATABASE
 def test_a_decided_request_cannot_be_decided_again(web: Web) -> None:
     rid = _ask(web)
     _decide(web, rid, approve=False)
@@ -182,6 +190,7 @@ def test_an_approval_gives_one_view_within_24_hours(web: Web) -> None:
     assert _kinds(web, "log") == ["unmask_requested", "unmask_approved", "unmask_viewed"]
 
 
+@ONE_DATABASE
 def test_a_view_after_24_hours_is_refused(web: Web) -> None:
     rid = _ask(web)
     _decide(web, rid)
@@ -192,6 +201,7 @@ def test_a_view_after_24_hours_is_refused(web: Web) -> None:
     _ask(web)  # an expired approval is no longer open
 
 
+@ONE_DATABASE
 def test_a_refused_request_gives_no_view(web: Web) -> None:
     rid = _ask(web)
     _decide(web, rid, approve=False)
@@ -236,6 +246,7 @@ def test_the_owning_bodys_confirmed_leads_are_told_without_identity_or_reason(we
         _no_secret(json.dumps(context))
 
 
+@ONE_DATABASE
 def test_the_requester_is_told_of_the_decision(web: Web) -> None:
     rid = _ask(web)
     _decide(web, rid)
@@ -246,6 +257,7 @@ def test_the_requester_is_told_of_the_decision(web: Web) -> None:
     _no_secret(json.dumps(rows[0].context if isinstance(rows[0].context, dict) else json.loads(rows[0].context)))
 
 
+@ONE_DATABASE
 def test_who_has_seen_lists_the_view_and_who_approved_it(web: Web) -> None:
     rid = _ask(web)
     _decide(web, rid)
@@ -261,6 +273,7 @@ def test_who_has_seen_lists_the_view_and_who_approved_it(web: Web) -> None:
         assert item.approved_by == lead.id and item.reason is None and item.reason_given
 
 
+@ONE_DATABASE
 def test_the_lists_for_the_pages(web: Web) -> None:
     rid = _ask(web)
     with web.database.session() as s:
@@ -283,6 +296,7 @@ def _page(client: FlaskClient, path: str, status: int = 200) -> str:
     return response.get_data(as_text=True)
 
 
+@ONE_DATABASE
 def test_the_pages_from_request_to_one_view(web: Web) -> None:
     ref = web.world.reported
     auditor = web.sign_in(web.world.auditor)
@@ -344,6 +358,7 @@ def test_the_pages_from_request_to_one_view(web: Web) -> None:
         assert words in timeline
 
 
+@ONE_DATABASE
 def test_the_pages_refuse_others(web: Web) -> None:
     ref = web.world.reported
     lead = web.sign_in(web.world.lead)

@@ -47,6 +47,16 @@ def test_star_source_means_every_open_stage_when_a_trigger_comes_from_anywhere()
     assert spec.triggers_from("closed") == []
 
 
+def test_a_stages_next_step_is_kept_in_order_and_a_single_name_is_a_list_of_one() -> None:
+    doc = errand_doc()
+    doc["stages"]["submitted"]["next"] = ["approve", "reject"]
+    doc["stages"]["drafted"]["next"] = "submit"
+    spec = load_spec(dump(doc))
+    assert spec.stages["submitted"].next == ("approve", "reject")
+    assert spec.stages["drafted"].next == ("submit",)
+    assert errand_spec().stages["submitted"].next == ()
+
+
 def test_trigger_keeps_roles_fields_guards_and_sets_when_loaded() -> None:
     spec = errand_spec()
     approve, submit, close = spec.triggers["approve"], spec.triggers["submit"], spec.triggers["close"]
@@ -195,6 +205,13 @@ BROKEN: list[tuple[str, Mutation, str, str]] = [
      "triggers.close.set.priority", "'urgent' is not one of low, high"),
     ("version-zero", _set("version", 0), "version", "must be a whole number from 1 to 9999"),
     ("stage-name-not-snake-case", _set("stages.Archived", {}), "stages.Archived", "stage names are lower_snake_case"),
+    # A stage's next step (shown in queues and on the case page) is a trigger that starts from it.
+    ("next-unknown-trigger", _set("stages.submitted.next", ["sumbit"]), "stages.submitted.next[0]",
+     "unknown trigger 'sumbit'"),
+    ("next-from-another-stage", _set("stages.submitted.next", "submit"), "stages.submitted.next[0]",
+     "'submit' does not start from 'submitted'"),
+    ("next-on-a-final-stage", _set("stages.closed.next", ["close"]), "stages.closed.next",
+     "a final stage has no next step"),
     ("trigger-name-not-snake-case", _set("triggers.Close-All", {"from": "*", "to": "closed", "roles": ["manager"]}),
      "triggers.Close-All", "trigger names are lower_snake_case verbs"),
 ]
