@@ -1,0 +1,91 @@
+"""The domain's words for moments and time left, in one style for pages, e-mails and the command.
+
+GOV.UK style: "5pm", "10:30am", "midday", "midnight"; "Friday 4 December 2026"; in tables and queues the
+short form "5pm Fri 4 Dec". Always UK time. How much time is left, or how late something is, is said in
+working days for a working-day deadline and in hours for a clock-hour one (urgent cases), so a lead reads
+the same unit the protocol counts in.
+
+No ``strftime``: its locale lookups cost tens of microseconds a call, and a long timeline formats hundreds
+of moments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from workflow.calendars import WorkingCalendar
+
+LONDON = ZoneInfo("Europe/London")
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+
+def clock_words(at: datetime) -> str:
+    """'5pm', '10:30am', 'midday', 'midnight' (UK time)."""
+    t = at.astimezone(LONDON)
+    if t.minute == 0 and t.hour in (0, 12):
+        return "midnight" if t.hour == 0 else "midday"
+    hour = t.hour % 12 or 12
+    minutes = f":{t.minute:02d}" if t.minute else ""
+    return f"{hour}{minutes}{'am' if t.hour < 12 else 'pm'}"
+
+
+def day_words(day: date, *, short: bool = False, year: bool = True) -> str:
+    """'Friday 4 December 2026'; short: 'Fri 4 Dec' (no year)."""
+    if short:
+        return f"{DAYS[day.weekday()][:3]} {day.day} {MONTHS[day.month - 1][:3]}"
+    text = f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]}"
+    return f"{text} {day.year}" if year else text
+
+
+def moment_words(at: datetime, *, short: bool = False) -> str:
+    """'5pm on Friday 4 December 2026'; short: '5pm Fri 4 Dec'."""
+    local = at.astimezone(LONDON)
+    if short:
+        return f"{clock_words(local)} {day_words(local.date(), short=True)}"
+    return f"{clock_words(local)} on {day_words(local.date())}"
+
+
+@dataclass(frozen=True)
+class TimeLeft:
+    words: str  # '3 working days left', 'due today', 'overdue by 5 hours'
+    overdue: bool
+    due_today: bool
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def time_left(due: datetime, at: datetime, *, in_hours: bool, calendar: WorkingCalendar | None = None) -> TimeLeft:
+    """How long until ``due`` (or how late it is) at ``at``.
+
+    ``in_hours``: a clock-hour deadline, said in hours (minutes in the last hour). Otherwise in working days
+    of ``calendar`` (the case's nation): 'due today' on its last day, '1 working day left' the working day
+    before; overdue by the working days since. Without a calendar, calendar days."""
+    overdue = due <= at
+    seconds = abs((due - at).total_seconds())
+    if in_hours:
+        hours = int(seconds // 3600)
+        amount = _plural(hours, "hour") if hours else _plural(max(1, int(seconds // 60)), "minute")
+        today = due.astimezone(LONDON).date() == at.astimezone(LONDON).date()
+        return TimeLeft(f"overdue by {amount}" if overdue else f"{amount} left", overdue, today and not overdue)
+    due_day, today_day = due.astimezone(LONDON).date(), at.astimezone(LONDON).date()
+    if calendar is not None:
+        days = calendar.working_days_between(at, due) if not overdue else calendar.working_days_between(due, at)
+        unit = "working day"
+    else:
+        days = abs((due_day - today_day).days)
+        unit = "day"
+    if not overdue and due_day == today_day:
+        return TimeLeft("due today", False, True)
+    if overdue:
+        if days <= 0:  # late on the day it was due
+            hours = int(seconds // 3600)
+            amount = _plural(hours, "hour") if hours else _plural(max(1, int(seconds // 60)), "minute")
+            return TimeLeft(f"overdue by {amount}", True, False)
+        return TimeLeft(f"overdue by {_plural(days, unit)}", True, False)
+    return TimeLeft(f"{_plural(max(days, 1), unit)} left", False, False)
