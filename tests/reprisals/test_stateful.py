@@ -278,13 +278,15 @@ def test_invariants_hold_when_random_people_fire_random_triggers(
             _check_invariants(self.s, wf, self.case_ids)
 
     run_state_machine_as_test(ProtocolMachine, settings=settings(
+        # derandomize: the same walks every run (a fresh draw now and then did not reach the referral, which
+        # failed the run for nothing); REPRISALS_STATEFUL_RANDOM=1 draws afresh locally.
+        derandomize=not os.environ.get("REPRISALS_STATEFUL_RANDOM"),
         max_examples=25, stateful_step_count=40, deadline=None, database=None, report_multiple_bugs=False,
         phases=PHASES,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     ))
     # The walk must have gone somewhere: past the referral, and into several kinds of refusal (each
-    # refusal's kind is checked as it happens). Hypothesis draws afresh on every run, so this asks
-    # only for what every run reaches; the services tests walk the deeper stages deterministically.
+    # refusal's kind is checked as it happens). The services tests walk the deeper stages deterministically.
     reached = {k.removeprefix("ok:") for k in stats if k.startswith("ok:")}
     assert {"record_consent_and_risk", "refer"} <= reached, stats
     refusals = {"CaseNotFound", "UnknownTrigger", "TransitionNotAllowed", "NotPermitted", "GuardFailed"}
