@@ -484,10 +484,10 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
         if s.final and s.next:
             problems.append(Problem(f"stages.{sname}.next", "a final stage has no next step"))
         for i, tname in enumerate(s.next):
-            trig = doc.triggers.get(tname)
-            if trig is None:
+            named = doc.triggers.get(tname)
+            if named is None:
                 problems.append(Problem(f"stages.{sname}.next[{i}]", f"unknown trigger '{tname}'"))
-            elif sname not in trig.source and ANY_OPEN_STAGE not in trig.source:
+            elif sname not in named.source and ANY_OPEN_STAGE not in named.source:
                 problems.append(Problem(f"stages.{sname}.next[{i}]", f"'{tname}' does not start from '{sname}'"))
         stages[sname] = Stage(sname, s.label or sname.replace("_", " ").capitalize(), s.description or "",
                               s.final, tuple(deadlines), tuple(s.next))
