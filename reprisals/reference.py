@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.models import Body, Establishment, EstablishmentType, Nation, Role, User
+from reprisals.vocabulary import NATION_LABELS
 
 PROTOCOL_BODIES: tuple[tuple[str, str], ...] = (
     ("HMIP", "HM Inspectorate of Prisons"),
@@ -44,10 +45,6 @@ TYPE_LABELS: dict[EstablishmentType, str] = {
     EstablishmentType.COURT_CUSTODY: "Court custody",
     EstablishmentType.ESCORT: "Escort (PECS)",
     EstablishmentType.POLICE_CUSTODY: "Police custody",
-}
-NATION_LABELS: dict[Nation, str] = {
-    Nation.ENGLAND: "England", Nation.WALES: "Wales", Nation.SCOTLAND: "Scotland",
-    Nation.NORTHERN_IRELAND: "Northern Ireland",
 }
 
 REQUIRED_COLUMNS = ("name", "type", "nation", "operator")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from reprisals.models import AgeGroup, Channel, Nation, Risk, SanctionType
 from workflow.calendars import WorkingCalendar
 
 LONDON = ZoneInfo("Europe/London")
@@ -89,3 +90,35 @@ def time_left(due: datetime, at: datetime, *, in_hours: bool, calendar: WorkingC
             return TimeLeft(f"overdue by {amount}", True, False)
         return TimeLeft(f"overdue by {_plural(days, unit)}", True, False)
     return TimeLeft(f"{_plural(max(days, 1), unit)} left", False, False)
+
+
+# -- labels for the enums ---------------------------------------------------------------------------
+
+RISK_LABELS = {Risk.URGENT: "Urgent", Risk.HIGH: "High", Risk.STANDARD: "Standard"}
+NATION_LABELS = {Nation.ENGLAND: "England", Nation.WALES: "Wales", Nation.SCOTLAND: "Scotland",
+                 Nation.NORTHERN_IRELAND: "Northern Ireland"}
+CHANNEL_LABELS = {
+    Channel.INSPECTION_INTERVIEW: "Inspection interview", Channel.SURVEY: "Survey",
+    Channel.IMB_APPLICATION: "IMB application", Channel.PPO_COMPLAINT: "PPO complaint",
+    Channel.LO_VISIT: "Lay Observer visit", Channel.LETTER: "Letter", Channel.PHONE: "Phone",
+    Channel.VIA_FAMILY_OR_SOLICITOR: "Through family or a solicitor",
+}
+AGE_LABELS = {AgeGroup.CHILD: "Under 18", AgeGroup.ADULT: "18 or over"}
+SANCTION_LABELS = {
+    SanctionType.TRANSFER: "Transfer", SanctionType.LOSS_OF_JOB_OR_ACTIVITY: "Loss of job or activity",
+    SanctionType.RECATEGORISATION: "Recategorisation", SanctionType.RESTRICTED_VISITS: "Restricted visits",
+    SanctionType.RESTRICTED_PHONE_OR_CORRESPONDENCE: "Restricted phone calls or correspondence",
+    SanctionType.PHYSICAL_ABUSE: "Physical abuse", SanctionType.VERBAL_ABUSE_OR_THREATS: "Verbal abuse or threats",
+    SanctionType.RESTRICTED_FOOD_OR_ENTITLEMENTS: "Restricted food or entitlements",
+    SanctionType.SEGREGATION: "Segregation", SanctionType.WORSE_ACCOMMODATION: "Worse accommodation",
+    SanctionType.WITHDRAWN_SUPPORT_FOR_RELEASE: "Support for release withdrawn",
+    SanctionType.INCENTIVE_DOWNGRADE: "Incentive level downgraded",
+    SanctionType.ADVERSE_REPORT_OR_DISCIPLINARY_CHARGE: "Adverse report or disciplinary charge",
+    SanctionType.RETALIATORY_SEARCH: "Retaliatory search", SanctionType.PRESSURE_ON_FAMILY: "Pressure on family",
+    SanctionType.OTHER: "Other",
+}
+
+
+def long_date(d: date) -> str:
+    """'4 December 2026' (no weekday: for dates of birth, receipt and the like)."""
+    return f"{d.day} {MONTHS[d.month - 1]} {d.year}"

@@ -37,9 +37,9 @@ from reprisals.access_review import (
 )
 from reprisals.errors import InvalidInput
 from reprisals.models import Role
-from web.cases import DateParts
 from web.context import db, me, now
 from web.pagination import govuk_pagination
+from web.report import DateParts
 from web.security import roles
 
 bp = Blueprint("access_log", __name__)

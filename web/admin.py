@@ -31,7 +31,8 @@ from reprisals.messaging import InvitationsUnavailable, local_text
 from reprisals.models import Body, Establishment, Role, User
 from reprisals.passwords import MIN_LENGTH
 from reprisals.protocol_store import activate_protocol, known_versions, protocol_keys, upload_protocol
-from reprisals.reference import NATION_LABELS, OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
+from reprisals.reference import OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
+from reprisals.vocabulary import NATION_LABELS
 from web.context import db, me, now, runtime
 from web.security import public, roles
 from workflow.errors import SpecError

@@ -30,11 +30,11 @@ from web import (
     api,
     auth,
     case_page,
-    cases,
     confirmations,
     home,
     inbox,
     people,
+    report,
     reports,
     two_factor,
     unmask,
@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30
 HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
-BLUEPRINTS = (auth.bp, home.bp, cases.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
+# report.bp is cases.bp: the list (web/cases.py) and the report flow (web/report.py) share /cases.
+BLUEPRINTS = (auth.bp, home.bp, report.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
               admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp, unmask.bp)
 
 

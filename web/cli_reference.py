@@ -21,7 +21,8 @@ from reprisals.accounts import ApiToken, create_token, list_tokens, revoke_token
 from reprisals.emails import normalise_email
 from reprisals.messaging import local_text
 from reprisals.models import Establishment, EstablishmentType, Nation, User
-from reprisals.reference import NATION_LABELS, OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
+from reprisals.reference import OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
+from reprisals.vocabulary import NATION_LABELS
 from web.cli import _emit, cli, fail, progress_bar, runtime
 from workflow.clock import ensure_utc
 

@@ -18,8 +18,8 @@ from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.pseudonyms import decide_match
 from reprisals.sensitive import read_sensitive
 from reprisals.services import correct_identity, get_case
-from web.cases import PersonStep, _max_length, _required
 from web.context import db, me, now, runtime
+from web.report import PersonStep, _max_length, _required
 from web.security import signed_in
 from workflow.errors import StaleInstance
 

@@ -203,6 +203,7 @@ def test_an_upload_that_renames_a_trigger_the_services_depend_on_is_refused_nami
     before = count_rows(web.database, ("protocol_versions",))
     v1 = bundled_specs()[0].text
     renamed = v1.replace("version: 1\n", "version: 3\n").replace("\n  refer:\n", "\n  send_referral:\n")
+    renamed = renamed.replace("next: refer\n", "next: send_referral\n")  # the stage's next step follows the name
     r = web.post(admin, "/admin/protocols", {"text": renamed})
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "govuk-error-summary" in html

@@ -371,7 +371,7 @@ def test_a_second_submit_of_the_same_draft_opens_no_second_case(web: Web, monkey
     """Two submits of one draft (a double click on PostgreSQL, another tab): the one that finds the draft
     already deleted by the other rolls its case back. The other submit's delete is played inside this
     one's transaction, just before its own."""
-    import web.cases as cases_module
+    import web.report as cases_module
 
     real_open_case = cases_module.open_case
 
