@@ -7,11 +7,13 @@ before the first message, not at 3 a.m. in the scheduler.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from jinja2.bccache import Bucket
 
 
 class TemplateProblem(Exception):
@@ -27,6 +29,30 @@ class Rendered:
     html: str
 
 
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the whole process, for environments configured alike (one instance per
+    configuration: the compiled code depends on it). A process that builds many environments with the same
+    loader (an app or a runtime per test) compiled every template afresh each time; Jinja checks each entry
+    against its template's source, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEXT_CODE = CompiledTemplates()
+_HTML_CODE = CompiledTemplates()
+
+
 class Templates:
     """Templates ``NAME.subject.txt``, ``NAME.txt`` and ``NAME.html`` from a Jinja loader."""
 
@@ -35,9 +61,10 @@ class Templates:
         # auto_reload off: templates are read once per process (a deploy restarts it), not checked against
         # their files' mtimes on every message.
         self._text = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701 - plain text
-                                        keep_trailing_newline=True, auto_reload=False)
+                                        keep_trailing_newline=True, auto_reload=False,
+                                        bytecode_cache=_TEXT_CODE)
         self._html = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, autoescape=True,
-                                        auto_reload=False)
+                                        auto_reload=False, bytecode_cache=_HTML_CODE)
         self._compiled: dict[str, tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
 
     def _templates(self, name: str) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:

@@ -7,8 +7,10 @@ half on a machine without it; CI never sets it.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from workflow.db import create_db_engine
 
 PG_ADMIN_URL = os.environ.get("REPRISALS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [d.strip() for d in os.environ.get("REPRISALS_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()]
+# A test whose subject does not depend on the database (a page, a file, a command's words) runs on one;
+# row logic (history, the access log, the outbox, locks) runs on both.
+ONE_DATABASE = pytest.mark.parametrize("database", DATABASES[:1], indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -110,6 +115,75 @@ def _pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+class _PgDatabases:
+    """Fresh PostgreSQL databases from the template, made one ahead and dropped behind, on a thread of this
+    worker: ``DROP DATABASE`` waits for a checkpoint (about a second here) and ``CREATE DATABASE`` copies the
+    template; neither needs the test to wait for it. Every test still gets a database no test used before."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.admin = _pg_admin()
+        self.ready: queue.Queue[str] = queue.Queue()
+        self.work: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="pg-databases", daemon=True)
+        self.thread.start()
+        self.work.put(("create", self._name()))
+
+    @staticmethod
+    def _name() -> str:
+        return f"rpr_t_{uuid.uuid4().hex[:10]}"
+
+    def _create(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+
+    def _drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _run(self) -> None:
+        while (task := self.work.get()) is not None:
+            what, name = task
+            try:
+                if what == "create":
+                    self._create(name)
+                    self.ready.put(name)
+                else:
+                    self._drop(name)
+            except Exception:  # a spare that failed is made again in the test's own thread
+                if what == "create":
+                    self.ready.put("")
+            finally:
+                self.work.task_done()
+
+    def take(self) -> str:
+        name = self.ready.get()
+        self.work.put(("create", self._name()))  # the next test's, while this one runs
+        if not name:
+            name = self._name()
+            self._create(name)
+        return name
+
+    def give_back(self, name: str) -> None:
+        self.work.put(("drop", name))
+
+    def close(self) -> None:
+        self.work.join()
+        while not self.ready.empty():
+            if spare := self.ready.get():
+                self._drop(spare)
+        self.work.put(None)
+        self.thread.join(timeout=60)
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_databases(_pg_template: str) -> Iterator[_PgDatabases]:
+    pool = _PgDatabases(_pg_template)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
@@ -121,18 +195,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield Database("sqlite", url, engine)
         engine.dispose()
     else:
-        template = request.getfixturevalue("_pg_template")
-        name = f"rpr_t_{uuid.uuid4().hex[:10]}"
-        admin = _pg_admin()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        pool: _PgDatabases = request.getfixturevalue("_pg_databases")
+        name = pool.take()
         url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
         engine = create_db_engine(url, pool_size=25, max_overflow=10)
         yield Database("postgresql", url, engine)
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        pool.give_back(name)
 
 
 @dataclass(frozen=True)

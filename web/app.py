@@ -18,6 +18,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifications.outbox import unread_count
+from notifications.templates import CompiledTemplates
 from reprisals.accounts import heartbeat_age, load_session
 from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 30
 HSTS = "max-age=31536000; includeSubDomains"
 SERVICE_NAME = "Reprisals case tracker"
+
+
+# Every app of the process is configured alike, so they share compiled templates (the tests make one a test).
+COMPILED_TEMPLATES = CompiledTemplates()
 # report.bp is cases.bp: the list (web/cases.py) and the report flow (web/report.py) share /cases.
 BLUEPRINTS = (auth.bp, home.bp, report.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
               admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp, unmask.bp)
@@ -75,7 +80,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         PrefixLoader({"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja"),
                       "govuk_frontend_wtf": PackageLoader("govuk_frontend_wtf")}),
     ])
-    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True  # every app alike: they share compiled code
+    app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
     WTFormsHelpers(app)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: nothing for a forged request to ride on

@@ -13,6 +13,7 @@ the version number and every duration (a deadline 99999999999 working days away 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -415,7 +416,15 @@ def _parse_yaml(text: str, source: str) -> Any:
 
 
 def load_spec(text: str, source: str = "<spec>") -> WorkflowSpec:
-    """Parse and validate a spec. Raises SpecError listing every problem found."""
+    """Parse and validate a spec. Raises SpecError listing every problem found.
+
+    A spec is immutable and a function of its text: one process parses each text once (an engine is built
+    per app and per command; parsing a protocol file takes a third of a second)."""
+    return _load_spec(text, source)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_spec(text: str, source: str) -> WorkflowSpec:
     raw = _parse_yaml(text, source)
     if not isinstance(raw, dict):
         raise SpecError(source, [Problem("", "a spec must be a mapping with key, version, stages and triggers")])

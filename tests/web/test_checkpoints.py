@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reprisals.proof import PRIVATE_NAME, PUBLIC_NAME
-from tests.conftest import Database
+from tests.conftest import ONE_DATABASE, Database
 from tests.web.conftest import Cli, Web, World
 from workflow.history import LEDGER_GENESIS, event_hash, genesis_hash, ledger_hash
 from workflow.models import HistoryEvent, LedgerEntry
@@ -132,6 +132,7 @@ def test_a_checkpoint_finds_what_the_chains_alone_cannot(
     assert words in found.stderr and "checkpoint NOT held" in found.stderr
 
 
+@ONE_DATABASE
 def test_a_changed_checkpoint_or_another_key_is_refused(signed: tuple[Cli, Path, Path], tmp_path: Path) -> None:
     run, checkpoint, public = signed
     document = json.loads(checkpoint.read_text())
@@ -150,6 +151,7 @@ def test_a_changed_checkpoint_or_another_key_is_refused(signed: tuple[Cli, Path,
     assert again.exit_code == 1 and "already holds a signing key" in again.output
 
 
+@ONE_DATABASE
 def test_no_signing_key_is_said_in_words(run: Cli, world: World) -> None:
     result = run("audit", "checkpoint")
     assert result.exit_code == 2 and "REPRISALS_AUDIT_SIGNING_KEY_FILE is not set" in result.output
@@ -185,6 +187,7 @@ def test_the_scheduler_signs_one_checkpoint_a_day(world: World, database: Databa
         rt.close()
 
 
+@ONE_DATABASE
 def test_a_case_export_is_checked_away_from_the_server_and_one_changed_byte_names_its_event(
         signed: tuple[Cli, Path, Path], world: World, database: Database, tmp_path: Path) -> None:
     import os
@@ -243,6 +246,7 @@ def test_an_export_of_a_history_rewritten_since_the_checkpoint_fails_offline(
                         "history was rewritten or cut back since)"]
 
 
+@ONE_DATABASE
 def test_leads_and_auditors_download_the_history_from_the_case_page(web: Web) -> None:
     from reprisals.proof import verify_export
 

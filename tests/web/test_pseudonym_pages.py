@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from reprisals.config import load_settings
 from reprisals.models import Case, Role, User
 from reprisals.services import open_case
+from tests.conftest import ONE_DATABASE
 from tests.factories import CANARY_DOB, CANARY_NAME, CANARY_NUMBER, case_data, make_user
 from tests.web.conftest import Cli, Web, assert_refused, password_hash, settings_env
 
@@ -52,6 +53,7 @@ def _party_lead(web: Web) -> str:
         return user.email
 
 
+@ONE_DATABASE
 def test_auditors_and_party_leads_see_the_pseudonym_and_the_other_cases_never_the_name(web: Web) -> None:
     reported, triaged = web.world.reported, web.world.triaged  # the same canary person, both
     for email in (web.world.auditor, _party_lead(web), web.world.lead):
@@ -128,6 +130,7 @@ def test_a_lead_corrects_a_typo_after_giving_a_reason_and_the_pseudonym_stays(we
     assert web.post(web.sign_in(web.world.staff), path, {**base, "reason": "x"}).status_code == 403
 
 
+@ONE_DATABASE
 def test_people_link_and_keys_generate_pseudonym(web: Web, run: Cli) -> None:
     web.database.raw("UPDATE detainees SET person = NULL, name_hash = NULL, dob_hash = NULL, number_hash = NULL")
     linked = run("people", "link")
@@ -141,6 +144,7 @@ def test_people_link_and_keys_generate_pseudonym(web: Web, run: Cli) -> None:
     assert_refused(run("keys", "generate", "--pseudonym", "--signing"), "choose one of --signing and --pseudonym")
 
 
+@ONE_DATABASE
 def test_production_needs_its_own_pseudonym_key(web: Web, tmp_path: Path) -> None:
     from reprisals.errors import ConfigurationError
 
@@ -159,6 +163,7 @@ def test_production_needs_its_own_pseudonym_key(web: Web, tmp_path: Path) -> Non
     assert load_settings(env, dotenv=None).pseudonym_key == env["REPRISALS_PSEUDONYM_KEY"]
 
 
+@ONE_DATABASE
 def test_the_api_and_the_command_give_the_pseudonym_and_the_same_persons_cases(web: Web, run: Cli) -> None:
     from tests.web.test_api import Api
 

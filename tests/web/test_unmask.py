@@ -27,7 +27,7 @@ from reprisals.unmasking import (
     requests_of,
     view_unmasked,
 )
-from tests.conftest import DATABASES
+from tests.conftest import ONE_DATABASE
 from tests.factories import CANARY_DOB, CANARY_NAME, CANARY_NUMBER, make_user
 from tests.web.conftest import Web, csrf_token, password_hash
 
@@ -36,7 +36,6 @@ ASK = "Checking a pattern across cases ASKCANARY"
 YES = "Agreed for the annual review YESCANARY"
 # The rules of one request are row logic: the tests that write history, the access log and the outbox run on
 # both databases; the others, and the pages, on one.
-ONE_DATABASE = pytest.mark.parametrize("database", DATABASES[:1], indirect=True)
 
 
 def _user(s: Any, email: str) -> User:
