@@ -74,10 +74,9 @@ from web.people import MatchForm
 from web.security import signed_in
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
-from workflow.models import DeadlineRow, HistoryEvent
+from workflow.models import OVERDUE, PAUSED, DeadlineRow, HistoryEvent
 from workflow.moments import recorded_later
 from workflow.spec import FieldType, WorkflowSpec
-from workflow.timers import OVERDUE, PAUSED
 
 bp = Blueprint("case", __name__, url_prefix="/cases")
 

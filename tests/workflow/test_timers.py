@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 from tests.conftest import Database
 from workflow.calendars import UnknownCalendar
 from workflow.clock import FrozenClock
+from workflow.deadlines import DeadlineError, Timers, parse_iso_time
 from workflow.engine import Engine, SimpleActor
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow, WorkflowInstance
 from workflow.spec import load_spec
-from workflow.timers import BatchHandler, DeadlineError, Fired, PreparedBatch, Timers, parse_iso_time
+from workflow.sweep import BatchHandler, Fired, PreparedBatch
 
 LONDON = ZoneInfo("Europe/London")
 CLERK = SimpleActor("clerk-1", frozenset({"clerk"}))
@@ -762,7 +763,7 @@ def test_unknown_calendar_or_missing_anchor_and_nothing_written_when_an_instance
 
 
 def test_timer_ends_failed_and_is_not_retried_when_its_handler_keeps_failing(database: Database) -> None:
-    from workflow.timers import MAX_ATTEMPTS
+    from workflow.sweep import MAX_ATTEMPTS
 
     s = database.session()
     urgent = start(s, risk="urgent")

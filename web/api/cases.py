@@ -65,9 +65,8 @@ from web.context import db, now, runtime
 from web.security import api_token
 from workflow.errors import StaleInstance
 from workflow.history import verify_instance
-from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
+from workflow.models import LIVE, OVERDUE, DeadlineRow, HistoryEvent, WorkflowInstance
 from workflow.spec import FieldType, WorkflowSpec
-from workflow.timers import LIVE, OVERDUE
 
 REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
 STRUCTURED = {FieldType.CHOICE, FieldType.MULTICHOICE, FieldType.DATE, FieldType.DATETIME, FieldType.BOOLEAN,
