@@ -97,6 +97,10 @@ def time_left(due: datetime, at: datetime, *, in_hours: bool, calendar: WorkingC
 RISK_LABELS = {Risk.URGENT: "Urgent", Risk.HIGH: "High", Risk.STANDARD: "Standard"}
 NATION_LABELS = {Nation.ENGLAND: "England", Nation.WALES: "Wales", Nation.SCOTLAND: "Scotland",
                  Nation.NORTHERN_IRELAND: "Northern Ireland"}
+# part: deadlines. Whose working days a case's deadlines count, by its nation: bank holidays as GOV.UK
+# lists them (England and Wales share theirs).
+WORKING_DAY_REGIONS = {Nation.ENGLAND: "England and Wales", Nation.WALES: "England and Wales",
+                       Nation.SCOTLAND: "Scotland", Nation.NORTHERN_IRELAND: "Northern Ireland"}
 CHANNEL_LABELS = {
     Channel.INSPECTION_INTERVIEW: "Inspection interview", Channel.SURVEY: "Survey",
     Channel.IMB_APPLICATION: "IMB application", Channel.PPO_COMPLAINT: "PPO complaint",

@@ -66,12 +66,13 @@ from reprisals.unmasking import (
     may_request,
     requests_for_case,
 )
-from reprisals.wording import explain
+from reprisals.wording import explain, not_a_working_day
 from web.context import db, me, now, runtime
 from web.diagram import render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.people import MatchForm
 from web.security import signed_in
+from workflow.deadlines import NotAWorkingDay
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
 from workflow.models import OVERDUE, PAUSED, DeadlineRow, HistoryEvent
@@ -712,7 +713,9 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
         except (WorkflowError, InvalidInput) as exc:
             db().rollback()
             message = str(exc)
-            if operation == "extend" and "in the past" in message:
+            if isinstance(exc, NotAWorkingDay):  # part: deadlines
+                form.new_due.errors = [not_a_working_day(exc)]
+            elif operation == "extend" and "in the past" in message:
                 form.new_due.errors = ["The new due date must be in the future"]
             elif operation == "extend" and "later than the current one" in message:
                 form.new_due.errors = [f"The new due date must be after the current due date ({found.due})"]

@@ -1052,7 +1052,9 @@ def _deadline_op(ctx: click.Context, reference: str, as_email: str, op: str, **k
 @deadlines.command("extend")
 @click.argument("reference")
 @click.argument("deadline")
-@click.option("--to", "to_text", required=True, help="New due time, ISO-8601 with a zone.")
+@click.option("--to", "to_text", required=True,
+              help="New due time, ISO-8601 (UK time unless it has an offset); a working day for a deadline "
+                   "counted in working days.")
 @click.option("--reason", required=True)
 @click.option("--as", "as_email", required=True)
 @click.pass_context

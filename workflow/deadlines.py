@@ -13,7 +13,7 @@ hands over to it, so that a host holds one object. See decision 7.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -45,6 +45,18 @@ from workflow.text import clean_text, is_blank
 
 class DeadlineError(WorkflowError):
     """A deadline operation that cannot be done (bad extension, pausing a paused clock…)."""
+
+
+class NotAWorkingDay(DeadlineError):
+    """An extension of a working-day deadline onto a day that is not a working day of the calendar the
+    deadline runs in (a weekend, or a holiday of that nation: ``holiday`` names it). The host says it in
+    its own words (``reprisals.wording``); clock-hour deadlines may end on any day."""
+
+    def __init__(self, day: date, calendar: str, holiday: str | None) -> None:
+        self.day, self.calendar, self.holiday = day, calendar, holiday
+        why = f"a holiday ({holiday})" if holiday else "a weekend"
+        super().__init__(f"{day.isoformat()} is not a working day in the '{calendar}' calendar ({why}); a "
+                         "working-day deadline must end on a working day")
 
 
 MAX_REASON = 2000
@@ -161,7 +173,8 @@ class Timers:
 
     def extend(self, session: Session, engine: Engine, instance: WorkflowInstance, deadline: DeadlineRow,
                new_due: datetime, reason: str, actor_id: str, now: datetime) -> DeadlineRow:
-        """Move a deadline later, with a reason; reminders move with it. A history event records it."""
+        """Move a deadline later, with a reason; reminders move with it. A history event records it.
+        A working-day deadline must end on a working day of the instance's calendar (``NotAWorkingDay``)."""
         new_due = ensure_utc(new_due)
         now = ensure_utc(now)
         self._lock(session, engine, instance, deadline)
@@ -172,6 +185,11 @@ class Timers:
                                 "than now")
         if new_due <= deadline.due_at:
             raise DeadlineError(f"the new due time must be later than the current one ({deadline.due_at.isoformat()})")
+        if deadline.unit == Unit.WORKING_DAYS.value:
+            cal = self.calendar(instance.calendar)
+            day = cal.local_date(new_due)
+            if not cal.is_working_day(day):
+                raise NotAWorkingDay(day, cal.name, cal.holiday_name(day) if day.weekday() < 5 else None)
         previous = deadline.due_at
         engine.append_event(session, instance, "deadline_extended", actor_id, now,
                             {"deadline": deadline.name, "from": previous.isoformat(), "to": new_due.isoformat(),
@@ -345,4 +363,4 @@ def parse_iso_time(text: str, *, zone: tzinfo = LONDON) -> datetime:
         raise DeadlineError(f"'{text}' {exc}") from None
 
 
-__all__ = ["DeadlineError", "Duration", "Timers", "UnknownCalendar", "parse_iso_time"]
+__all__ = ["DeadlineError", "Duration", "NotAWorkingDay", "Timers", "UnknownCalendar", "parse_iso_time"]
