@@ -445,8 +445,8 @@ def render_list(spec: WorkflowSpec, current: str | None, visited: Iterable[str] 
         for trig in spec.triggers_from(s):
             if trig.label in any_names and set(trig.sources) == set(spec.open_stages):
                 continue
-            where = (f"stays at {labels[s]}" if trig.dest is None or trig.dest == s
-                     else f"to {labels.get(trig.dest, trig.dest)}")
+            where = (f"stays at {labels[s]}" if trig.dest is None
+                     else f"to {labels[s]} again" if trig.dest == s else f"to {labels.get(trig.dest, trig.dest)}")
             actions.append(f"<li>{escape(trig.label)} ({escape(where)})</li>")
         if actions:
             out.append('<p class="govuk-body govuk-!-margin-bottom-1">Actions:</p>'
