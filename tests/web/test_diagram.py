@@ -238,3 +238,15 @@ def test_words_for_a_protocols_deadlines() -> None:
     level_1 = VERSIONS[2].stages["escalated"].deadlines[0]
     assert deadline_words(level_1) == ("Central authority response: 10 working days (5 working days if the risk is "
                                        "urgent; only if the escalation level is 1)")
+
+
+def test_the_protocol_page_shows_the_active_protocol_as_drawing_and_list(web: Web) -> None:
+    client = web.sign_in(web.world.staff)  # anyone signed in
+    html = client.get("/protocol").get_data(as_text=True)
+    spec = build_engine(cipher=cipher()).spec("sanctions")
+    assert "<h1 class=\"govuk-heading-xl\">The protocol</h1>" in html and f"version {spec.version}" in html
+    root = ET.fromstring(re.search(r"<svg .*?</svg>", html, re.S).group(0))  # type: ignore[union-attr]
+    assert root.find(f"{SVG}title").text == spec.title  # type: ignore[union-attr]  # no case, no current stage
+    assert "--current" not in html
+    assert html.count('class="app-diagram-list__stage"') == len(spec.stages)
+    assert web.client().get("/protocol").status_code == 302  # signed out: to the sign-in page

@@ -1,6 +1,7 @@
-"""The protocol diagram on the case page, in a browser, one page load per width (decision 32): at 1280px
+"""The protocol diagram on the protocol page, in a browser, one page load per width (decision 32): at 1280px
 the drawing, unscaled, its text the size of the page's body text; at 375px the list of stages instead,
-and the page does not scroll sideways. axe-core finds nothing at either width; both are photographed."""
+and the page does not scroll sideways. axe-core finds nothing at either width; both are photographed.
+(The case page shows the same ``render_diagram``; its own browser tests cover that page.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_drawing_at_full_width_and_the_list_on_a_phone(browser: Browser, liv
         ctx, p = _open(browser, live, width)
         try:
             p.sign_in(world.lead, check=False)
-            page = p.go(f"/cases/{world.triaged}")
+            page = p.go("/protocol")
             svg, listed = page.locator("svg.app-diagram"), page.locator("ol.app-diagram-list")
             if width == 1280:
                 expect(svg).to_be_visible()
@@ -40,10 +41,10 @@ def test_the_drawing_at_full_width_and_the_list_on_a_phone(browser: Browser, liv
                 expect(listed).to_be_visible()
                 expect(svg).to_be_hidden()
                 expect(listed.locator("li.app-diagram-list__stage")).to_have_count(8)
-                current = listed.locator("li.app-diagram-list__stage", has_text="Current stage")
-                expect(current).to_contain_text("Triage decision: 2 working days (4 hours if the risk is urgent)")
-                expect(current).to_contain_text("Refer to the establishment (to Referred)")
+                triage = listed.locator("li.app-diagram-list__stage[data-stage=triage]")
+                expect(triage).to_contain_text("Triage decision: 2 working days (4 hours if the risk is urgent)")
+                expect(triage).to_contain_text("Refer to the establishment (to Referred)")
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            p.check(f"case-page-{width}")
+            p.check(f"protocol-{width}")
         finally:
             ctx.close()
