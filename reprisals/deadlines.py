@@ -1,6 +1,6 @@
 """What deadlines mean for cases: who is reminded, who is told when one passes, who may move one.
 
-The sweep works a batch of timers at a time (see ``workflow.timers.BatchHandler``):
+The sweep works a batch of timers at a time (see ``workflow.sweep.BatchHandler``):
 :func:`make_timer_handler`'s handler reads the batch's cases and leads at once, decides each timer's
 messages in memory and adds the batch's outbox rows in one statement, in the batch's transaction. It
 only *adds* outbox rows (keyed by timer and recipient, so a re-run adds nothing) and never writes the
@@ -22,9 +22,10 @@ from reprisals.access import actor_for, can_view_case
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.messaging import Messenger, Outgoing, case_url, leads_of_bodies, local_text, unique_users
 from reprisals.models import Case, Risk, User
+from workflow.deadlines import Timers
 from workflow.engine import Engine
-from workflow.models import DeadlineRow
-from workflow.timers import DUE, LIVE, OVERDUE, REMINDER, Fired, Timers
+from workflow.models import DUE, LIVE, OVERDUE, REMINDER, DeadlineRow
+from workflow.sweep import Fired
 
 __all__ = ["TimerHandler", "local_text", "make_timer_handler"]
 
@@ -60,7 +61,7 @@ class _CaseFacts:
 
 
 class TimerHandler:
-    """A ``workflow.timers.BatchHandler``: ``prepare`` reads the batch's cases, their assigned users and
+    """A ``workflow.sweep.BatchHandler``: ``prepare`` reads the batch's cases, their assigned users and
     their bodies' leads in three statements, each timer's messages are decided in memory, and ``write``
     adds the outbox rows of the whole batch in one statement. Called on its own, it does all three for
     one timer."""

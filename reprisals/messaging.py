@@ -21,8 +21,7 @@ from notifications.templates import Templates
 from reprisals.models import Body, Case, Role, User
 from workflow.calendars import LONDON, WorkingCalendar, calendar_for
 from workflow.clock import ensure_utc
-from workflow.models import DeadlineRow
-from workflow.timers import LIVE, OVERDUE
+from workflow.models import LIVE, OVERDUE, DeadlineRow
 
 TEMPLATE_NAMES = ("reminder", "overdue", "escalation_prompt", "case_assigned", "daily_digest", "party_case_opened",
                   "party_case_closed", "finding_to_confirm", "sign_in_attack", "invitation", "account_to_confirm",

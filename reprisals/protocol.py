@@ -14,10 +14,10 @@ from dateutil.relativedelta import relativedelta
 
 from reprisals.crypto import Cipher
 from workflow.calendars import DEFAULT_DAY_END
+from workflow.deadlines import Timers
 from workflow.engine import Condition, Engine, GuardContext
 from workflow.errors import Problem
 from workflow.spec import Trigger, WorkflowSpec, load_spec, load_spec_file
-from workflow.timers import Timers
 
 SPEC_KEY = "sanctions"
 REOPEN_MONTHS = 6  # calendar months, from the moment the case closed

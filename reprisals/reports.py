@@ -39,8 +39,7 @@ from reprisals.models import (
     SanctionType,
 )
 from workflow.clock import ensure_utc
-from workflow.models import DeadlineRow
-from workflow.timers import DONE, OPEN, OVERDUE
+from workflow.models import DONE, OPEN, OVERDUE, DeadlineRow
 
 LONDON = ZoneInfo("Europe/London")
 SUPPRESS_BELOW = 5

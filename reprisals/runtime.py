@@ -18,8 +18,8 @@ from reprisals.protocol import build_engine
 from reprisals.protocol_store import load_stored_spec
 from workflow.clock import Clock, SystemClock
 from workflow.db import create_db_engine
+from workflow.deadlines import Timers
 from workflow.engine import Engine
-from workflow.timers import Timers
 
 
 @dataclass

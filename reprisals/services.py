@@ -49,13 +49,13 @@ from reprisals.pseudonyms import link_person
 from reprisals.sealing import HOST_SEALED, SEALED, Keyring, keyring_of, rewrap_keys
 from reprisals.two_factor import rotate_secrets
 from workflow.clock import ensure_utc
+from workflow.deadlines import Timers
 from workflow.engine import Engine, Offer
 from workflow.errors import GuardFailed, MissingFields
 from workflow.models import HistoryEvent, WorkflowInstance
 from workflow.moments import NEEDS_TIME, local_words, on_day, parse_moment
 from workflow.spec import FieldType
 from workflow.text import DATE_FUTURE, clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
-from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 MAX_TEXT = 10_000

@@ -11,12 +11,14 @@ of moments.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from reprisals.models import AgeGroup, Channel, Nation, Risk, SanctionType
 from workflow.calendars import WorkingCalendar
+from workflow.spec import Deadline, Duration, Unit
 
 LONDON = ZoneInfo("Europe/London")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -97,6 +99,10 @@ def time_left(due: datetime, at: datetime, *, in_hours: bool, calendar: WorkingC
 RISK_LABELS = {Risk.URGENT: "Urgent", Risk.HIGH: "High", Risk.STANDARD: "Standard"}
 NATION_LABELS = {Nation.ENGLAND: "England", Nation.WALES: "Wales", Nation.SCOTLAND: "Scotland",
                  Nation.NORTHERN_IRELAND: "Northern Ireland"}
+# part: deadlines. Whose working days a case's deadlines count, by its nation: bank holidays as GOV.UK
+# lists them (England and Wales share theirs).
+WORKING_DAY_REGIONS = {Nation.ENGLAND: "England and Wales", Nation.WALES: "England and Wales",
+                       Nation.SCOTLAND: "Scotland", Nation.NORTHERN_IRELAND: "Northern Ireland"}
 CHANNEL_LABELS = {
     Channel.INSPECTION_INTERVIEW: "Inspection interview", Channel.SURVEY: "Survey",
     Channel.IMB_APPLICATION: "IMB application", Channel.PPO_COMPLAINT: "PPO complaint",
@@ -122,3 +128,44 @@ SANCTION_LABELS = {
 def long_date(d: date) -> str:
     """'4 December 2026' (no weekday: for dates of birth, receipt and the like)."""
     return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+
+
+# -- a protocol's deadlines in words (part: deadlines; the protocol diagram and its list) -------------
+
+
+def duration_words(d: Duration) -> str:
+    """'1 working day', '10 working days', '4 hours'; no working days: 'the same working day'."""
+    if d.unit is Unit.WORKING_DAYS and d.amount == 0:
+        return "the same working day"
+    return str(d)
+
+
+def _values_words(variable: str, values: Iterable[object]) -> str:
+    """'the risk is high or standard', 'the escalation level is 1' (labels for the enums the protocol uses)."""
+    words = []
+    for v in values:
+        if variable == "risk" and str(v) in {r.value for r in Risk}:
+            words.append(RISK_LABELS[Risk(str(v))].lower())
+        else:
+            words.append(str(v).replace("_", " "))
+    said = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    return f"the {variable.replace('_', ' ')} is {said}"
+
+
+def deadline_words(deadline: Deadline) -> str:
+    """A protocol deadline as a lead reads it: 'Triage decision: 2 working days (4 hours if the risk is
+    urgent)', 'Establishment response: 10 working days (only if the risk is high or standard)'."""
+    rule = deadline.due
+    extra: list[str] = []
+    if rule.by is None:
+        main = rule.default
+    else:
+        by_duration: dict[Duration, list[str]] = {}
+        for value, d in rule.values.items():
+            by_duration.setdefault(d, []).append(value)
+        main = rule.default or max(by_duration, key=lambda d: len(by_duration[d]))
+        extra = [f"{duration_words(d)} if {_values_words(rule.by, values)}"
+                 for d, values in by_duration.items() if d != main]
+    extra += [f"only if {_values_words(var, allowed)}" for var, allowed in deadline.when.items()]
+    due = duration_words(main) if main is not None else "a time that depends on the case"
+    return f"{deadline.label}: {due}" + (f" ({'; '.join(extra)})" if extra else "")

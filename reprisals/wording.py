@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reprisals.errors import CaseNotFound, ReprisalsError
+from reprisals.models import Nation
+from reprisals.vocabulary import WORKING_DAY_REGIONS, day_words
+from workflow.deadlines import NotAWorkingDay
 from workflow.errors import (
     GuardFailed,
     NotPermitted,
@@ -39,6 +42,17 @@ def _either(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def not_a_working_day(exc: NotAWorkingDay) -> str:
+    """'Saturday 5 December 2026 is not a working day in England and Wales: choose a working day'; a bank
+    holiday on a weekday is named ('… is a bank holiday (Christmas Day) in England and Wales: …')."""
+    try:
+        where = WORKING_DAY_REGIONS[Nation(exc.calendar)]
+    except ValueError:
+        where = exc.calendar.replace("_", " ").title()
+    why = f"is a bank holiday ({exc.holiday}) in" if exc.holiday else "is not a working day in"
+    return f"{day_words(exc.day)} {why} {where}: choose a working day"
+
+
 def explain(exc: BaseException, *, reference: str | None = None, spec: WorkflowSpec | None = None,
             next_actions: Sequence[str] = ()) -> str:
     """One sentence for ``exc``. ``next_actions`` are trigger names the person may fire now. Field
@@ -61,6 +75,8 @@ def explain(exc: BaseException, *, reference: str | None = None, spec: WorkflowS
         return f"'{exc.trigger}' is not an action of the protocol.{then if reference else ''}"
     if isinstance(exc, CaseNotFound):
         return f"there is no case {exc.reference} that you can see"
+    if isinstance(exc, NotAWorkingDay):
+        return f"{case}: {not_a_working_day(exc)}"
     if isinstance(exc, WorkflowError | ReprisalsError):
         return str(exc) if reference is None else f"{case}: {exc}"
     return "that cannot be done"

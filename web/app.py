@@ -35,6 +35,7 @@ from web import (
     home,
     inbox,
     people,
+    protocol_page,
     report,
     reports,
     two_factor,
@@ -53,7 +54,8 @@ SERVICE_NAME = "Reprisals case tracker"
 COMPILED_TEMPLATES = CompiledTemplates()
 # report.bp is cases.bp: the list (web/cases.py) and the report flow (web/report.py) share /cases.
 BLUEPRINTS = (auth.bp, home.bp, report.bp, case_page.bp, inbox.bp, reports.bp, account.bp, admin.bp,
-              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp, unmask.bp)
+              admin.invitation_bp, access_log.bp, confirmations.bp, api.bp, two_factor.bp, people.bp, unmask.bp,
+              protocol_page.bp)  # the protocol page: issue 14, part deadlines
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,

@@ -66,18 +66,18 @@ from reprisals.unmasking import (
     may_request,
     requests_for_case,
 )
-from reprisals.wording import explain
+from reprisals.wording import explain, not_a_working_day
 from web.context import db, me, now, runtime
-from web.diagram import render_svg, visited_stages
+from web.diagram import render_diagram, render_svg, visited_stages
 from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
 from web.people import MatchForm
 from web.security import signed_in
+from workflow.deadlines import NotAWorkingDay
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
-from workflow.models import DeadlineRow, HistoryEvent
+from workflow.models import OVERDUE, PAUSED, DeadlineRow, HistoryEvent
 from workflow.moments import recorded_later
 from workflow.spec import FieldType, WorkflowSpec
-from workflow.timers import OVERDUE, PAUSED
 
 bp = Blueprint("case", __name__, url_prefix="/cases")
 
@@ -491,8 +491,7 @@ def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> Response
                 and user.body_code == case.owning_body_code)
     actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
     proposal = _proposal(case, spec, view)
-    # Markup is safe here: render_svg escapes every text and attribute it takes from the spec.
-    diagram = Markup(render_svg(spec, case.stage, visited_stages(e.to_stage for e in events)))  # noqa: S704
+    diagram = render_diagram(spec, case.stage, visited_stages(e.to_stage for e in events))  # drawing and list
     integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
     person = person_view(db(), user, case)
     page = render_template(
@@ -713,7 +712,9 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
         except (WorkflowError, InvalidInput) as exc:
             db().rollback()
             message = str(exc)
-            if operation == "extend" and "in the past" in message:
+            if isinstance(exc, NotAWorkingDay):  # part: deadlines
+                form.new_due.errors = [not_a_working_day(exc)]
+            elif operation == "extend" and "in the past" in message:
                 form.new_due.errors = ["The new due date must be in the future"]
             elif operation == "extend" and "later than the current one" in message:
                 form.new_due.errors = [f"The new due date must be after the current due date ({found.due})"]

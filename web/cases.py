@@ -40,9 +40,8 @@ from reprisals.vocabulary import NATION_LABELS, RISK_LABELS, long_date
 from web.context import db, me, now, runtime
 from web.pagination import govuk_pagination
 from web.security import roles
-from workflow.models import DeadlineRow, WorkflowInstance
+from workflow.models import LIVE, OPEN, OVERDUE, PAUSED, DeadlineRow, WorkflowInstance
 from workflow.spec import WorkflowSpec
-from workflow.timers import LIVE, OPEN, OVERDUE, PAUSED
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 LONDON = ZoneInfo("Europe/London")

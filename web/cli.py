@@ -696,7 +696,7 @@ def outbox_list(ctx: click.Context, only_failed: bool, as_json: bool) -> None:
 def outbox_deliver(ctx: click.Context, now_text: str | None) -> None:
     """Deliver every message whose time has come, once (operations and testing)."""
     from web.scheduler import build_channels, run_delivery
-    from workflow.timers import parse_iso_time
+    from workflow.deadlines import parse_iso_time
 
     now = parse_iso_time(now_text) if now_text else None
     rt = runtime(ctx)
@@ -984,7 +984,7 @@ def deadlines() -> None:
 def deadlines_dispatch(ctx: click.Context, now_text: str | None) -> None:
     """Run one sweep: every timer due by then fires once (reminders, overdue notices, prompts)."""
     from web.scheduler import run_sweep
-    from workflow.timers import parse_iso_time
+    from workflow.deadlines import parse_iso_time
 
     now = parse_iso_time(now_text) if now_text else None
     rt = runtime(ctx)
@@ -1005,7 +1005,7 @@ def deadlines_list(ctx: click.Context, due_before: str | None, overdue: bool, re
                    as_json: bool) -> None:
     """Running deadlines, soonest first."""
     from reprisals.deadlines import list_deadlines, local_text
-    from workflow.timers import parse_iso_time
+    from workflow.deadlines import parse_iso_time
 
     before = parse_iso_time(due_before) if due_before else None
     rt = runtime(ctx)
@@ -1052,14 +1052,16 @@ def _deadline_op(ctx: click.Context, reference: str, as_email: str, op: str, **k
 @deadlines.command("extend")
 @click.argument("reference")
 @click.argument("deadline")
-@click.option("--to", "to_text", required=True, help="New due time, ISO-8601 with a zone.")
+@click.option("--to", "to_text", required=True,
+              help="New due time, ISO-8601 (UK time unless it has an offset); a working day for a deadline "
+                   "counted in working days.")
 @click.option("--reason", required=True)
 @click.option("--as", "as_email", required=True)
 @click.pass_context
 def deadlines_extend(ctx: click.Context, reference: str, deadline: str, to_text: str, reason: str,
                      as_email: str) -> None:
     """Move a running deadline later (leads), with a reason."""
-    from workflow.timers import parse_iso_time
+    from workflow.deadlines import parse_iso_time
 
     _deadline_op(ctx, reference, as_email, "extend", name=deadline, new_due=parse_iso_time(to_text), reason=reason)
 

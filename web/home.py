@@ -35,8 +35,7 @@ from reprisals.protocol import SPEC_KEY
 from web.context import db, me, now, runtime
 from web.security import pending_words, signed_in
 from workflow.engine import Engine
-from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
-from workflow.timers import OPEN, OVERDUE
+from workflow.models import OPEN, OVERDUE, DeadlineRow, HistoryEvent, WorkflowInstance
 
 bp = Blueprint("home", __name__)
 

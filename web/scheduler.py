@@ -34,7 +34,7 @@ from reprisals.config import Settings
 from reprisals.deadlines import make_timer_handler
 from reprisals.messaging import SECRET_TEMPLATES
 from reprisals.runtime import Runtime
-from workflow.timers import SweepResult
+from workflow.sweep import SweepResult
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ class Engine:
 
     guards: dict[str, Guard] = field(default_factory=dict)
     listeners: list[StageListener] = field(default_factory=list)
-    # Validates an instance's calendar name before anything is written (set by workflow.timers).
+    # Validates an instance's calendar name before anything is written (set by workflow.deadlines).
     calendar_check: Callable[[str | None], object] | None = None
     # Finds a spec version this process has not registered (e.g. uploaded to the database by another
     # process): called with the instance's session, key and version; returns the spec or None.

@@ -169,6 +169,13 @@ class ChainHead(Base):
 
 APPEND_ONLY_TABLES = ("wf_history", "wf_ledger")
 
+# A deadline's status (``DeadlineRow.status``): running (open, paused, overdue) or done.
+OPEN, PAUSED, OVERDUE, DONE = "open", "paused", "overdue", "done"
+LIVE = (OPEN, PAUSED, OVERDUE)
+# A timer's status and kind (``TimerRow``): ``failed`` after too many attempts (``workflow.sweep``).
+PENDING, FIRED, CANCELLED, FAILED = "pending", "fired", "cancelled", "failed"
+REMINDER, DUE = "reminder", "due"
+
 
 class DeadlineRow(Base):
     """A deadline of one stage entry. Created with the stage change, closed when the stage is left.
@@ -227,7 +234,7 @@ class TimerRow(Base):
     generation: Mapped[int] = mapped_column(Integer, default=1)
     fire_at: Mapped[datetime]
     available_at: Mapped[datetime]  # fire_at, or later after a failed attempt
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | fired | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | fired | cancelled | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     fired_at: Mapped[datetime | None]
     lateness_ms: Mapped[int | None] = mapped_column(BigInteger)  # a catch-up can be months late

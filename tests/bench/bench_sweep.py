@@ -86,8 +86,9 @@ from tests.bench.common import ProfileSummary, fmt_int, fmt_ratio, profile, tabl
 from tests.factories import TEST_KEY, cipher, make_establishment, make_user, seed_bodies
 from web.scheduler import SWEEP_JOB_ID, build_scheduler
 from workflow.db import create_db_engine
-from workflow.models import metadata
-from workflow.timers import DUE, FIRED, OVERDUE, PENDING, REMINDER, Fired, Handler, Timers, worker_id
+from workflow.deadlines import Timers
+from workflow.models import DUE, FIRED, OVERDUE, PENDING, REMINDER, metadata
+from workflow.sweep import Fired, Handler, worker_id
 
 PG_ADMIN_URL = os.environ.get("REPRISALS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 AIM_PER_S = 1000.0
@@ -958,7 +959,7 @@ def render(results: dict[str, Any]) -> str:
                "  ratio = time / its baseline's time, same run; SQL/timer = statements sent per due timer\n"
                "  (SQLite's BEGIN IMMEDIATE included; PostgreSQL's pool pre-ping is not a statement and not\n"
                "  counted; executemany counts once). The sweep claims and commits a batch of timers at a time\n"
-               "  (workflow.timers.BATCH_SIZE) and also issues SAVEPOINT/RELEASE and reads the instances; the\n"
+               "  (workflow.sweep.BATCH_SIZE) and also issues SAVEPOINT/RELEASE and reads the instances; the\n"
                "  baselines hold one connection and commit per timer, the sweep's session returns its connection\n"
                "  to the pool at every commit.")
     lines = []

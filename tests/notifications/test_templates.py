@@ -44,7 +44,7 @@ from tests.factories import (
     make_establishment,
     make_user,
 )
-from workflow.timers import Timers
+from workflow.deadlines import Timers
 
 LONDON = ZoneInfo("Europe/London")
 BASE_URL = "https://reprisals.example.test"

@@ -41,9 +41,10 @@ from tests.factories import (
     cipher,
 )
 from tests.reprisals.conftest import Cast
+from workflow.deadlines import Timers
 from workflow.engine import Engine
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow, WorkflowInstance
-from workflow.timers import Fired, Timers
+from workflow.sweep import Fired
 
 LONDON = ZoneInfo("Europe/London")
 BASE_URL = "https://reprisals.example.test/"

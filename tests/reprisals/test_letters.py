@@ -15,9 +15,9 @@ from reprisals.sealing import Keyring
 from reprisals.services import advance_case, open_case, redate_action
 from tests.factories import CONSENT, REFER, RESPONSE, case_data, cipher
 from tests.reprisals.conftest import Cast
+from workflow.deadlines import Timers
 from workflow.engine import Engine
 from workflow.spec import FieldType
-from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 RECEIVED = "2025-04-16T10:00+01:00"  # Wednesday 16 April 2025, 10:00 UK time

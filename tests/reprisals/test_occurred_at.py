@@ -18,11 +18,11 @@ from reprisals.services import advance_case, open_case, redate_action
 from tests.conftest import Database
 from tests.factories import CONSENT, REFER, case_data, cipher, walk_to
 from tests.reprisals.conftest import Cast, count_rows
+from workflow.deadlines import Timers
 from workflow.engine import Engine
 from workflow.errors import GuardFailed, MissingFields
 from workflow.history import verify
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow
-from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 RECEIVED = "2025-04-16T10:00+01:00"  # Wednesday 16 April 2025, 10:00 UK time

@@ -19,8 +19,8 @@ from reprisals.services import advance_case, open_case
 from tests.conftest import Database
 from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CONSENT, cipher, make_establishment
 from tests.reprisals.conftest import Cast
+from workflow.deadlines import Timers
 from workflow.engine import Engine
-from workflow.timers import Timers
 
 LONDON = ZoneInfo("Europe/London")
 LATER = datetime(2026, 6, 1, 12, 0, tzinfo=LONDON)  # "now" for figures of 2025: everything has fallen due

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from workflow.db import create_db_engine
+from workflow.deadlines import Timers
 from workflow.models import DeadlineRow, TimerRow, WorkflowInstance
-from workflow.timers import Fired, Handler, Timers
+from workflow.sweep import Fired, Handler
 
 effects_metadata = sa.MetaData()
 EFFECTS = sa.Table(

@@ -459,7 +459,7 @@ def test_openapi_document_is_3_1_and_lists_every_api_route(web: Web) -> None:
               if r.rule.startswith("/api/") for m in (r.methods or ()) if m not in ("HEAD", "OPTIONS")}
     documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
-    assert len(routes) == 13  # the unlock; no POST /api/tokens: a token cannot make tokens
+    assert len(routes) == 14  # the unlock, the extension; no POST /api/tokens: a token cannot make tokens
 
     schemas = doc["components"]["schemas"]
     assert {"type", "title", "status", "detail", "errors"} <= set(schemas["Problem"]["properties"])

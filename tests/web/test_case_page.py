@@ -216,7 +216,7 @@ def test_lead_extends_pauses_and_resumes_a_deadline_with_errors_mapped(web: Web)
     assert "New due date must be a real date" in nonsense.get_data(as_text=True)
     assert case_state(web.database, ref) == before
 
-    later = today + timedelta(days=40)
+    later = web.rt.timers.calendar("england").next_working_day(today + timedelta(days=39))  # a working day
     done = web.post(lead, extend, {**_date(later), "reason": "Waiting for papers"})
     assert done.status_code == 302
     html = page(lead, f"/cases/{ref}")

@@ -148,9 +148,10 @@ def _drive(web: Web, run: Cli) -> tuple[Canaries, list[str]]:
         response = lead.post(path, data={**_hidden(page), **data, "csrf_token": csrf_token(page)})
         assert response.status_code == 302, (path, response.get_data(as_text=True)[-1500:])
     # Through the command: an identity view's reason, a correction's reason, a deadline's extension.
-    extend = run("deadlines", "extend", b, "establishment_response", "--to",
-                 (web.clock.now() + timedelta(days=60)).isoformat(), "--reason", c("extension reason"),
-                 "--as", w.lead)
+    cal = web.rt.timers.calendar("england")  # an extension ends on a working day
+    later = cal.end_of(cal.next_working_day((web.clock.now() + timedelta(days=60)).astimezone(LONDON).date()))
+    extend = run("deadlines", "extend", b, "establishment_response", "--to", later.isoformat(),
+                 "--reason", c("extension reason"), "--as", w.lead)
     assert extend.exit_code == 0, extend.output
     shown = run("case", "show", b, "--as", w.lead, "--reason", c("command unlock reason"))
     assert shown.exit_code == 0, shown.output

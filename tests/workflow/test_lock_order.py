@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from tests.conftest import Database
 from tests.support.interleave import Interleaving, Outcome
 from tests.workflow.test_timers import CLERK, ENGINE, TIMERS, Recorder, deadlines, local, snapshot, start
+from workflow.deadlines import DeadlineError
 from workflow.errors import StaleInstance
 from workflow.models import WorkflowInstance
-from workflow.timers import DeadlineError
 
 EXTEND_NOW = local("2025-04-18 11:00")
 NEW_DUE = local("2025-04-30 17:00")

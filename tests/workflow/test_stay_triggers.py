@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from tests.conftest import Database
 from tests.workflow.errand import CLERK, MANAGER, NOW, SUBMIT_FIELDS, budget_ok, dump, errand_doc
+from workflow.deadlines import Timers
 from workflow.engine import Engine
 from workflow.errors import SpecError
 from workflow.models import DeadlineRow, TimerRow
 from workflow.spec import load_spec
-from workflow.timers import Timers
 
 
 def stay_engine() -> Engine:

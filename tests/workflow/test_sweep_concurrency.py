@@ -25,7 +25,7 @@ from tests.conftest import Database
 from tests.support.sweeper import create_effects_table, effect_handler, insert_due_timers, skip_fsync
 from tests.support.waiting import wait_for
 from workflow.db import create_db_engine
-from workflow.timers import Timers
+from workflow.deadlines import Timers
 
 REPO = Path(__file__).resolve().parents[2]
 TIMERS = 2_000

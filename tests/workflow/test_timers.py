@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 from tests.conftest import Database
 from workflow.calendars import UnknownCalendar
 from workflow.clock import FrozenClock
+from workflow.deadlines import DeadlineError, NotAWorkingDay, Timers, parse_iso_time
 from workflow.engine import Engine, SimpleActor
 from workflow.models import DeadlineRow, HistoryEvent, TimerRow, WorkflowInstance
 from workflow.spec import load_spec
-from workflow.timers import BatchHandler, DeadlineError, Fired, PreparedBatch, Timers, parse_iso_time
+from workflow.sweep import BatchHandler, Fired, PreparedBatch
 
 LONDON = ZoneInfo("Europe/London")
 CLERK = SimpleActor("clerk-1", frozenset({"clerk"}))
@@ -610,6 +611,43 @@ def test_deadline_error_and_nothing_written_when_an_extension_is_invalid(databas
     assert snapshot(database) == before
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_working_day_deadline_is_never_extended_onto_a_weekend_or_holiday_of_its_calendar(database: Database) -> None:
+    s, instance, answer = open_answer(database)  # 3 working days, England
+    scottish = start(s, calendar="scotland")
+    s.commit()
+    in_scotland = deadlines(s, scottish.id)["answer"]
+    s.commit()
+    before = snapshot(database)
+    now = local("2025-04-17 10:00")
+
+    refused = [(instance, answer, "2025-04-26 17:00", date(2025, 4, 26), "england", None),  # a Saturday
+               (instance, answer, "2025-04-27 09:00", date(2025, 4, 27), "england", None),  # a Sunday
+               (instance, answer, "2025-05-05 17:00", date(2025, 5, 5), "england", "May Day"),
+               # the Scottish summer bank holiday: a working day in England, not in Scotland
+               (scottish, in_scotland, "2025-08-04 17:00", date(2025, 8, 4), "scotland", "Summer Bank Holiday")]
+    for inst, row, new_due, day, calendar, holiday in refused:
+        with pytest.raises(NotAWorkingDay, match="is not a working day") as err:
+            TIMERS.extend(s, ENGINE, inst, row, local(new_due), "late post", "lead-1", now)
+        assert (err.value.day, err.value.calendar, err.value.holiday) == (day, calendar, holiday)
+        s.rollback()
+    assert snapshot(database) == before  # nothing written: no event, no timer, the due time as it was
+
+    TIMERS.extend(s, ENGINE, instance, answer, local("2025-08-04 17:00"), "late post", "lead-1", now)
+    s.commit()
+    assert answer.due_at == local("2025-08-04 17:00")  # a working day in England
+
+    # A clock-hour deadline (urgent) may end on any day.
+    urgent = start(s, risk="urgent")
+    s.commit()
+    quick = deadlines(s, urgent.id)["answer"]
+    assert quick.unit == "hours"
+    TIMERS.extend(s, ENGINE, urgent, quick, local("2025-04-19 12:00"), "interpreter on Saturday", "lead-1", T0)
+    s.commit()
+    assert quick.due_at == local("2025-04-19 12:00")
+    s.close()
+
+
 def test_deadline_error_and_nothing_written_when_a_closed_deadline_is_extended_paused_or_resumed(
         database: Database) -> None:
     s, instance, answer = open_answer(database)
@@ -762,7 +800,7 @@ def test_unknown_calendar_or_missing_anchor_and_nothing_written_when_an_instance
 
 
 def test_timer_ends_failed_and_is_not_retried_when_its_handler_keeps_failing(database: Database) -> None:
-    from workflow.timers import MAX_ATTEMPTS
+    from workflow.sweep import MAX_ATTEMPTS
 
     s = database.session()
     urgent = start(s, risk="urgent")

@@ -26,8 +26,9 @@ from werkzeug.exceptions import HTTPException
 from reprisals.accounts import user_for_token
 from reprisals.errors import CaseNotFound, InvalidInput, NotAllowed
 from reprisals.models import User
-from reprisals.wording import explain
+from reprisals.wording import explain, not_a_working_day
 from web.context import db, now
+from workflow.deadlines import DeadlineError, NotAWorkingDay
 from workflow.errors import (
     GuardFailed,
     MissingFields,
@@ -275,6 +276,15 @@ def _sentence(text: str) -> str:
 @bp.errorhandler(GuardFailed)
 def _guard(exc: GuardFailed) -> Response:
     db().rollback()
+    return problem(422, "That cannot be done", _in_words(exc), errors={})
+
+
+@bp.errorhandler(DeadlineError)  # part: deadlines
+def _deadline_refused(exc: DeadlineError) -> Response:
+    db().rollback()
+    if isinstance(exc, NotAWorkingDay):
+        return problem(422, "Invalid input", "Some fields are missing or invalid. Nothing was saved.",
+                       errors={"due": not_a_working_day(exc)})
     return problem(422, "That cannot be done", _in_words(exc), errors={})
 
 

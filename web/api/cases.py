@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from notifications.models import InboxItem
 from notifications.outbox import list_inbox, mark_read, unread_count
 from reprisals.access import visible_cases
+from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
 from reprisals.protocol import SPEC_KEY
@@ -48,6 +49,7 @@ from web.api.models import (
     DeadlineSummary,
     EstablishmentOut,
     EventOut,
+    ExtensionRequest,
     FieldOut,
     IdentityOut,
     LetterOut,
@@ -65,9 +67,8 @@ from web.context import db, now, runtime
 from web.security import api_token
 from workflow.errors import StaleInstance
 from workflow.history import verify_instance
-from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
+from workflow.models import LIVE, OVERDUE, DeadlineRow, HistoryEvent, WorkflowInstance
 from workflow.spec import FieldType, WorkflowSpec
-from workflow.timers import LIVE, OVERDUE
 
 REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
 STRUCTURED = {FieldType.CHOICE, FieldType.MULTICHOICE, FieldType.DATE, FieldType.DATETIME, FieldType.BOOLEAN,
@@ -351,6 +352,29 @@ def list_deadlines() -> Response:
     rows = session.execute(stmt.order_by(DeadlineRow.due_at, DeadlineRow.id)
                            .limit(q.per_page).offset((q.page - 1) * q.per_page))
     return _json(DeadlineList(items=[_deadline(ref, row) for ref, row in rows], page=q.page, per_page=q.per_page))
+
+
+# part: deadlines. Refusals: a day that is not a working day is a 422 on ``due`` (web.api).
+@bp.post("/cases/<reference>/deadlines/<name>/extension")
+@api_token
+@bearer
+@document(200, DeadlineOut, 400, 403, 404, 409, 415, json=ExtensionRequest, tag="deadlines",
+          path_parameters={**CASE_PATH, "name": "A running deadline of the case, as in live_deadlines."})
+def extend_deadline(reference: str, name: str) -> Response:
+    """Extend a running deadline (leads of a body on the case), with a reason; it falls due at the end of the
+    day given. A deadline counted in working days must end on a working day of the case's nation."""
+    user, session = api_user(), db()
+    case = _case(session, user, reference)
+    body = json_body(ExtensionRequest)
+    if body.expected_version != case.instance.version:
+        raise StaleInstance(case.instance_id, body.expected_version, case.instance.version)
+    rt = runtime()
+    g.case_context = {"reference": case.reference, "spec": rt.engine.spec_of(case.instance)}
+    due = rt.timers.calendar(case.instance.calendar).end_of(body.due)
+    row = extend_service(session, rt.engine, rt.timers, user, case, name, due, body.reason, now())
+    out = _deadline(case.reference, row)
+    session.commit()
+    return _json(out)
 
 
 # -- notifications ---------------------------------------------------------------------------------

@@ -333,6 +333,16 @@ class CorrectionRequest(_In):
     reason: str = Field(max_length=2000, description="Why the moment recorded was wrong.")
 
 
+class ExtensionRequest(_In):  # part: deadlines
+    expected_version: int = Field(ge=1, le=MAX_ID, strict=True,
+                                  description="The case's version you last read; a different current version is a 409.")
+    due: IsoDate = Field(description="The new due date, YYYY-MM-DD: the deadline falls due at the end of that "
+                         "working day (UK time). A deadline counted in working days must end on a working day of "
+                         "the case's nation (not a weekend or bank holiday); a clock-hour one (urgent cases) may "
+                         "end on any day.")
+    reason: str = Field(max_length=2000, description="Why the deadline is extended.")
+
+
 # -- notifications ----------------------------------------------------------------------------------
 
 
