@@ -14,6 +14,10 @@ The markup does not depend on the database, and axe-core costs about a second a 
 machine: it runs on the first database of the run (SQLite unless ``REPRISALS_TEST_DATABASES`` says
 otherwise). On the others the journeys run in full, every assertion included, but without axe-core
 and screenshots. ``REPRISALS_TEST_AXE_EVERY_DATABASE=1`` runs it on every database.
+
+``REPRISALS_TEST_PAGE_PROBLEMS=FILE`` is for surveying, never for a passing run: :meth:`Pages.check`
+then appends what it finds to FILE and carries on, so one run lists every page's problems (at both
+widths) instead of stopping at the first.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ NARROW: ViewportSize = {"width": 375, "height": 800}  # an iPhone's width in CSS
 # Every violation fails, whatever its impact (minor, moderate, serious, critical).
 AXE_OPTIONS: dict[str, Any] = {"resultTypes": ["violations"], "rules": {"region": {"enabled": True}}}
 AXE_EVERY_DATABASE = os.environ.get("REPRISALS_TEST_AXE_EVERY_DATABASE", "") == "1"
+PAGE_PROBLEMS = os.environ.get("REPRISALS_TEST_PAGE_PROBLEMS", "")
 
 
 # The elements that make the page wider than the window: each sticks out while its parent does not
@@ -209,6 +214,10 @@ class Pages:
                 failures.append(str(e))
             finally:
                 self.page.set_viewport_size(size)
+        if failures and PAGE_PROBLEMS:
+            with open(PAGE_PROBLEMS, "a", encoding="utf-8") as out:
+                out.write("".join(f"{f}\n\n" for f in failures))
+            return results
         assert failures == [], "\n".join(failures)
         return results
 
