@@ -1,6 +1,7 @@
 """Journeys in a real browser, with axe-core on every page visited: the worked example of the
 protocol end to end (report, consent and risk, refer, response, accept, follow-up, a second lead
-closes), a member of staff who sees only their own cases, and an auditor who can read but not act."""
+closes), a member of staff who sees only their own cases, and an auditor who can read but not act.
+Every page is checked at 1280 px and again at 375 px on the same page load (decision 33)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CANARY_NUMBER
 from tests.web.browser.conftest import Live, Pages
 
 LONDON = ZoneInfo("Europe/London")
+CHECK_AT_375 = True
 CANARIES = (CANARY_NAME, CANARY_NUMBER, CANARY_DESCRIPTION, "Zebediah", "CANARYTEXT42")
 
 

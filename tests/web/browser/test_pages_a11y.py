@@ -1,6 +1,6 @@
 """axe-core on the main pages the journeys do not visit: the administrator's pages, inbox and account;
 the case list with filters (and with a refused filter); a form submitted empty, whose GOV.UK error
-summary links to its fields and which saves nothing."""
+summary links to its fields and which saves nothing. Every page at 1280 px and at 375 px."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from playwright.sync_api import Browser, expect
 from notifications.models import FAILED, InboxItem, OutboxMessage
 from reprisals.accounts import create_token
 from reprisals.models import User
-from tests.web.browser.conftest import Live, Pages
+from tests.web.browser.conftest import NARROW, Live, Pages, check_page
 from tests.web.conftest import count_rows
+
+CHECK_AT_375 = True  # every page at 1280 px, then at 375 px on the same page load
 
 
 def seed_messages(live: Live, email: str) -> None:
@@ -163,16 +165,30 @@ def test_the_case_list_with_filters_and_a_refused_filter(live: Live, person: Any
     assert count_rows(live.web.database, ("cases",)) == before
 
 
-def test_the_check_fails_on_a_page_with_a_serious_problem(browser: Browser) -> None:
-    """The check is not vacuous: a field without a label (critical) and an image without alternative
-    text (critical) fail it. No server is needed, so this runs once, not per database."""
-    ctx = browser.new_context()
+def test_the_check_fails_on_every_kind_of_problem(browser: Browser) -> None:
+    """The check is not vacuous. No server is needed, so this runs once, not per database:
+    - a field without a label and an image without alternative text (critical);
+    - text outside every landmark (axe's "region" rule, moderate: every impact level counts);
+    - a page wider than a 375 px window, the message naming the element that sticks out and its width,
+      while the same content inside a box that scrolls on its own passes the width check."""
+    ctx = browser.new_context(viewport=NARROW)
     try:
-        p = Pages(cast(Live, None), ctx.new_page(), "axe-self-test")
-        p.page.set_content('<!doctype html><html lang="en"><head><title>Broken</title></head><body><main>'
-                           '<h1>Broken</h1><input type="text"><img src="data:,"></main></body></html>')
+        p = Pages(cast(Live, None), ctx.new_page(), "axe-self-test", at_375=True)
+        p.page.set_content('<!doctype html><html lang="en"><head><title>Broken</title></head><body>'
+                           '<p>Outside every landmark</p><main><h1>Broken</h1><input type="text">'
+                           '<img src="data:,"><div class="app-test" id="too-wide">'
+                           '<div style="width: 600px">wide</div></div></main></body></html>')
         with pytest.raises(AssertionError) as failed:
             p.check("broken")
-        assert "label" in str(failed.value) and "image-alt" in str(failed.value)
+        message = str(failed.value)
+        for expected in ("axe label (critical)", "axe image-alt (critical)", "axe region (moderate)",
+                         "scrolls sideways: 6", "in a 375 px window", "div#too-wide > div (600 px wide"):
+            assert expected in message, (expected, message)
+
+        p.page.set_content('<!doctype html><html lang="en"><head><title>Fine</title></head><body><main>'
+                           '<h1>Fine</h1><div style="overflow-x: auto" tabindex="0" role="region" '
+                           'aria-label="A wide table"><div style="width: 600px">wide</div></div>'
+                           '</main></body></html>')
+        check_page(p.page, "axe-self-test-scrolling-box")  # no AssertionError
     finally:
         ctx.close()
