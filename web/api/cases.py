@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response, g, jsonify, request, url_for
 from pydantic import BaseModel
-from sqlalchemy import exists, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifications.models import InboxItem
@@ -18,8 +18,10 @@ from notifications.outbox import list_inbox, mark_read, unread_count
 from reprisals.access import visible_cases
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
-from reprisals.protocol import SPEC_KEY
 from reprisals.pseudonyms import person_view
+from reprisals.readside.case_list import COUNT_CAP, check_filters, filter_options
+from reprisals.readside.case_list import list_cases as read_case_list
+from reprisals.readside.rows import CaseRow
 from reprisals.sensitive import Sensitive, letters_for, read_sensitive, split_event, unlock
 from reprisals.services import (
     advance_case,
@@ -39,8 +41,8 @@ from web.api.models import (
     ActionRequest,
     CaseDetail,
     CaseList,
+    CaseListItem,
     CaseQuery,
-    CaseSummary,
     CorrectionRequest,
     DeadlineList,
     DeadlineOut,
@@ -52,6 +54,7 @@ from web.api.models import (
     IdentityOut,
     LetterOut,
     NewCase,
+    NextStepOut,
     NoteOut,
     NotificationList,
     NotificationOut,
@@ -65,7 +68,7 @@ from web.context import db, now, runtime
 from web.security import api_token
 from workflow.errors import StaleInstance
 from workflow.history import verify_instance
-from workflow.models import DeadlineRow, HistoryEvent, WorkflowInstance
+from workflow.models import DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
 from workflow.timers import LIVE, OVERDUE
 
@@ -203,32 +206,41 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
 @bearer
 @document(200, CaseList, query=CaseQuery, tag="cases")
 def list_cases() -> Response:
-    """The cases you may see, newest first.
+    """The cases you may see, newest first (or as sorted), as the case list page lists them.
 
-    Filters: stage, risk, overdue, assigned=me. Never identity or the description.
+    Filters: stage, risk, overdue, due, assigned, reference, body, nation, establishment. Never identity or
+    the description. The count stops at 10,000 (total_capped).
     """
     q = query_args(CaseQuery)
-    user, session = api_user(), db()
-    if q.stage is not None:
-        stages = runtime().engine.spec(SPEC_KEY).stages
-        if q.stage not in stages:
-            raise invalid({"stage": f"must be one of: {', '.join(stages)}"}, "Some query parameters are invalid.")
-    stmt = visible_cases(user).join(WorkflowInstance, WorkflowInstance.id == Case.instance_id)
-    if q.stage is not None:
-        stmt = stmt.where(WorkflowInstance.stage == q.stage)
-    if q.risk is not None:
-        stmt = stmt.where(Case.risk == q.risk)
-    if q.assigned == "me":
-        stmt = stmt.where(Case.assigned_user_id == user.id)
-    if q.overdue is not None:
-        late = exists().where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status == OVERDUE)
-        stmt = stmt.where(late if q.overdue else ~late)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    cases = list(session.scalars(stmt.order_by(Case.received_at.desc(), Case.id.desc())
-                                 .limit(q.per_page).offset((q.page - 1) * q.per_page)))
-    live = _live(session, [c.instance_id for c in cases])
-    items = [CaseSummary(**_summary_fields(user, c, live[c.instance_id])) for c in cases]
-    return _json(CaseList(items=items, page=q.page, per_page=q.per_page, total=total))
+    user, session, engine = api_user(), db(), runtime().engine
+    raw = {"q": q.reference, "stage": q.stage, "risk": q.risk.value if q.risk else None,
+           "overdue": None if q.overdue is None else ("yes" if q.overdue else "no"), "due": q.due,
+           "assigned": q.assigned, "body": q.body, "nation": q.nation.value if q.nation else None,
+           "establishment": str(q.establishment) if q.establishment is not None else None, "sort": q.sort}
+    checked = check_filters(filter_options(session, engine, user), raw)
+    if checked.errors:
+        raise invalid({API_NAMES.get(k, k): v for k, v in checked.errors.items()}, "Some query parameters are invalid.")
+    listed = read_case_list(session, engine, user, checked.filters, now(), page=q.page, per_page=q.per_page)
+    return _json(CaseList(items=[_list_item(row) for row in listed.rows], page=q.page, per_page=q.per_page,
+                          total=min(listed.total, COUNT_CAP), total_capped=listed.capped))
+
+
+API_NAMES = {"q": "reference"}
+
+
+def _list_item(row: CaseRow) -> CaseListItem:
+    est = row.establishment
+    d = row.deadlines
+    step = row.step
+    return CaseListItem(
+        reference=row.reference, stage=row.stage, stage_label=row.stage_label, version=row.version, risk=row.risk,
+        consent=row.consent, owning_body=row.owning_body, parties=list(row.parties),
+        establishment=EstablishmentOut(id=est.id, name=est.name, type=est.type.value, nation=est.nation),
+        received_at=row.received_at, assigned_to_me=row.assigned_to_me, outcome=row.outcome,
+        deadlines=DeadlineSummary(running=d.running, overdue=d.overdue, next_due_at=d.next_due_at,
+                                  next_label=d.next_label),
+        next_step=NextStepOut(action=step.trigger, label=step.label, yours=step.offered, by=step.by) if step else None,
+        time_left=row.due.left, paused=row.due.paused)
 
 
 @bp.get("/cases/<reference>")
