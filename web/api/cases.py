@@ -4,24 +4,23 @@ pages' access rules (a case the user may not see is a 404)."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request, url_for
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifications.models import InboxItem
-from notifications.outbox import list_inbox, mark_read, unread_count
-from reprisals.access import visible_cases
+from notifications.outbox import inbox_item, list_inbox, mark_read, unread_count
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
 from reprisals.pseudonyms import person_view
 from reprisals.readside.case_list import COUNT_CAP, check_filters, filter_options
 from reprisals.readside.case_list import list_cases as read_case_list
+from reprisals.readside.lookups import visible_deadlines
 from reprisals.readside.rows import CaseRow
+from reprisals.readside.steps import Deadlines
 from reprisals.sensitive import Sensitive, letters_for, read_sensitive, split_event, unlock
 from reprisals.services import (
     advance_case,
@@ -70,7 +69,7 @@ from workflow.errors import StaleInstance
 from workflow.history import verify_instance
 from workflow.models import DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
-from workflow.timers import LIVE, OVERDUE
+from workflow.timers import OVERDUE
 
 REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
 STRUCTURED = {FieldType.CHOICE, FieldType.MULTICHOICE, FieldType.DATE, FieldType.DATETIME, FieldType.BOOLEAN,
@@ -100,14 +99,7 @@ def _deadline(reference: str, row: DeadlineRow) -> DeadlineOut:
 
 
 def _live(session: Session, instance_ids: list[int]) -> dict[int, list[DeadlineRow]]:
-    by_instance: dict[int, list[DeadlineRow]] = defaultdict(list)
-    if instance_ids:
-        rows = session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id.in_(instance_ids),
-                                                         DeadlineRow.status.in_(LIVE))
-                               .order_by(DeadlineRow.due_at, DeadlineRow.id))
-        for row in rows:
-            by_instance[row.instance_id].append(row)
-    return by_instance
+    return Deadlines.read(session, instance_ids).rows
 
 
 def _summary_fields(user: User, case: Case, live: list[DeadlineRow]) -> dict[str, Any]:
@@ -355,14 +347,8 @@ def list_deadlines() -> Response:
     """The running deadlines of the cases you may see, soonest first (overdue=true: only overdue ones)."""
     q = query_args(DeadlineQuery)
     user, session = api_user(), db()
-    visible = visible_cases(user).with_only_columns(Case.instance_id).scalar_subquery()
-    stmt = (select(Case.reference, DeadlineRow).join(Case, Case.instance_id == DeadlineRow.instance_id)
-            .where(DeadlineRow.status.in_(LIVE), DeadlineRow.instance_id.in_(visible)))
-    if q.overdue is not None:
-        stmt = stmt.where(DeadlineRow.status == OVERDUE if q.overdue else DeadlineRow.status != OVERDUE)
-    rows = session.execute(stmt.order_by(DeadlineRow.due_at, DeadlineRow.id)
-                           .limit(q.per_page).offset((q.page - 1) * q.per_page))
-    return _json(DeadlineList(items=[_deadline(ref, row) for ref, row in rows], page=q.page, per_page=q.per_page))
+    rows = visible_deadlines(session, user, overdue=q.overdue, page=q.page, per_page=q.per_page)
+    return _json(DeadlineList(items=[_deadline(d.reference, d.row) for d in rows], page=q.page, per_page=q.per_page))
 
 
 # -- notifications ---------------------------------------------------------------------------------
@@ -381,11 +367,7 @@ def list_notifications() -> Response:
     """Your in-app notifications, newest first, and how many are unread."""
     q = query_args(NotificationQuery)
     me, session = str(api_user().id), db()
-    if q.unread:
-        items = list(session.scalars(select(InboxItem).where(InboxItem.recipient == me, InboxItem.read_at.is_(None))
-                                     .order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(q.limit)))
-    else:
-        items = list_inbox(session, me, limit=q.limit)
+    items = list_inbox(session, me, limit=q.limit, unread=bool(q.unread))
     return _json(NotificationList(unread_count=unread_count(session, me), items=[_notification(i) for i in items]))
 
 
@@ -399,7 +381,7 @@ def read_notification(notification_id: int) -> Response:
     me, session = str(api_user().id), db()
     if not mark_read(session, me, notification_id, now()):
         raise ApiProblem(404, "Not found", "You have no such notification.")
-    item = session.get(InboxItem, notification_id)
+    item = inbox_item(session, me, notification_id)
     assert item is not None
     answer = NotificationRead(id=item.id, read_at=item.read_at, unread_count=unread_count(session, me))
     session.commit()
