@@ -20,7 +20,6 @@ from reprisals.models import Role
 from reprisals.readside.case_list import (
     COUNT_CAP,
     FILTERS,
-    MESSAGES,
     SORTS,
     check_filters,
     filter_options,
@@ -101,5 +100,4 @@ def index() -> ResponseReturnValue:
     return render_template(
         "cases/index.html", title="Cases", filters=form, shown=shown, errors=errors, listed=listed,
         cap=COUNT_CAP, tags=tags, filtered=checked.filters.narrowed, sort_label=SORTS[checked.filters.sort],
-        show_filters=request.args.get("filters") != "hide" and True, pagination=pagination,
-        messages=MESSAGES)
+        pagination=pagination)

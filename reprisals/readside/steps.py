@@ -113,12 +113,14 @@ def case_actor(viewer: User, assigned_user_id: int | None) -> CaseActor:
 
 def who_must(spec: WorkflowSpec, trigger: str, body: str, assignee: str | None,
              leads: Mapping[str, list[str]] | None = None) -> str:
-    """Who may take ``trigger``: "a lead of IMB (Ann Lead, Bob Lead)" or the assignee by name."""
+    """Who may take ``trigger``: "a lead of IMB (Ann Lead, Bob Lead)", the assignee by name, or both
+    ("Sam Staff or a lead of IMB")."""
     trig = spec.triggers[trigger]
     if "lead" in trig.roles:
         names = (leads or {}).get(body, [])
         named = f" ({', '.join(names[:3])}{' and others' if len(names) > 3 else ''})" if names else ""
-        return f"a lead of {body}{named}"
+        lead = f"a lead of {body}{named}"
+        return f"{assignee} or {lead}" if "staff" in trig.roles and assignee else lead
     return assignee or "the member of staff it is assigned to (nobody yet)"
 
 

@@ -24,7 +24,8 @@ def at_both_widths(who: Pages, path: str, label: str, checks: Callable[[Page, in
     for width in WIDTHS:
         who.page.set_viewport_size({"width": width, "height": 900})
         page = who.go(path)
-        assert page.evaluate(FITS), f"{label} scrolls sideways at {width}px: {page.evaluate('document.documentElement.scrollWidth')}"
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert page.evaluate(FITS), f"{label} scrolls sideways at {width}px: {wide}px wide"
         who.check(f"{label}-{width}")
         checks(page, width)
         html = page.content()
