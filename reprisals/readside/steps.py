@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from reprisals.access import CaseActor, has_access
 from reprisals.models import Risk, Role, User
 from reprisals.protocol import kind_of
-from reprisals.vocabulary import moment_words, time_left
+from reprisals.vocabulary import LONDON, moment_words, time_left
 from workflow.calendars import WorkingCalendar, calendar_for
 from workflow.engine import Engine
 from workflow.models import DeadlineRow, WorkflowInstance
@@ -89,7 +89,10 @@ def due_of(live: list[DeadlineRow], calendar: str | None, at: datetime) -> Due:
     if running:
         d = min(running, key=lambda r: (r.due_at, r.id))
         left = time_left(d.due_at, at, in_hours=d.unit == Unit.HOURS.value, calendar=_calendar(calendar))
-        return Due(d.due_at, d.label, f"due {moment_words(d.due_at, short=True)}", left.words, left.overdue, False)
+        when = moment_words(d.due_at, short=True)
+        if d.due_at.astimezone(LONDON).year != at.astimezone(LONDON).year:  # the short form has no year
+            when += f" {d.due_at.astimezone(LONDON).year}"
+        return Due(d.due_at, d.label, f"due {when}", left.words, left.overdue, False)
     paused = [d for d in live if d.status == PAUSED and d.paused_at is not None]
     if paused:
         d = min(paused, key=lambda r: (r.due_at - (r.paused_at or r.due_at), r.id))
