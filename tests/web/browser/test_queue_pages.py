@@ -98,7 +98,7 @@ def test_the_homes_and_the_case_list_guide_the_work_on_any_screen(live: Live, pe
 
     def auditor_home(page: Page, width: int) -> None:
         links = page.locator("#auditor-links")
-        for name in ("Cases", "Figures", "Your requests to see who the person is"):
+        for name in ("Your body\u2019s cases", "Figures for annual reports", "Your requests to see who the person is"):
             expect(links.get_by_role("link", name=name, exact=True)).to_be_visible()
         expect(page.locator("#activity")).to_contain_text("Case reported")
 
