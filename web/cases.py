@@ -18,7 +18,6 @@ from wtforms.fields.choices import SelectChoice
 
 from reprisals.models import Role
 from reprisals.readside.case_list import (
-    COUNT_CAP,
     FILTERS,
     SORTS,
     check_filters,
@@ -99,5 +98,5 @@ def index() -> ResponseReturnValue:
                                   "Pages of cases")
     return render_template(
         "cases/index.html", title="Cases", filters=form, shown=shown, errors=errors, listed=listed,
-        cap=COUNT_CAP, tags=tags, filtered=checked.filters.narrowed, sort_label=SORTS[checked.filters.sort],
+        cap=listed.cap, tags=tags, filtered=checked.filters.narrowed, sort_label=SORTS[checked.filters.sort],
         pagination=pagination)

@@ -220,11 +220,17 @@ def _ids(join_establishment: bool) -> Select[Any]:
 @dataclass(frozen=True)
 class CaseListPage:
     rows: list[CaseRow]
-    total: int  # counted up to COUNT_CAP + 1
-    capped: bool  # more than COUNT_CAP match: total says "more than 10,000"
+    total: int  # counted up to cap + 1
+    capped: bool  # more than cap match: the page says "more than 10,000"
     page: int
-    pages: int  # pages of the first COUNT_CAP matches
+    pages: int  # pages of the first cap matches
     per_page: int
+    cap: int  # COUNT_CAP when the list was read
+
+    @property
+    def counted(self) -> int:
+        """The total as told: at most the cap (``capped`` says there are more)."""
+        return min(self.total, self.cap)
 
     @property
     def first(self) -> int:
@@ -242,7 +248,8 @@ def list_cases(session: Session, engine: Engine, viewer: User, f: CaseFilters, a
     where, join = _conditions(session, viewer, f, at)
     # Counting stops at COUNT_CAP + 1: past that the page says "more than 10,000" (and the sort and
     # filters narrow it); a full count of 100,000 visible cases would cost more than the page.
-    matching = _ids(join).where(*where).limit(COUNT_CAP + 1).subquery()
+    cap = COUNT_CAP
+    matching = _ids(join).where(*where).limit(cap + 1).subquery()
     total = int(session.execute(select(func.count()).select_from(matching)).scalar_one())
     # First the page's ids (only the joins the filters need, so the database can sort narrow rows
     # or walk an index), then what is shown for those.
@@ -265,7 +272,7 @@ def list_cases(session: Session, engine: Engine, viewer: User, f: CaseFilters, a
         ids = ids.order_by(received.desc(), Case.id.desc())
     else:
         ids = ids.order_by(Case.received_at.desc(), Case.id.desc())
-    pages = max(1, math.ceil(min(total, COUNT_CAP) / per_page))
+    pages = max(1, math.ceil(min(total, cap) / per_page))
     page_ids = list(session.scalars(ids.limit(per_page).offset((page - 1) * per_page))) if page <= pages else []
     rows = case_rows(session, engine, viewer, page_ids, at)
-    return CaseListPage(rows, total, total > COUNT_CAP, page, pages, per_page)
+    return CaseListPage(rows, total, total > cap, page, pages, per_page, cap)

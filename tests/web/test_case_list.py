@@ -267,3 +267,16 @@ def test_rows_say_the_next_step_as_the_home_does(web: Web) -> None:
     assert f'href="/cases/{web.world.triaged}/actions/refer">Refer to the establishment' in html
     auditor = web.sign_in(web.world.auditor).get("/cases/").get_data(as_text=True)
     assert "/actions/" not in auditor and "or a lead of IMB" in auditor and "For a lead of IMB" in auditor
+
+
+def test_the_count_stops_at_the_cap_on_the_page_and_in_the_api(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reprisals.readside import case_list
+    from tests.web.test_api import Api
+
+    add_cases(web, 2)
+    monkeypatch.setattr(case_list, "COUNT_CAP", 3)  # four cases: more than the cap
+    html = web.sign_in(web.world.lead).get("/cases/").get_data(as_text=True)
+    assert "More than 3 cases" in html and "The first 3 are listed" in html
+    body = Api(web, web.world.lead).get("/api/cases?per_page=2&page=2").get_json()
+    assert body["total"] == 3 and body["total_capped"] is True and len(body["items"]) == 1  # the third of 3
+    assert Api(web, web.world.lead).get("/api/cases?per_page=2&page=3").get_json()["items"] == []

@@ -16,7 +16,7 @@ from notifications.outbox import inbox_item, list_inbox, mark_read, unread_count
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
 from reprisals.pseudonyms import person_view
-from reprisals.readside.case_list import COUNT_CAP, check_filters, filter_options
+from reprisals.readside.case_list import check_filters, filter_options
 from reprisals.readside.case_list import list_cases as read_case_list
 from reprisals.readside.lookups import visible_deadlines
 from reprisals.readside.rows import CaseRow
@@ -214,7 +214,7 @@ def list_cases() -> Response:
         raise invalid({API_NAMES.get(k, k): v for k, v in checked.errors.items()}, "Some query parameters are invalid.")
     listed = read_case_list(session, engine, user, checked.filters, now(), page=q.page, per_page=q.per_page)
     return _json(CaseList(items=[_list_item(row) for row in listed.rows], page=q.page, per_page=q.per_page,
-                          total=min(listed.total, COUNT_CAP), total_capped=listed.capped))
+                          total=listed.counted, total_capped=listed.capped))
 
 
 API_NAMES = {"q": "reference"}
