@@ -273,6 +273,8 @@ def list_cases(session: Session, engine: Engine, viewer: User, f: CaseFilters, a
     else:
         ids = ids.order_by(Case.received_at.desc(), Case.id.desc())
     pages = max(1, math.ceil(min(total, cap) / per_page))
-    page_ids = list(session.scalars(ids.limit(per_page).offset((page - 1) * per_page))) if page <= pages else []
+    offset = (page - 1) * per_page
+    take = min(per_page, cap - offset)  # never past the first ``cap`` matches
+    page_ids = list(session.scalars(ids.limit(take).offset(offset))) if page <= pages and take > 0 else []
     rows = case_rows(session, engine, viewer, page_ids, at)
     return CaseListPage(rows, total, total > cap, page, pages, per_page, cap)
