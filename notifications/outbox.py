@@ -384,10 +384,23 @@ def unread_count(session: Session, recipient: str) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def list_inbox(session: Session, recipient: str, *, limit: int = 50) -> list[InboxItem]:
-    stmt = (select(InboxItem).where(InboxItem.recipient == recipient)
-            .order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(limit))
-    return list(session.scalars(stmt))
+def list_inbox(session: Session, recipient: str, *, limit: int = 50, unread: bool = False) -> list[InboxItem]:
+    """The recipient's items, newest first (``unread``: only those not read yet)."""
+    stmt = select(InboxItem).where(InboxItem.recipient == recipient)
+    if unread:
+        stmt = stmt.where(InboxItem.read_at.is_(None))
+    return list(session.scalars(stmt.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(limit)))
+
+
+def inbox_item(session: Session, recipient: str, item_id: int) -> InboxItem | None:
+    """One of the recipient's items, or None (another's is none at all)."""
+    item = session.get(InboxItem, item_id)
+    return item if item is not None and item.recipient == recipient else None
+
+
+def mark_all_read(session: Session, recipient: str, now: datetime) -> None:
+    session.execute(update(InboxItem).where(InboxItem.recipient == recipient, InboxItem.read_at.is_(None))
+                    .values(read_at=now))
 
 
 def mark_read(session: Session, recipient: str, item_id: int, now: datetime) -> bool:

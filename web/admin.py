@@ -16,7 +16,6 @@ from govuk_frontend_wtf.wtforms_widgets import (
     GovTextArea,
     GovTextInput,
 )
-from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
@@ -28,9 +27,11 @@ from reprisals.accounts import tokens_of
 from reprisals.confirmations import refused_by
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.messaging import InvitationsUnavailable, local_text
-from reprisals.models import Body, Establishment, Role, User
+from reprisals.models import Role, User
 from reprisals.passwords import MIN_LENGTH
 from reprisals.protocol_store import activate_protocol, known_versions, protocol_keys, upload_protocol
+from reprisals.readside.lookups import bodies as all_bodies
+from reprisals.readside.lookups import establishment_by_id, user_by_id
 from reprisals.reference import OPTIONAL_COLUMNS, TYPE_LABELS, ImportRefused
 from reprisals.vocabulary import NATION_LABELS
 from web.context import db, me, now, runtime
@@ -55,7 +56,7 @@ def _label(value: str) -> str:
 
 def _bodies() -> list[SelectChoice]:
     return _options([("", "None (administrators only)")] + [(b.code, f"{b.name} ({b.code})")
-                                                            for b in db().scalars(select(Body).order_by(Body.code))])
+                                                            for b in all_bodies(db())])
 
 
 class ActionForm(FlaskForm):
@@ -189,7 +190,7 @@ def _invited_words(user: User) -> str:
 
 
 def _user_or_404(user_id: int) -> User:
-    user = db().get(User, user_id)
+    user = user_by_id(db(), user_id)
     if user is None:
         abort(404)
     return user
@@ -369,7 +370,7 @@ def _import_problem(problem: reference.RowProblem) -> str:
 @bp.route("/establishments/<int:establishment_id>", methods=["GET", "POST"])
 @roles(Role.ADMIN)
 def establishment(establishment_id: int) -> ResponseReturnValue:
-    row = db().get(Establishment, establishment_id)
+    row = establishment_by_id(db(), establishment_id)
     if row is None:
         abort(404)
     form = EstablishmentForm(data={"type": row.type.value, "nation": row.nation.value, "active": row.active,

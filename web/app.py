@@ -14,7 +14,6 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from govuk_frontend_wtf.main import WTFormsHelpers
 from jinja2 import ChoiceLoader, PackageLoader, PrefixLoader
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifications.outbox import unread_count
@@ -23,6 +22,7 @@ from reprisals.accounts import heartbeat_age, load_session
 from reprisals.config import Settings, load_settings
 from reprisals.errors import CaseNotFound
 from reprisals.models import Role
+from reprisals.readside.lookups import ping
 from reprisals.runtime import Runtime
 from web import (
     access_log,
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     def _heartbeat() -> tuple[float | None, float]:
         """The scheduler heartbeat's age (``None``: never) and the age past which it counts as stopped:
         three sweep intervals. Raises if the database cannot be read."""
-        db().execute(text("SELECT 1"))
+        ping(db())
         return heartbeat_age(db(), "scheduler", now()), 3.0 * rt.settings.scheduler_interval
 
     @app.get("/healthz")

@@ -5,10 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
-from sqlalchemy import update
 
-from notifications.models import InboxItem
-from notifications.outbox import list_inbox, mark_read
+from notifications.outbox import list_inbox, mark_all_read, mark_read
 from reprisals.messaging import local_text
 from web.context import db, me, now
 from web.security import signed_in
@@ -44,7 +42,6 @@ def read(item_id: int) -> ResponseReturnValue:
 def read_all() -> ResponseReturnValue:
     if not ActionForm().validate_on_submit():
         abort(400)
-    db().execute(update(InboxItem).where(InboxItem.recipient == str(me().id), InboxItem.read_at.is_(None))
-                 .values(read_at=now()))
+    mark_all_read(db(), str(me().id), now())
     db().commit()
     return redirect(url_for("inbox.index"))

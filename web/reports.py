@@ -10,13 +10,13 @@ from flask import Blueprint, Response, render_template, request
 from flask.typing import ResponseReturnValue
 from govuk_frontend_wtf.wtforms_widgets import GovRadioInput, GovSelect, GovTextInput
 from markupsafe import Markup
-from sqlalchemy import select
 from wtforms import Form, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from reprisals import access_log
 from reprisals.errors import InvalidInput
-from reprisals.models import Body, Role, User
+from reprisals.models import Role, User
+from reprisals.readside.lookups import bodies as all_bodies
 from reprisals.reports import LONDON, Figures, Period, figures, parse_period, to_csv
 from web.charts import bar_chart, chart_id
 from web.context import db, me, now
@@ -46,7 +46,7 @@ def _current_financial_year(today: date) -> str:
 def _read(user: User) -> tuple[ReportForm, Period | None, str | None, bool]:
     """The form, and when it is valid the period, the body (None: all) and whether to publish."""
     form = ReportForm(request.args)
-    bodies = list(db().scalars(select(Body).order_by(Body.code)))
+    bodies = all_bodies(db())
     if user.role is Role.LEAD:
         own = next((b.name for b in bodies if b.code == user.body_code), user.body_code or "")
         form.body.choices = [SelectChoice(user.body_code or "", own)]

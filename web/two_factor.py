@@ -26,6 +26,7 @@ from reprisals.accounts import WebSession, signed_in_from
 from reprisals.errors import NotAllowed
 from reprisals.messaging import local_text
 from reprisals.models import Role, User
+from reprisals.readside.lookups import user_by_id
 from web.context import db, me, now, runtime
 from web.security import roles, safe_next, second_step_page, signed_in
 
@@ -204,7 +205,7 @@ def renew_codes() -> ResponseReturnValue:
 @bp.post("/admin/users/<int:user_id>/two-factor-reset")
 @roles(Role.ADMIN)
 def ask_reset(user_id: int) -> ResponseReturnValue:
-    target = db().get(User, user_id)
+    target = user_by_id(db(), user_id)
     if target is None:
         abort(404)
     if not ActionForm().validate_on_submit():

@@ -12,14 +12,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovRadioInput, GovSubmitInput, GovTextArea
-from sqlalchemy import select
 from wtforms import SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from reprisals.access import is_owning_lead
 from reprisals.errors import InvalidInput, NotAllowed
-from reprisals.models import Case, Role, User
+from reprisals.models import Case, Role
+from reprisals.readside.lookups import user_by_id, users_by_id
 from reprisals.services import get_case
 from reprisals.unmasking import (
     MAX_REASON,
@@ -119,7 +119,7 @@ def decide(reference: str, request_id: int) -> ResponseReturnValue:
     if not is_owning_lead(me(), case):
         abort(403)
     row = _request(case, request_id)
-    requester = db().get(User, row.requested_by_id)
+    requester = user_by_id(db(), row.requested_by_id)
     if row.requested_by_id == me().id:
         abort(403)
     form = DecideForm()
@@ -183,7 +183,7 @@ def index() -> ResponseReturnValue:
     pending = open_requests_for_lead(db(), user) if user.role is Role.LEAD else []
     mine = requests_of(db(), user) if user.role is Role.AUDITOR else []
     ids = {r.requested_by_id for r, _ in pending} | {r.decided_by_id for r, _ in mine if r.decided_by_id}
-    users = {u.id: u for u in db().scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+    users = users_by_id(db(), ids)
     return render_template("unmask/index.html", title="Requests to see who the person is", pending=pending,
                            mine=mine, users=users, local=local, at=now(), auditor=user.role is Role.AUDITOR)
 

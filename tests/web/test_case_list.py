@@ -13,6 +13,7 @@ from sqlalchemy import select
 from reprisals.deadlines import make_timer_handler
 from reprisals.models import Establishment, Nation, User
 from reprisals.services import open_case
+from tests.conftest import DATABASES
 from tests.factories import CANARY_DESCRIPTION, CANARY_NAME, CANARY_NUMBER, case_data, cipher, make_establishment
 from tests.web.conftest import Web
 
@@ -189,3 +190,99 @@ def test_roles_without_cases_cannot_list(web: Web) -> None:
     assert web.sign_in(web.world.admin).get("/cases/").status_code == 403
     assert web.client().get("/cases/").status_code == 302  # to sign in
 
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # the rule, not the database: one is enough
+def test_the_page_and_the_api_list_the_same_cases_for_the_same_filters(web: Web) -> None:
+    from tests.web.test_api import Api
+
+    w = web.world
+    staff = user(web, w.staff)
+    add_cases(web, 2, risk="urgent", received_at=web.clock.now().isoformat())
+    add_cases(web, 1, establishment="HMP Cymru", nation=Nation.WALES, risk="high", assigned_user_id=staff.id)
+    add_cases(web, 1, by=w.outside_lead, party_bodies=["IMB"])
+    add_cases(web, 3, received_at=(web.clock.now() - timedelta(days=3)).isoformat())
+    prefix = w.triaged.rsplit("-", 1)[0]
+    page_client, api = web.sign_in(w.lead), Api(web, w.lead)
+    filter_sets: list[tuple[str, str]] = [
+        ("", ""), ("?stage=reported", "stage=reported"), ("?risk=urgent", "risk=urgent"),
+        ("?overdue=yes", "overdue=true"), ("?overdue=no&sort=time_left", "overdue=false&sort=time_left"),
+        ("?due=week", "due=week"), ("?assigned=nobody&sort=risk", "assigned=nobody&sort=risk"),
+        (f"?assigned={staff.id}", f"assigned={staff.id}"), ("?nation=wales", "nation=wales"),
+        ("?body=PPO", "body=PPO"), (f"?q={prefix.lower()}&sort=received_oldest",
+                                     f"reference={prefix.lower()}&sort=received_oldest"),
+    ]
+    seen = set()
+    for page_query, api_query in filter_sets:
+        on_page = references(page_client, page_query)
+        body = api.get(f"/api/cases?per_page=25&{api_query}").get_json()
+        assert [c["reference"] for c in body["items"]] == on_page, page_query
+        assert body["total"] == len(on_page) and body["total_capped"] is False
+        seen |= {len(on_page)}
+        for item in body["items"]:  # the API says the same next step as the page's rows
+            assert item["next_step"] is None or item["next_step"]["label"]
+    assert len(seen) >= 4  # the filter sets narrowed the list in different ways
+    # both refuse the same values, each in its own way
+    assert "Select a stage from the list" in page_client.get("/cases/?stage=nowhere").get_data(as_text=True)
+    problem = api.get("/api/cases?stage=nowhere").get_json()
+    assert problem["errors"] == {"stage": "Select a stage from the list"}
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # the rule, not the database: one is enough
+def test_the_filters_follow_the_moj_filter_pattern(web: Web) -> None:
+    w = web.world
+    urgent = add_cases(web, 1, risk="urgent")[0]
+    client = web.sign_in(w.lead)
+    html = client.get("/cases/?risk=urgent&stage=reported&sort=risk").get_data(as_text=True)
+    assert re.findall(r'href="/cases/(RPR-\d{4}-\d+)"', html) == [urgent]
+    selected = html.split('id="selected-filters"', 1)[1].split("</ul>", 1)[0]
+    # each selected filter is a tag: a link to the list without it (the sort is kept)
+    tags = dict(re.findall(r'<a class="app-filter__tag" href="([^"]+)">'
+                           r'<span class="govuk-visually-hidden">Remove this filter: </span>([^<]+)</a>', selected))
+    assert tags == {"/cases/?stage=reported&amp;sort=risk": "Risk: Urgent",
+                    "/cases/?risk=urgent&amp;sort=risk": "Stage: Reported"}
+    assert 'id="clear-filters" href="/cases/"' in selected
+    assert sorted(references(client, "?stage=reported&sort=risk")) == sorted([w.reported, urgent])
+    # without JavaScript the panel is open (app.js adds the toggle), and the form keeps what was chosen
+    assert 'id="case-filters"' in html and "hidden" not in html.split('id="case-filters"', 1)[1].split(">", 1)[0]
+    assert re.search(r'<option[^>]*value="urgent"[^>]*selected|<option[^>]*selected[^>]*value="urgent"', html)
+    # no filter: no tags, no "Clear filters"
+    plain = client.get("/cases/").get_data(as_text=True)
+    assert 'id="selected-filters"' not in plain and "Clear filters" not in plain
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # the rule, not the database: one is enough
+def test_staff_are_not_offered_filters_that_can_only_return_nothing(web: Web) -> None:
+    client = web.sign_in(web.world.staff)
+    html = client.get("/cases/").get_data(as_text=True)
+    assert 'name="body"' not in html and 'name="assigned"' not in html
+    assert 'name="stage"' in html and 'name="risk"' in html and 'name="due"' in html
+    lead = web.sign_in(web.world.lead).get("/cases/").get_data(as_text=True)
+    assert 'name="body"' in lead and 'name="assigned"' in lead
+    # a link made for a lead, followed by a member of staff: refused in words, the list unfiltered
+    refused = client.get("/cases/?body=PPO").get_data(as_text=True)
+    assert "Select an owning body from the list" in refused
+    assert sorted(_REF.findall(refused)) == sorted([web.world.reported, web.world.triaged])
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # the rule, not the database: one is enough
+def test_rows_say_the_next_step_as_the_home_does(web: Web) -> None:
+    html = web.sign_in(web.world.lead).get("/cases/").get_data(as_text=True)
+    assert f'href="/cases/{web.world.reported}/actions/record_consent_and_risk">Record consent and risk' in html
+    assert f'href="/cases/{web.world.triaged}/actions/refer">Refer to the establishment' in html
+    auditor = web.sign_in(web.world.auditor).get("/cases/").get_data(as_text=True)
+    assert "/actions/" not in auditor and "or a lead of IMB" in auditor and "For a lead of IMB" in auditor
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # the rule, not the database: one is enough
+def test_the_count_stops_at_the_cap_on_the_page_and_in_the_api(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reprisals.readside import case_list
+    from tests.web.test_api import Api
+
+    add_cases(web, 2)
+    monkeypatch.setattr(case_list, "COUNT_CAP", 3)  # four cases: more than the cap
+    html = web.sign_in(web.world.lead).get("/cases/").get_data(as_text=True)
+    assert "More than 3 cases" in html and "The first 3 are listed" in html
+    body = Api(web, web.world.lead).get("/api/cases?per_page=2&page=2").get_json()
+    assert body["total"] == 3 and body["total_capped"] is True and len(body["items"]) == 1  # the third of 3
+    assert Api(web, web.world.lead).get("/api/cases?per_page=2&page=3").get_json()["items"] == []

@@ -308,11 +308,10 @@ def _not_found(_exc: Exception) -> Response:
 
 
 def _current(instance_id: int) -> tuple[int | None, str | None]:
-    from workflow.models import WorkflowInstance
+    from reprisals.readside.lookups import instance_now
 
     db().rollback()
-    row = db().get(WorkflowInstance, instance_id, populate_existing=True)
-    return (row.version, row.stage) if row is not None else (None, None)
+    return instance_now(db(), instance_id)
 
 
 @bp.errorhandler(StaleInstance)

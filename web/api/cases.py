@@ -4,23 +4,24 @@ pages' access rules (a case the user may not see is a 404)."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from flask import Response, g, jsonify, request, url_for
 from pydantic import BaseModel
-from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from notifications.models import InboxItem
-from notifications.outbox import list_inbox, mark_read, unread_count
-from reprisals.access import visible_cases
+from notifications.outbox import inbox_item, list_inbox, mark_read, unread_count
 from reprisals.deadlines import extend_deadline as extend_service
 from reprisals.errors import CaseNotFound
 from reprisals.models import Case, User
-from reprisals.protocol import SPEC_KEY
 from reprisals.pseudonyms import person_view
+from reprisals.readside.case_list import check_filters, filter_options
+from reprisals.readside.case_list import list_cases as read_case_list
+from reprisals.readside.lookups import visible_deadlines
+from reprisals.readside.rows import CaseRow
+from reprisals.readside.steps import Deadlines
 from reprisals.sensitive import Sensitive, letters_for, read_sensitive, split_event, unlock
 from reprisals.services import (
     advance_case,
@@ -40,8 +41,8 @@ from web.api.models import (
     ActionRequest,
     CaseDetail,
     CaseList,
+    CaseListItem,
     CaseQuery,
-    CaseSummary,
     CorrectionRequest,
     DeadlineList,
     DeadlineOut,
@@ -54,6 +55,7 @@ from web.api.models import (
     IdentityOut,
     LetterOut,
     NewCase,
+    NextStepOut,
     NoteOut,
     NotificationList,
     NotificationOut,
@@ -67,7 +69,7 @@ from web.context import db, now, runtime
 from web.security import api_token
 from workflow.errors import StaleInstance
 from workflow.history import verify_instance
-from workflow.models import LIVE, OVERDUE, DeadlineRow, HistoryEvent, WorkflowInstance
+from workflow.models import OVERDUE, DeadlineRow, HistoryEvent
 from workflow.spec import FieldType, WorkflowSpec
 
 REFERENCE = re.compile(r"^RPR-\d{4}-\d{4,6}$")
@@ -98,14 +100,7 @@ def _deadline(reference: str, row: DeadlineRow) -> DeadlineOut:
 
 
 def _live(session: Session, instance_ids: list[int]) -> dict[int, list[DeadlineRow]]:
-    by_instance: dict[int, list[DeadlineRow]] = defaultdict(list)
-    if instance_ids:
-        rows = session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id.in_(instance_ids),
-                                                         DeadlineRow.status.in_(LIVE))
-                               .order_by(DeadlineRow.due_at, DeadlineRow.id))
-        for row in rows:
-            by_instance[row.instance_id].append(row)
-    return by_instance
+    return Deadlines.read(session, instance_ids).rows
 
 
 def _summary_fields(user: User, case: Case, live: list[DeadlineRow]) -> dict[str, Any]:
@@ -204,32 +199,41 @@ def _detail(session: Session, user: User, case: Case) -> CaseDetail:
 @bearer
 @document(200, CaseList, query=CaseQuery, tag="cases")
 def list_cases() -> Response:
-    """The cases you may see, newest first.
+    """The cases you may see, newest first (or as sorted), as the case list page lists them.
 
-    Filters: stage, risk, overdue, assigned=me. Never identity or the description.
+    Filters: stage, risk, overdue, due, assigned, reference, body, nation, establishment. Never identity or
+    the description. The count stops at 10,000 (total_capped).
     """
     q = query_args(CaseQuery)
-    user, session = api_user(), db()
-    if q.stage is not None:
-        stages = runtime().engine.spec(SPEC_KEY).stages
-        if q.stage not in stages:
-            raise invalid({"stage": f"must be one of: {', '.join(stages)}"}, "Some query parameters are invalid.")
-    stmt = visible_cases(user).join(WorkflowInstance, WorkflowInstance.id == Case.instance_id)
-    if q.stage is not None:
-        stmt = stmt.where(WorkflowInstance.stage == q.stage)
-    if q.risk is not None:
-        stmt = stmt.where(Case.risk == q.risk)
-    if q.assigned == "me":
-        stmt = stmt.where(Case.assigned_user_id == user.id)
-    if q.overdue is not None:
-        late = exists().where(DeadlineRow.instance_id == Case.instance_id, DeadlineRow.status == OVERDUE)
-        stmt = stmt.where(late if q.overdue else ~late)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    cases = list(session.scalars(stmt.order_by(Case.received_at.desc(), Case.id.desc())
-                                 .limit(q.per_page).offset((q.page - 1) * q.per_page)))
-    live = _live(session, [c.instance_id for c in cases])
-    items = [CaseSummary(**_summary_fields(user, c, live[c.instance_id])) for c in cases]
-    return _json(CaseList(items=items, page=q.page, per_page=q.per_page, total=total))
+    user, session, engine = api_user(), db(), runtime().engine
+    raw = {"q": q.reference, "stage": q.stage, "risk": q.risk.value if q.risk else None,
+           "overdue": None if q.overdue is None else ("yes" if q.overdue else "no"), "due": q.due,
+           "assigned": q.assigned, "body": q.body, "nation": q.nation.value if q.nation else None,
+           "establishment": str(q.establishment) if q.establishment is not None else None, "sort": q.sort}
+    checked = check_filters(filter_options(session, engine, user), raw)
+    if checked.errors:
+        raise invalid({API_NAMES.get(k, k): v for k, v in checked.errors.items()}, "Some query parameters are invalid.")
+    listed = read_case_list(session, engine, user, checked.filters, now(), page=q.page, per_page=q.per_page)
+    return _json(CaseList(items=[_list_item(row) for row in listed.rows], page=q.page, per_page=q.per_page,
+                          total=listed.counted, total_capped=listed.capped))
+
+
+API_NAMES = {"q": "reference"}
+
+
+def _list_item(row: CaseRow) -> CaseListItem:
+    est = row.establishment
+    d = row.deadlines
+    step = row.step
+    return CaseListItem(
+        reference=row.reference, stage=row.stage, stage_label=row.stage_label, version=row.version, risk=row.risk,
+        consent=row.consent, owning_body=row.owning_body, parties=list(row.parties),
+        establishment=EstablishmentOut(id=est.id, name=est.name, type=est.type.value, nation=est.nation),
+        received_at=row.received_at, assigned_to_me=row.assigned_to_me, outcome=row.outcome,
+        deadlines=DeadlineSummary(running=d.running, overdue=d.overdue, next_due_at=d.next_due_at,
+                                  next_label=d.next_label),
+        next_step=NextStepOut(action=step.trigger, label=step.label, yours=step.offered, by=step.by) if step else None,
+        time_left=row.due.left, paused=row.due.paused)
 
 
 @bp.get("/cases/<reference>")
@@ -344,14 +348,8 @@ def list_deadlines() -> Response:
     """The running deadlines of the cases you may see, soonest first (overdue=true: only overdue ones)."""
     q = query_args(DeadlineQuery)
     user, session = api_user(), db()
-    visible = visible_cases(user).with_only_columns(Case.instance_id).scalar_subquery()
-    stmt = (select(Case.reference, DeadlineRow).join(Case, Case.instance_id == DeadlineRow.instance_id)
-            .where(DeadlineRow.status.in_(LIVE), DeadlineRow.instance_id.in_(visible)))
-    if q.overdue is not None:
-        stmt = stmt.where(DeadlineRow.status == OVERDUE if q.overdue else DeadlineRow.status != OVERDUE)
-    rows = session.execute(stmt.order_by(DeadlineRow.due_at, DeadlineRow.id)
-                           .limit(q.per_page).offset((q.page - 1) * q.per_page))
-    return _json(DeadlineList(items=[_deadline(ref, row) for ref, row in rows], page=q.page, per_page=q.per_page))
+    rows = visible_deadlines(session, user, overdue=q.overdue, page=q.page, per_page=q.per_page)
+    return _json(DeadlineList(items=[_deadline(d.reference, d.row) for d in rows], page=q.page, per_page=q.per_page))
 
 
 # part: deadlines. Refusals: a day that is not a working day is a 422 on ``due`` (web.api).
@@ -393,11 +391,7 @@ def list_notifications() -> Response:
     """Your in-app notifications, newest first, and how many are unread."""
     q = query_args(NotificationQuery)
     me, session = str(api_user().id), db()
-    if q.unread:
-        items = list(session.scalars(select(InboxItem).where(InboxItem.recipient == me, InboxItem.read_at.is_(None))
-                                     .order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(q.limit)))
-    else:
-        items = list_inbox(session, me, limit=q.limit)
+    items = list_inbox(session, me, limit=q.limit, unread=bool(q.unread))
     return _json(NotificationList(unread_count=unread_count(session, me), items=[_notification(i) for i in items]))
 
 
@@ -411,7 +405,7 @@ def read_notification(notification_id: int) -> Response:
     me, session = str(api_user().id), db()
     if not mark_read(session, me, notification_id, now()):
         raise ApiProblem(404, "Not found", "You have no such notification.")
-    item = session.get(InboxItem, notification_id)
+    item = inbox_item(session, me, notification_id)
     assert item is not None
     answer = NotificationRead(id=item.id, read_at=item.read_at, unread_count=unread_count(session, me))
     session.commit()

@@ -91,7 +91,23 @@ class CaseQuery(Page):
     risk: Risk | SkipJsonSchema[None] = None
     overdue: bool | SkipJsonSchema[None] = Field(default=None, description="true: only cases with an overdue deadline; "
                                                            "false: only cases without one.")
-    assigned: Literal["me"] | SkipJsonSchema[None] = Field(default=None, description="me: only cases assigned to you.")
+    assigned: str | SkipJsonSchema[None] = Field(
+        default=None, pattern=r"^(me|nobody|[1-9][0-9]{0,9})$",
+        description="me: only cases assigned to you; nobody: only unassigned cases; a user's id: only theirs "
+                    "(a lead or member of staff of your body).")
+    # The case list page's other filters (reprisals.readside.case_list: the page and this list are one query).
+    reference: str | SkipJsonSchema[None] = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,20}$",
+                                                  description="All or the start of a case reference.")
+    due: Literal["week"] | SkipJsonSchema[None] = Field(
+        default=None, description="week: only cases with a running deadline due in the next 7 days.")
+    body: str | SkipJsonSchema[None] = Field(default=None, pattern=r"^[A-Za-z0-9]{1,8}$",
+                                             description="Only cases this body owns (its code).")
+    nation: Nation | SkipJsonSchema[None] = None
+    establishment: int | SkipJsonSchema[None] = Field(default=None, ge=1, le=MAX_ID,
+                                                      description="Only cases of this establishment (its id).")
+    sort: Literal["received_newest", "received_oldest", "risk", "time_left"] = Field(
+        default="received_newest", description="received_newest (the default), received_oldest, risk (most urgent "
+                                               "first) or time_left (the nearest running deadline first).")
 
 
 class DeadlineQuery(Page):
@@ -169,11 +185,27 @@ class CaseSummary(_Out):
     deadlines: DeadlineSummary
 
 
+class NextStepOut(_Out):
+    action: str = Field(description="The protocol's trigger: the stage's next step.")
+    label: str
+    yours: bool = Field(description="You may take it now (POST /api/cases/{reference}/actions/{action}).")
+    by: str | None = Field(description="When it is not yours: who must take it.")
+
+
+class CaseListItem(CaseSummary):
+    next_step: NextStepOut | None = Field(description="The stage's next step (none at a final stage).")
+    time_left: str | None = Field(description="The nearest running deadline in words: '3 working days left', "
+                                              "'overdue by 5 hours'; when paused, what was left when it was paused.")
+    paused: bool = Field(description="Every live deadline is paused.")
+
+
 class CaseList(_Out):
-    items: list[CaseSummary]
+    items: list[CaseListItem]
     page: int
     per_page: int
-    total: int
+    total: int = Field(description="How many cases match, counted up to 10,000 (see total_capped).")
+    total_capped: bool = Field(default=False, description="More than 10,000 cases match: total is 10,000, and "
+                                                           "only the first 10,000 can be paged through.")
 
 
 class FieldOut(_Out):

@@ -5,11 +5,11 @@ tokens add``); there is deliberately no POST here (tests/web/test_two_factor.py 
 from __future__ import annotations
 
 from flask import Response, request
-from sqlalchemy import select
 
 from reprisals.accounts import ApiToken, revoke_token
 from reprisals.errors import NotAllowed
 from reprisals.models import Role
+from reprisals.readside.lookups import api_tokens_of
 from web.api import ApiProblem, api_user, bearer, bp
 from web.api.cases import _json
 from web.api.models import TokenList, TokenOut
@@ -29,8 +29,7 @@ def _token(row: ApiToken) -> TokenOut:
 @document(200, TokenList, tag="tokens")
 def list_tokens() -> Response:
     """Your API tokens, newest first (never their secrets)."""
-    rows = db().scalars(select(ApiToken).where(ApiToken.user_id == api_user().id)
-                        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc()))
+    rows = api_tokens_of(db(), api_user().id)
     return _json(TokenList(items=[_token(r) for r in rows]))
 
 
