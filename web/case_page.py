@@ -383,7 +383,7 @@ def _summary_cards(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User
                            Markup("").join(Markup("<li>{}</li>").format(_case_link(c.reference))
                                            for c in links.linked_from))}})
     if linked:
-        cards.append({"card": {"title": {"text": "Linked cases"}}, "rows": linked})
+        cards.append({"card": {"title": {"text": "Links to other cases"}}, "rows": linked})
     return cards
 
 
