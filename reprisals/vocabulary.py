@@ -169,3 +169,35 @@ def deadline_words(deadline: Deadline) -> str:
     extra += [f"only if {_values_words(var, allowed)}" for var, allowed in deadline.when.items()]
     due = duration_words(main) if main is not None else "a time that depends on the case"
     return f"{deadline.label}: {due}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+# -- the case page (issue 14, part "casepage"): outcomes, and what an action did --------------------
+
+OUTCOME_LABELS = {
+    "substantiated": "Substantiated", "partly_substantiated": "Partly substantiated",
+    "not_substantiated": "Not substantiated", "inconclusive": "Inconclusive", "withdrawn": "Withdrawn",
+    "recorded_only": "Recorded only", "left_custody": "Left custody", "referred_elsewhere": "Referred elsewhere",
+}
+
+# What an action did, said first in its success message ("Consent and risk recorded."): by trigger name
+# where two triggers share a meaning, else by what the trigger means (its ``kind``).
+DONE_BY_TRIGGER = {
+    "reject_response": "Response rejected and the case escalated",
+    "further_detriment": "Further detriment recorded; the case is back at triage",
+}
+DONE_BY_KIND = {
+    "consent": "Consent and risk recorded", "consent_change": "Change of consent recorded",
+    "referral": "Referred to the establishment", "contact": "Contact with the establishment confirmed",
+    "decline": "Case declined", "record_only": "Case recorded only", "response": "Response recorded",
+    "escalation": "Case escalated", "finding": "Response accepted and finding proposed",
+    "follow_up": "Follow-up completed", "retriage": "Further detriment recorded; the case is back at triage",
+    "closure": "Finding confirmed and case closed", "send_back": "Finding sent back to assessment",
+    "withdrawal": "Withdrawal recorded; the case is closed",
+    "left_custody": "Recorded that the person has left custody; the case is closed",
+    "reopen": "Case reopened",
+}
+
+
+def done_words(trigger: str, kind: str | None, label: str) -> str:
+    """What an action did, as the first sentence of its success message (no full stop)."""
+    return DONE_BY_TRIGGER.get(trigger) or DONE_BY_KIND.get(kind or "") or f"Recorded: {label}"

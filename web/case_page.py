@@ -9,7 +9,6 @@ and each page that shows them is a ``viewed_sensitive`` access-log entry, commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,19 +18,19 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from govuk_frontend_wtf.wtforms_widgets import GovSelect, GovSubmitInput, GovTextArea
 from markupsafe import Markup
-from sqlalchemy import select
 from wtforms import SelectField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 
-from reprisals.access import actor_for, can_view_identity, is_owning_lead, visible_cases
+from reprisals.access import actor_for, can_view_identity, is_owning_lead
 from reprisals.deadlines import extend_deadline as extend_service
-from reprisals.deadlines import list_deadlines, pause_deadline, resume_deadline
+from reprisals.deadlines import pause_deadline, resume_deadline
 from reprisals.errors import InvalidInput, NotAllowed
 from reprisals.letters import uk_date
-from reprisals.models import Body, Case, Role, User
+from reprisals.models import Case, Role, User
 from reprisals.protocol import SECOND_LEAD_OUTCOMES, kind_of, proposed_by_actor
 from reprisals.pseudonyms import person_view
+from reprisals.readside import case_facts as facts
 from reprisals.sensitive import (
     Sensitive,
     is_free_text,
@@ -55,7 +54,6 @@ from reprisals.services import (
     get_case,
     linked_cases,
     occurred_at_of,
-    offered_actions,
     redate_action,
     why_not_now,
 )
@@ -66,6 +64,7 @@ from reprisals.unmasking import (
     may_request,
     requests_for_case,
 )
+from reprisals.vocabulary import done_words, moment_words
 from reprisals.wording import explain, not_a_working_day
 from web.context import db, me, now, runtime
 from web.diagram import render_diagram, render_svg, visited_stages
@@ -75,7 +74,6 @@ from web.security import signed_in
 from workflow.deadlines import NotAWorkingDay
 from workflow.errors import GuardFailed, MissingFields, NotPermitted, StaleInstance, TransitionNotAllowed, WorkflowError
 from workflow.history import VerificationReport, verify_instance
-from workflow.models import OVERDUE, PAUSED, DeadlineRow, HistoryEvent
 from workflow.moments import recorded_later
 from workflow.spec import FieldType, WorkflowSpec
 
@@ -194,47 +192,6 @@ def _is_lead(case: Case) -> bool:
     return "lead" in actor_for(me(), case).roles
 
 
-def _users(ids: Iterable[Any]) -> dict[str, User]:
-    """Users by id (as text), in one query."""
-    wanted = {int(i) for i in ids if i is not None and str(i).isdigit()}
-    if not wanted:
-        return {}
-    return {str(u.id): u for u in db().scalars(select(User).where(User.id.in_(wanted)))}
-
-
-@dataclass(frozen=True)
-class DeadlineView:
-    name: str
-    label: str
-    stage: str
-    due: str
-    left: str
-    overdue: bool
-    paused: bool
-
-
-def _deadlines(case: Case) -> list[DeadlineView]:
-    at = now()
-    cal = runtime().timers.calendar(case.instance.calendar)
-    out = []
-    for item in list_deadlines(db(), case=case):
-        row: DeadlineRow = item.deadline
-        overdue = row.status == OVERDUE or (row.status != PAUSED and row.due_at <= at)
-        days = cal.working_days_between(at, row.due_at)
-        if row.status == PAUSED:
-            left = "Clock paused"
-        elif overdue:
-            late = -days
-            left = "Due today" if late == 0 else f"{late} working day{'s' if late != 1 else ''} late"
-        elif days == 0:
-            left = "Due today"
-        else:
-            left = f"{days} working day{'s' if days != 1 else ''} left"
-        out.append(DeadlineView(row.name, row.label, row.stage, local(row.due_at), left, overdue,
-                                row.status == PAUSED))
-    return out
-
-
 @dataclass(frozen=True)
 class TimelineItem:
     at: str  # when it happened
@@ -261,44 +218,6 @@ def _field_value(kind: FieldType, value: Any) -> str:
     if kind is FieldType.CHOICE:
         return words(str(value))
     return str(value)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A proposed finding waiting for a second lead (PROTOCOL: the proposer cannot confirm it)."""
-
-    finding: str  # in words
-    proposed_by: User | None
-    on: datetime
-    assessment: str | None  # shown only to those who may read the case's free text
-
-
-def _proposal(case: Case, spec: WorkflowSpec, view: Sensitive) -> Proposal | None:
-    v = case.instance.variables
-    finding = v.get("proposed_finding")
-    if case.stage in ("closed", "reported", "triage") or finding not in SECOND_LEAD_OUTCOMES:
-        return None
-    h = HistoryEvent
-    rows = db().execute(select(h.seq, h.kind, h.trigger, h.data, h.at).where(h.instance_id == case.instance_id,
-                                                               h.kind == "transition").order_by(h.seq.desc()))
-    event = next((r for r in rows if kind_of(spec, r.trigger) == "finding"), None)
-    if event is None:
-        return None
-    by = str(v.get("finding_proposed_by") or "")
-    proposer = db().get(User, int(by)) if by.isdigit() else None
-    happened = event.data.get("occurred_at") if isinstance(event.data, dict) else None  # as recorded, uncorrected
-    on = datetime.fromisoformat(happened) if isinstance(happened, str) else event.at
-    _, free = split_event(spec, event)
-    text = view.text(free["assessment"]) if "assessment" in free else None
-    return Proposal(words(str(finding)), proposer, on, text)
-
-
-def _history(case: Case, after_seq: int = 0) -> list[Any]:
-    """The case's history as plain rows (no ORM objects: a page shows hundreds of events)."""
-    h = HistoryEvent
-    return list(db().execute(
-        select(h.seq, h.kind, h.trigger, h.from_stage, h.to_stage, h.actor_id, h.at, h.data, h.corrects_seq)
-        .where(h.instance_id == case.instance_id, h.seq > after_seq).order_by(h.seq)))
 
 
 def _timeline(spec: WorkflowSpec, events: list[Any], users: dict[str, User],
@@ -408,15 +327,16 @@ def _case_link(reference: str) -> Markup:
                                                                    reference)
 
 
-def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User | None,
-                  lead: bool, links: Links, view: Sensitive) -> list[dict[str, Any]]:
-    bodies = {b.code: b.name for b in db().scalars(select(Body))}
+def _summary_cards(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User | None,
+                   lead: bool, links: Links, view: Sensitive) -> list[dict[str, Any]]:
+    """The facts as GOV.UK summary cards: the case, who is on it and where, and its linked cases."""
+    bodies = facts.body_names(db())
     stage = spec.stages[case.stage].label if case.stage in spec.stages else case.stage
     stage_html = Markup("{}{}").format(stage, Markup(' <strong class="govuk-tag govuk-tag--red">Overdue</strong>')
                                        if overdue else "")
     parties = ", ".join(f"{bodies.get(c, c)} ({c})" for c in sorted(case.party_codes)) or "None"
     assigned = f"{assignee.name} ({assignee.body_code})" if assignee else "Not assigned"
-    rows: list[dict[str, Any]] = [
+    about: list[dict[str, Any]] = [
         {"key": {"text": "Reference"}, "value": {"text": case.reference}},
         {"key": {"text": "Stage"}, "value": {"html": stage_html}},
         {"key": {"text": "Risk"}, "value": {"text": words(case.risk.value)}},
@@ -424,90 +344,140 @@ def _summary_rows(case: Case, spec: WorkflowSpec, overdue: bool, assignee: User 
          "value": {"text": (f"{words(case.consent.value)}, recorded {case.consent_date:%-d %B %Y}"
                             if case.consent and case.consent_date else
                             words(case.consent.value) if case.consent else "Not recorded yet")}},
-        {"key": {"text": "Owning body"},
-         "value": {"text": f"{bodies.get(case.owning_body_code, case.owning_body_code)} ({case.owning_body_code})"}},
-        {"key": {"text": "Party bodies"}, "value": {"text": parties}},
-        {"key": {"text": "Establishment"},
-         "value": {"text": f"{case.establishment.name} ({words(case.establishment.type.value).lower()}, "
-                           f"{NATIONS.get(case.establishment.nation.value, case.establishment.nation.value)})"}},
         {"key": {"text": "Received"},
          "value": {"text": f"{local(case.received_at)} ({words(case.channel.value)})"
                    if case.channel else local(case.received_at)}},
         {"key": {"text": "Age group"}, "value": {"text": words(case.age_group.value)}},
         {"key": {"text": "Sanction types"},
          "value": {"text": ", ".join(words(s) for s in case.sanction_types) or "None recorded"}},
+    ]
+    if case.outcome is not None:
+        about.append({"key": {"text": "Outcome"},
+                      "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
+    override = view.override_reason()
+    if override:
+        shown = words(override) if view.unlocked else (
+            f"{words(override)} ({(LOCKED_REASON if view.may_unlock else HIDDEN_REASON).lower()})")
+        about.append({"key": {"text": "Consent overridden"}, "value": {"text": shown}})
+    who: list[dict[str, Any]] = [
+        {"key": {"text": "Owning body"},
+         "value": {"text": f"{bodies.get(case.owning_body_code, case.owning_body_code)} ({case.owning_body_code})"}},
+        {"key": {"text": "Party bodies"}, "value": {"text": parties}},
+        {"key": {"text": "Establishment"},
+         "value": {"text": f"{case.establishment.name} ({words(case.establishment.type.value).lower()}, "
+                           f"{NATIONS.get(case.establishment.nation.value, case.establishment.nation.value)})"}},
         {"key": {"text": "Assigned to"}, "value": {"text": assigned},
          **({"actions": {"items": [{"href": url_for("case.assign", reference=case.reference), "text": "Change",
                                     "visuallyHiddenText": "who the case is assigned to"}]}}
             if lead and case.stage != "closed" else {})},
     ]
-    if case.outcome is not None:
-        rows.append({"key": {"text": "Outcome"},
-                     "value": {"text": f"{words(case.outcome.value)} (closed {local(case.closed_at)})"}})
-    override = view.override_reason()
-    if override:
-        shown = words(override) if view.unlocked else (
-            f"{words(override)} ({(LOCKED_REASON if view.may_unlock else HIDDEN_REASON).lower()})")
-        rows.append({"key": {"text": "Consent overridden"}, "value": {"text": shown}})
+    cards = [{"card": {"title": {"text": "The case"}}, "rows": about, "attributes": {"id": "facts"}},
+             {"card": {"title": {"text": "Bodies and establishment"}}, "rows": who}]
+    linked: list[dict[str, Any]] = []
     if links.linked_to is not None:
-        rows.append({"key": {"text": "Linked to"},
-                     "value": {"html": Markup("{} (this case was opened from it)").format(
-                         _case_link(links.linked_to.reference))}})
+        linked.append({"key": {"text": "Linked to"},
+                       "value": {"html": Markup("{} (this case was opened from it)").format(
+                           _case_link(links.linked_to.reference))}})
     if links.linked_from:
-        rows.append({"key": {"text": "Linked cases"},
-                     "value": {"html": Markup('<ul class="govuk-list">{}</ul>').format(
-                         Markup("").join(Markup("<li>{}</li>").format(_case_link(c.reference))
-                                         for c in links.linked_from))}})
-    return rows
+        linked.append({"key": {"text": "Linked cases"},
+                       "value": {"html": Markup('<ul class="govuk-list">{}</ul>').format(
+                           Markup("").join(Markup("<li>{}</li>").format(_case_link(c.reference))
+                                           for c in links.linked_from))}})
+    if linked:
+        cards.append({"card": {"title": {"text": "Links to other cases"}}, "rows": linked})
+    return cards
 
 
-def _render_case(case: Case, note_form: NoteForm, status: int = 200) -> ResponseReturnValue:
+# -- the top of every tab: the status banner and the sub-navigation -----------------------------------
+
+# The case page's tabs, each its own URL (letters and documents can join them later).
+TABS = (("case.show", "Overview"), ("case.timeline", "Timeline"), ("case.notes", "Notes"),
+        ("case.deadlines", "Deadlines"))
+
+
+def _calendar(case: Case) -> Any:
+    return runtime().timers.calendar(case.instance.calendar)
+
+
+def _header(case: Case, spec: WorkflowSpec, view: Sensitive, tab: str) -> dict[str, Any]:
+    """What every tab shows above its own content, and what the templates need for it."""
+    running = facts.deadlines(db(), case, spec, _calendar(case), now(), view)
+    waiting = facts.proposal(db(), case, spec, view)
+    status = facts.status(runtime().engine, db(), me(), case, spec, now(), running, waiting)
+    return {"case": case, "spec": spec, "status": status, "proposal": waiting, "running": running,
+            "overdue": status.overdue, "tab": tab, "tabs": TABS, "lead": _is_lead(case), "sensitive": view,
+            "may_identify": view.may_unlock, "local": local, "moment_words": moment_words, "uk_date": uk_date,
+            "locked_reason": LOCKED_REASON if view.may_unlock else HIDDEN_REASON,
+            "stage_label": spec.stages[case.stage].label if case.stage in spec.stages else case.stage}
+
+
+def _overview(case: Case, status: int = 200) -> ResponseReturnValue:
     rt = runtime()
     user = me()
     spec = rt.engine.spec_of(case.instance)
-    events = _history(case)
+    events = facts.history(db(), case)
     view = _sensitive(case, "case page")
-    seen = who_has_seen(db(), view, case) if may_see_who_has_seen(user, case) else None
-    ids: set[Any] = {e.actor_id for e in events} | {case.assigned_user_id}
-    ids |= {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")}
-    ids |= {n.author_id for n in view.notes or []} | {s.user_id for s in seen or []}
-    ids |= {s.approved_by for s in seen or []}
+    head = _header(case, spec, view, "case.show")
     unmask = _unmask_panel(case, user)
-    ids |= {r.requested_by_id for r in unmask.rows} | {r.decided_by_id for r in unmask.rows}
-    users = _users(ids)
-    deadlines = _deadlines(case)
-    overdue = any(d.overdue for d in deadlines)
-    lead = _is_lead(case)
+    users = facts.users_by_id(db(), {case.assigned_user_id} | {r.requested_by_id for r in unmask.rows}
+                              | {r.decided_by_id for r in unmask.rows})
     assignee = users.get(str(case.assigned_user_id)) if case.assigned_user_id else None
     links = linked_cases(db(), user, case)
-    visible_links = frozenset(c.reference for c in links.linked_from) | (
-        {links.linked_to.reference} if links.linked_to else set())
-    named = {str(e.data.get("other_case")) for e in events if e.kind in PERSON_KINDS and e.data}
-    if named:  # the cases named by decisions on possible matches, where the viewer may see them
-        visible_links |= set(db().scalars(visible_cases(user).with_only_columns(Case.reference)
-                                          .where(Case.reference.in_(named))))
     # "Open a linked case": a lead of the owning body, on a closed case (after the reopen window, the only way).
     may_link = (case.closed_at is not None and user.active and user.role is Role.LEAD
                 and user.body_code == case.owning_body_code)
-    actions = [(o.trigger.name, o.trigger.label, o.conditions) for o in offered_actions(rt.engine, user, case, now())]
-    proposal = _proposal(case, spec, view)
     diagram = render_diagram(spec, case.stage, visited_stages(e.to_stage for e in events))  # drawing and list
-    integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
-    person = person_view(db(), user, case)
     page = render_template(
-        "case/show.html", title=f"Case {case.reference}", case=case, spec=spec,
-        stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
-        summary=_summary_rows(case, spec, overdue, assignee, lead, links, view), overdue=overdue,
-        deadlines=deadlines, may_link=may_link,
-        lead=lead, actions=actions, may_identify=view.may_unlock, sensitive=view, seen=seen,
-        may_add_note=bool(actor_for(user, case).roles), form=note_form, users=users, diagram=diagram,
-        timeline=_timeline(spec, events, users, view, visible_links), version=case.instance.version,
-        local=local, integrity=integrity, problems=_problems(integrity, case.instance_id),
-        may_export=me().role in (Role.LEAD, Role.AUDITOR),
-        letters=letters_for(view), uk_date=uk_date, proposal=proposal, unmask=unmask, at=now(),
-        person=person, may_correct=is_owning_lead(user, case), match_form=MatchForm(formdata=None),
-    )
+        "case/show.html", title=f"Case {case.reference}", **head,
+        cards=_summary_cards(case, spec, head["overdue"], assignee, head["lead"], links, view),
+        may_link=may_link, users=users, diagram=diagram, letters=letters_for(view), unmask=unmask, at=now(),
+        person=person_view(db(), user, case), may_correct=is_owning_lead(user, case),
+        match_form=MatchForm(formdata=None))
     return _committing(view, (page, status))
+
+
+def _visible_links(case: Case, events: list[Any]) -> frozenset[str]:
+    """The linked cases and the cases named by decisions on possible matches, where the viewer may see them."""
+    links = linked_cases(db(), me(), case)
+    visible = {c.reference for c in links.linked_from} | ({links.linked_to.reference} if links.linked_to else set())
+    named = {str(e.data.get("other_case")) for e in events if e.kind in PERSON_KINDS and e.data}
+    return frozenset(visible | facts.visible_references(db(), me(), named - visible))
+
+
+def _timeline_tab(case: Case) -> ResponseReturnValue:
+    user = me()
+    spec = runtime().engine.spec_of(case.instance)
+    events = facts.history(db(), case)
+    view = _sensitive(case, "case timeline")
+    head = _header(case, spec, view, "case.timeline")
+    seen = who_has_seen(db(), view, case) if may_see_who_has_seen(user, case) else None
+    ids = facts.people_named(events) | {s.user_id for s in seen or []} | {s.approved_by for s in seen or []}
+    users = facts.users_by_id(db(), ids)
+    integrity = verify_instance(db(), case.instance_id)  # a few ms for hundreds of events
+    page = render_template(
+        "case/timeline.html", title=f"Timeline: case {case.reference}", **head, users=users, seen=seen,
+        timeline=_timeline(spec, events, users, view, _visible_links(case, events)), integrity=integrity,
+        problems=_problems(integrity, case.instance_id), may_export=user.role in (Role.LEAD, Role.AUDITOR))
+    return _committing(view, (page, 200))
+
+
+def _notes_tab(case: Case, note_form: NoteForm, status: int = 200) -> ResponseReturnValue:
+    spec = runtime().engine.spec_of(case.instance)
+    view = _sensitive(case, "case notes")
+    head = _header(case, spec, view, "case.notes")
+    users = facts.users_by_id(db(), {n.author_id for n in view.notes or []})
+    page = render_template("case/notes.html", title=f"Notes: case {case.reference}", **head, users=users,
+                           form=note_form, may_add_note=bool(actor_for(me(), case).roles))
+    return _committing(view, (page, status))
+
+
+def _deadlines_tab(case: Case) -> ResponseReturnValue:
+    spec = runtime().engine.spec_of(case.instance)
+    view = _sensitive(case, "case deadlines")
+    head = _header(case, spec, view, "case.deadlines")
+    nation = NATIONS.get(case.establishment.nation.value, case.establishment.nation.value)
+    page = render_template("case/deadlines.html", title=f"Deadlines: case {case.reference}", **head, nation=nation)
+    return _committing(view, (page, 200))
 
 
 @dataclass(frozen=True)
@@ -544,13 +514,31 @@ def _problems(report: VerificationReport, instance_id: int) -> list[str]:
     return out
 
 
-# -- the page ---------------------------------------------------------------------------------------
+# -- the page and its tabs ----------------------------------------------------------------------------
 
 
 @bp.get("/<reference>")
 @signed_in
 def show(reference: str) -> ResponseReturnValue:
-    return _render_case(_case(reference), NoteForm(formdata=None))
+    return _overview(_case(reference))
+
+
+@bp.get("/<reference>/timeline")
+@signed_in
+def timeline(reference: str) -> ResponseReturnValue:
+    return _timeline_tab(_case(reference))
+
+
+@bp.get("/<reference>/notes")
+@signed_in
+def notes(reference: str) -> ResponseReturnValue:
+    return _notes_tab(_case(reference), NoteForm(formdata=None))
+
+
+@bp.get("/<reference>/deadlines")
+@signed_in
+def deadlines(reference: str) -> ResponseReturnValue:
+    return _deadlines_tab(_case(reference))
 
 
 @bp.get("/<reference>/diagram.svg")
@@ -558,7 +546,7 @@ def show(reference: str) -> ResponseReturnValue:
 def diagram(reference: str) -> ResponseReturnValue:
     case = _case(reference)
     rt = runtime()
-    events = _history(case)
+    events = facts.history(db(), case)
     svg = render_svg(rt.engine.spec_of(case.instance), case.stage, visited_stages(e.to_stage for e in events))
     return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, mimetype="image/svg+xml")
 
@@ -636,8 +624,8 @@ def note(reference: str) -> ResponseReturnValue:
         else:
             db().commit()
             flash("Note added.", "success")
-            return redirect(url_for("case.show", reference=case.reference) + "#notes")
-    return _render_case(case, form)
+            return redirect(url_for("case.notes", reference=case.reference))
+    return _notes_tab(case, form)
 
 
 # -- assignment -------------------------------------------------------------------------------------
@@ -693,7 +681,8 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
         abort(404)
     if not _is_lead(case):
         abort(403)
-    found = next((d for d in _deadlines(case) if d.name == name), None)
+    spec = runtime().engine.spec_of(case.instance)
+    found = next((d for d in facts.deadlines(db(), case, spec, _calendar(case), now()) if d.name == name), None)
     if found is None:
         abort(404)
     form: Any = _DEADLINE_FORMS[operation]()
@@ -717,7 +706,8 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
             elif operation == "extend" and "in the past" in message:
                 form.new_due.errors = ["The new due date must be in the future"]
             elif operation == "extend" and "later than the current one" in message:
-                form.new_due.errors = [f"The new due date must be after the current due date ({found.due})"]
+                form.new_due.errors = [f"The new due date must be after the current due date "
+                                       f"({moment_words(found.due_at)})"]
             elif isinstance(exc, InvalidInput):
                 form_error = "This deadline is no longer running."
             else:  # in the domain's words, naming the case (never an internal id)
@@ -727,10 +717,11 @@ def deadline(reference: str, name: str, operation: str) -> ResponseReturnValue:
             db().commit()
             done = {"extend": "extended", "pause": "paused", "resume": "restarted"}[operation]
             flash(f"{found.label}: {'clock ' if operation != 'extend' else ''}{done}.", "success")
-            return redirect(url_for("case.show", reference=case.reference) + "#deadlines")
+            return redirect(url_for("case.deadlines", reference=case.reference))
     heading = {"extend": f"Extend the deadline: {found.label}", "pause": f"Pause the clock: {found.label}",
                "resume": f"Restart the clock: {found.label}"}[operation]
     return render_template("case/deadline.html", title=heading, case=case, deadline=found, form=form,
+                           moment_words=moment_words,
                            form_error=form_error, operation=operation)
 
 
@@ -751,7 +742,7 @@ def redate(reference: str, seq: int) -> ResponseReturnValue:
         abort(403)
     rt = runtime()
     spec = rt.engine.spec_of(case.instance)
-    events = _history(case)
+    events = facts.history(db(), case)
     target = next((e for e in events if e.seq == seq and e.kind == "transition"), None)
     if target is None:
         abort(404)
@@ -786,7 +777,7 @@ def redate(reference: str, seq: int) -> ResponseReturnValue:
             else:
                 db().commit()
                 flash(f"Date corrected: {action_label}.", "success")
-                return redirect(url_for("case.show", reference=case.reference) + "#history")
+                return redirect(url_for("case.timeline", reference=case.reference))
     return render_template("case/redate.html", title=f"Correct the date: {action_label}: case {case.reference}",
                            case=case, form=form, form_error=form_error, action_label=action_label, seq=seq,
                            was=local(was))
@@ -840,13 +831,14 @@ def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionFor
                    status: int = 200, view: Sensitive | None = None) -> ResponseReturnValue:
     trig = spec.triggers[trigger]
     _only_solo_outcomes(form, case, spec, trigger)
-    shows_text = conflict is not None or kind_of(spec, trigger) in ("closure", "send_back")
+    shows_text = conflict is not None or facts.is_decision(spec, trigger, case.stage)
     view = view or (_sensitive(case, "action form") if shows_text else None)
-    proposal = _proposal(case, spec, view) if view is not None and kind_of(spec, trigger) in (
-        "closure", "send_back") else None
+    # The response, the proposed finding and its assessment, where the decision is made (decision 30).
+    decision = facts.decision_context(db(), case, spec, trigger, view)
     page = render_template(
         "case/action.html", title=f"{trig.label}: case {case.reference}", case=case, trigger=trig, form=form,
-        form_error=form_error, conflict=conflict, possible=possible, proposal=proposal, local=local,
+        form_error=form_error, conflict=conflict, possible=possible, decision=decision, local=local,
+        moment_words=moment_words,
         stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage,
         field_names=form.field_names(), may_unlock=view.may_unlock if view is not None else False)
     return _committing(view, (page, status)) if view is not None else (page, status)
@@ -855,9 +847,8 @@ def _render_action(case: Case, spec: WorkflowSpec, trigger: str, form: ActionFor
 def _conflict(case: Case, spec: WorkflowSpec, trigger: str, form: ActionForm) -> ResponseReturnValue:
     """Someone else changed the case: show what they did, keep what this user entered, and let them
     submit again against the new version."""
-    events = _history(case, _int(form.seen_seq.data) or 0)
-    users = _users({e.actor_id for e in events} |
-                   {e.data.get(k) for e in events if e.kind == "assigned" for k in ("from", "to")})
+    events = facts.history(db(), case, _int(form.seen_seq.data) or 0)
+    users = facts.users_by_id(db(), facts.people_named(events))
     view = _sensitive(case, "action form")
     changes = _timeline(spec, events, users, view)
     form.expected_version.data = str(case.instance.version)
@@ -935,6 +926,39 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         db().rollback()
         abort(403)
     db().commit()
-    flash(f"Done: {trig.label}. The case is now at stage "
-          f"{spec.stages[case.stage].label if case.stage in spec.stages else case.stage}.", "success")
+    flash(_done_message(case, spec, trigger), "success")
     return redirect(url_for("case.show", reference=case.reference))
+
+
+def _done_message(case: Case, spec: WorkflowSpec, trigger: str) -> str:
+    """What happened and what comes next, with its date: "Consent and risk recorded. Triage decision due by
+    5pm on Monday 7 December 2026." (the soonest running deadline after the action)."""
+    said = done_words(trigger, kind_of(spec, trigger), spec.triggers[trigger].label) + "."
+    ticking = [d for d in facts.deadlines(db(), case, spec, _calendar(case), now()) if not d.paused]
+    if ticking:
+        return f"{said} {ticking[0].label} due by {moment_words(ticking[0].due_at)}."
+    stage = spec.stages.get(case.stage)
+    if stage is not None and stage.final and "closed" not in said:
+        return f"{said} The case is closed."
+    return said
+
+
+@bp.get("/<reference>/actions/<trigger>/confirm")
+@signed_in
+def confirm_stop(reference: str, trigger: str) -> ResponseReturnValue:
+    """Before the person's withdrawal or their leaving custody is recorded: what will stop (decision 30)."""
+    case = _case(reference)
+    rt = runtime()
+    spec = rt.engine.spec_of(case.instance)
+    trig = spec.triggers.get(trigger)
+    if trig is None or not facts.is_stopping(spec, trigger):
+        abort(404)
+    if not trig.roles & actor_for(me(), case).roles:
+        abort(403)
+    if case.stage not in trig.sources:
+        return _not_at_this_stage(case, spec, trigger)
+    running = facts.deadlines(db(), case, spec, _calendar(case), now())
+    return render_template("case/confirm_stop.html", title=f"{trig.label}: case {case.reference}", case=case,
+                           trigger=trig, running=running, reminders=sum(d.reminders for d in running),
+                           moment_words=moment_words,
+                           stage_label=spec.stages[case.stage].label if case.stage in spec.stages else case.stage)

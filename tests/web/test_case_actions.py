@@ -61,13 +61,17 @@ class Pages:
                                 data={**hidden(html), **data, "csrf_token": csrf_token(html)})
 
     def act(self, trigger: str, data: dict[str, Any]) -> str:
+        """Do ``trigger``; returns the case's overview (with the success banner) and its timeline tab."""
         response = self.submit(trigger, data)
         assert response.status_code == 302, response.get_data(as_text=True)[-3000:]
         location = response.headers["Location"]
         assert location.endswith(f"/cases/{self.ref}")
         no_identity_in_urls("", location)
         page = self.client.get(location).get_data(as_text=True)
-        assert "govuk-notification-banner--success" in page and "Done: " in page
+        # What happened and what comes next (decision 30), not "Done: … The case is now at stage …".
+        assert "govuk-notification-banner--success" in page and "Done: " not in page
+        assert "is now at stage" not in page
+        page += self.client.get(location + "/timeline").get_data(as_text=True)  # the case page's timeline tab
         for canary in CANARIES:
             assert canary not in page
         no_identity_in_urls(page)

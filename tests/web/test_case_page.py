@@ -44,13 +44,16 @@ def test_lead_sees_the_summary_deadlines_diagram_and_history_without_identity(we
                      "IMB application"):
         assert expected in html, expected
     assert "Triage decision" in html  # the running deadline
-    assert re.search(r"\d+ working days? (left|late)|Due today", html)
+    assert re.search(r"\d+ working days? left|overdue by \d+ working days?|due today", html)
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="app-diagram" role="img"' in html
-    assert "Record consent and risk" in html and "Case opened" in html  # the timeline
     assert "Show identity" in html
     assert "Refer to the establishment" in html  # an action the lead may take
-    assert_no_identity(html)
-    assert " style=" not in html
+    timeline = page(client, f"/cases/{ref}/timeline")
+    assert "Record consent and risk" in timeline and "Case opened" in timeline
+    for tab in (html, timeline, page(client, f"/cases/{ref}/notes"), page(client, f"/cases/{ref}/deadlines")):
+        assert_no_identity(tab)
+        assert " style=" not in tab
+        assert f'href="/cases/{ref}/timeline"' in tab and 'aria-current="page"' in tab  # the tabs
 
 
 @pytest.mark.parametrize("who,status", [("staff", 200), ("other_staff", 404), ("outside_lead", 404),
@@ -59,6 +62,9 @@ def test_who_may_see_the_case(web: Web, who: str, status: int) -> None:
     client = web.sign_in(getattr(web.world, who))
     html = page(client, f"/cases/{web.world.triaged}", status)
     page(client, f"/cases/{web.world.triaged}/diagram.svg", status)
+    for tab in ("timeline", "notes", "deadlines"):
+        tab_html = page(client, f"/cases/{web.world.triaged}/{tab}", status)
+        assert_no_identity(tab_html)
     if status == 404:
         assert web.world.triaged not in html.split("<main", 1)[1]
     assert_no_identity(html)
@@ -76,7 +82,9 @@ def test_auditor_sees_no_actions_identity_button_notes_or_forms(web: Web) -> Non
     assert "Show identity" not in html
     assert "/actions/" not in html and "/deadlines/" not in html and "/assign" not in html
     assert 'action="/cases/' not in html  # no forms at all, save signing out
-    assert "0 notes" in html
+    notes = page(client, f"/cases/{web.world.triaged}/notes")
+    assert "0 notes" in notes and 'action="/cases/' not in notes
+    assert "/deadlines/" not in page(client, f"/cases/{web.world.triaged}/deadlines")
     assert_no_identity(html)
 
 
@@ -104,9 +112,10 @@ def test_identity_needs_a_reason_and_is_logged(web: Web) -> None:
         assert canary in html
     assert shown.headers["Cache-Control"] == "no-store"
     assert CANARY_NAME not in html.split("<title>", 1)[1].split("</title>", 1)[0]
-    assert "Viewed identity" in html and "Arranging a follow-up visit" in html
+    mine = page(client, f"/cases/{ref}/timeline")
+    assert "Viewed identity" in mine and "Arranging a follow-up visit" in mine
     # Others see that it was viewed with a reason, not the reason.
-    timeline = page(web.sign_in(web.world.auditor), f"/cases/{ref}")
+    timeline = page(web.sign_in(web.world.auditor), f"/cases/{ref}/timeline")
     assert "Viewed identity" in timeline and "Arranging a follow-up visit" not in timeline
     assert_no_identity(timeline)
 
@@ -145,16 +154,18 @@ def test_notes_are_read_only_by_those_who_may_identify(web: Web) -> None:
 
     added = web.post(lead, f"/cases/{ref}/notes", {"note": secret}, form_page=f"/cases/{ref}")
     assert added.status_code == 302 and secret not in added.headers["Location"]
-    html = page(lead, f"/cases/{ref}")
+    assert added.headers["Location"].endswith(f"/cases/{ref}/notes")
+    html = page(lead, f"/cases/{ref}/notes")
     assert "Note added" in html and secret not in html and "1 note." in html  # shown after a reason
+    assert "Note added" in page(lead, f"/cases/{ref}/timeline")
     web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the notes"})
-    assert secret in page(lead, f"/cases/{ref}")
+    assert secret in page(lead, f"/cases/{ref}/notes")
     with web.database.session() as s:
         stored = s.query(CaseNote).one()
         assert "NOTECANARY77" not in stored.text_ciphertext
 
     auditor = web.sign_in(web.world.auditor)
-    html = page(auditor, f"/cases/{ref}")
+    html = page(auditor, f"/cases/{ref}/notes")
     assert secret not in html and "1 note." in html
     refused = web.post(auditor, f"/cases/{ref}/notes", {"note": "audit"}, form_page="/cases/")
     assert refused.status_code == 403
@@ -179,10 +190,10 @@ def test_lead_assigns_to_staff_of_a_body_on_the_case(web: Web) -> None:
     # The new assignee sees the case; the previous one no longer does.
     page(web.sign_in(web.world.other_staff), f"/cases/{ref}")
     page(web.sign_in(web.world.staff), f"/cases/{ref}", 404)
-    html = page(lead, f"/cases/{ref}")
+    html = page(lead, f"/cases/{ref}/timeline")
     assert "Assigned to" in html and "Covers the wing" not in html and "Reason given — show identity" in html
     web.post(lead, f"/cases/{ref}/identity", {"reason": "Checking the assignment"})
-    assert "Covers the wing" in page(lead, f"/cases/{ref}")
+    assert "Covers the wing" in page(lead, f"/cases/{ref}/timeline")
     # Staff may not assign.
     staff = web.sign_in(web.world.other_staff)
     assert staff.get(f"/cases/{ref}/assign").status_code == 403
@@ -201,7 +212,7 @@ def _date(d: Any) -> dict[str, Any]:
 def test_lead_extends_pauses_and_resumes_a_deadline_with_errors_mapped(web: Web) -> None:
     ref = web.world.triaged
     lead = web.sign_in(web.world.lead)
-    html = page(lead, f"/cases/{ref}")
+    html = page(lead, f"/cases/{ref}/deadlines")
     extend = _deadline_link(html, "extend")
     before = case_state(web.database, ref)
     today = web.clock.now().date()
@@ -218,29 +229,31 @@ def test_lead_extends_pauses_and_resumes_a_deadline_with_errors_mapped(web: Web)
 
     later = web.rt.timers.calendar("england").next_working_day(today + timedelta(days=39))  # a working day
     done = web.post(lead, extend, {**_date(later), "reason": "Waiting for papers"})
-    assert done.status_code == 302
-    html = page(lead, f"/cases/{ref}")
+    assert done.status_code == 302 and done.headers["Location"].endswith(f"/cases/{ref}/deadlines")
+    html = page(lead, f"/cases/{ref}/timeline")
     assert "Deadline extended: Triage decision" in html and "Waiting for papers" not in html
     web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the reasons"})
-    html = page(lead, f"/cases/{ref}")
+    html = page(lead, f"/cases/{ref}/timeline")
     assert "Waiting for papers" in html
     assert f"{later.day} {later:%B %Y}, 5:00pm" in html
+    html = page(lead, f"/cases/{ref}/deadlines")
+    assert "Waiting for papers" in html
 
     pause = _deadline_link(html, "pause")
     assert web.post(lead, pause, {"reason": ""}).status_code == 200
     assert web.post(lead, pause, {"reason": "Person in hospital"}).status_code == 302
-    html = page(lead, f"/cases/{ref}")
+    html = page(lead, f"/cases/{ref}/deadlines")
     assert "Paused" in html and "Clock paused" in html
     resume = _deadline_link(html, "resume")
     assert web.post(lead, resume, {"reason": "Back on the wing"}).status_code == 302
-    assert "Deadline clock restarted: Triage decision" in page(lead, f"/cases/{ref}")
+    assert "Deadline clock restarted: Triage decision" in page(lead, f"/cases/{ref}/timeline")
     # resuming it again (from an old tab) is refused in the domain's words, naming the case
     again = web.post(lead, resume, {"reason": "Back on the wing"}).get_data(as_text=True)
     assert "There is a problem" in again and f"{ref}: the clock of &#39;Triage decision&#39; is not paused." in again
 
     # Staff may not move deadlines, and see no links to.
     staff = web.sign_in(web.world.staff)
-    assert "/deadlines/" not in page(staff, f"/cases/{ref}")
+    assert "/deadlines/" not in page(staff, f"/cases/{ref}/deadlines")
     assert staff.get(extend).status_code == 403
 
 
@@ -254,13 +267,15 @@ def test_the_page_names_people_in_the_timeline_and_hides_free_text_from_auditors
     assert response.status_code == 302
     with web.database.session() as s:
         lead_name = s.query(User).filter_by(email=web.world.lead).one().name
-    html = page(lead, f"/cases/{ref}")
-    assert "FREETEXT55" not in html and lead_name in html and "Closed" in html and "Referred elsewhere" in html
+    overview = page(lead, f"/cases/{ref}")
+    assert "FREETEXT55" not in overview and "Closed" in overview and "Referred elsewhere" in overview
+    html = page(lead, f"/cases/{ref}/timeline")
+    assert "FREETEXT55" not in html and lead_name in html and "Closed" in html
     assert "Recorded — show identity to read it" in html  # both the reason and the typed "Referred to"
     web.post(lead, f"/cases/{ref}/identity", {"reason": "Reading the decision"})
-    html = page(lead, f"/cases/{ref}")
+    html = page(lead, f"/cases/{ref}/timeline")
     assert "FREETEXT55" in html and "Referred to" in html and "PPO" in html
-    audit = page(web.sign_in(web.world.auditor), f"/cases/{ref}")
+    audit = page(web.sign_in(web.world.auditor), f"/cases/{ref}/timeline")
     assert "FREETEXT55" not in audit and lead_name in audit and "Recorded (shown only" in audit
 
 
@@ -273,10 +288,11 @@ def _version(web: Web, ref: str) -> str:
 def test_the_history_check_says_verified_and_names_what_was_altered_behind_the_services_back(web: Web) -> None:
     client = web.sign_in(web.world.auditor)
     ref = web.world.triaged
-    html = page(client, f"/cases/{ref}")
+    html = page(client, f"/cases/{ref}/timeline")
     assert "History verified" in html and "has been altered" not in html
     assert "All 2 events are as they were recorded" in html
-    assert "The one event is as it was recorded" in page(client, f"/cases/{web.world.reported}")  # not "All 1 events"
+    one = page(client, f"/cases/{web.world.reported}/timeline")
+    assert "The one event is as it was recorded" in one  # not "All 1 events"
     # A database superuser edits what an event recorded and removes the last one.
     instance_id = web.world.instance_ids[ref]
     web.database.disable_append_only()
@@ -285,11 +301,11 @@ def test_the_history_check_says_verified_and_names_what_was_altered_behind_the_s
     last = web.database.raw("SELECT max(seq) AS seq FROM wf_history WHERE instance_id = :i", i=instance_id)[0].seq
     web.database.raw("DELETE FROM wf_history WHERE instance_id = :i AND seq = :s", i=instance_id, s=last)
 
-    html = page(client, f"/cases/{ref}")
+    html = page(client, f"/cases/{ref}/timeline")
     assert "History verified" not in html and "This case's history has been altered outside the service" in html
     assert "Event 1 (id " in html and "does not match its hash (edited)." in html
     assert f"The chain ends at event {last - 1} but the instance records head {last}" in html
     assert "history ends at stage &#39;reported&#39; (changed outside the engine)" in html  # the triage was removed
     assert f"instance {instance_id}:" not in html  # said of this case, not of an internal id
-    other = page(web.sign_in(web.world.lead), f"/cases/{web.world.reported}")
+    other = page(web.sign_in(web.world.lead), f"/cases/{web.world.reported}/timeline")
     assert "History verified" in other  # the other case is untouched

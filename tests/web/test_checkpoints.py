@@ -253,7 +253,7 @@ def test_leads_and_auditors_download_the_history_from_the_case_page(web: Web) ->
     ref = web.world.triaged
     for email in (web.world.auditor, web.world.lead):
         client = web.sign_in(email)
-        page = client.get(f"/cases/{ref}").get_data(as_text=True)
+        page = client.get(f"/cases/{ref}/timeline").get_data(as_text=True)  # the case page's timeline tab
         assert f'href="/cases/{ref}/export.json"' in page
         response = client.get(f"/cases/{ref}/export.json")
         assert response.status_code == 200 and response.mimetype == "application/json"
@@ -263,5 +263,5 @@ def test_leads_and_auditors_download_the_history_from_the_case_page(web: Web) ->
         assert "CANARYTEXT42" not in response.get_data(as_text=True)
     assert web.database.raw("SELECT count(*) FROM access_log WHERE kind = 'export'")[0][0] == 2
     staff = web.sign_in(web.world.staff)
-    assert "export.json" not in staff.get(f"/cases/{ref}").get_data(as_text=True)
+    assert "export.json" not in staff.get(f"/cases/{ref}/timeline").get_data(as_text=True)
     assert staff.get(f"/cases/{ref}/export.json").status_code == 403

@@ -252,5 +252,6 @@ def test_nothing_typed_is_shown_outside_an_unlock_window(web: Web, run: Cli,
     unlocked = lead.post(f"/cases/{refs[0]}/identity", data={"reason": "Writing to the governor",
                                                             "csrf_token": csrf_token(page)})
     assert unlocked.status_code == 302
-    shown = lead.get(f"/cases/{refs[0]}").get_data(as_text=True)
+    shown = "".join(lead.get(f"/cases/{refs[0]}{tab}").get_data(as_text=True)
+                    for tab in ("", "/timeline", "/notes", "/deadlines"))  # the case page's tabs
     assert len(canaries.hits(shown, "the unlocked case page")) >= 10

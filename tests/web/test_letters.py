@@ -19,7 +19,7 @@ LONDON = ZoneInfo("Europe/London")
 
 def rows(html: str) -> list[list[str]]:
     """The letters table's rows as the text of their cells."""
-    section = html[html.index('id="letters"'):html.index('id="notes"')]
+    section = html[html.index('id="letters"'):html.index('id="protocol"')]
     body = section[section.index("<tbody"):section.index("</tbody>")]
     out = []
     for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):

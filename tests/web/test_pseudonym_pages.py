@@ -90,7 +90,7 @@ def test_a_lead_confirms_or_dismisses_a_possible_match_on_the_page(web: Web) -> 
     assert f"Recorded: {second} and {first} are the same person." in after
     assert "Possibly the same person" not in after
     assert _person(after) == _person(lead.get(f"/cases/{first}").get_data(as_text=True))
-    assert f"Confirmed as the same person as {first}" in after
+    assert f"Confirmed as the same person as {first}" in lead.get(f"/cases/{second}/timeline").get_data(as_text=True)
     again = web.post(lead, f"/cases/{second}/people/{match_id}", {"dismiss": "No"}, form_page=f"/cases/{second}")
     assert "This possible match was already confirmed." in lead.get(again.headers["Location"]).get_data(as_text=True)
     assert web.post(auditor, f"/cases/{second}/people/{match_id}", {"dismiss": "No"},
@@ -125,7 +125,7 @@ def test_a_lead_corrects_a_typo_after_giving_a_reason_and_the_pseudonym_stays(we
     page = lead.get(done.headers["Location"]).get_data(as_text=True)
     assert "Corrected the name. The person keeps their pseudonym." in page
     assert "Zebediah Canarywhistler" in page and _person(page) == before
-    assert "Corrected who the person is" in page
+    assert "Corrected who the person is" in lead.get(f"/cases/{ref}/timeline").get_data(as_text=True)
     assert f'href="/cases/{web.world.triaged}"' in _section(page)  # still linked to the person's other case
     assert web.post(web.sign_in(web.world.staff), path, {**base, "reason": "x"}).status_code == 403
 

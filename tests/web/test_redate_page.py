@@ -66,11 +66,12 @@ def test_a_lead_corrects_the_date_of_a_letter_and_its_deadline_moves(web: Web) -
     no_identity_in_urls(page)
 
     done = form_post(lead, path, {"occurred_on": d("2025-04-22"), "reason": "The letter went on the Tuesday."})
-    assert done.status_code == 302 and done.headers["Location"].endswith(f"/cases/{ref}#history")
-    shown = lead.client.get(f"/cases/{ref}").get_data(as_text=True)
+    assert done.status_code == 302 and done.headers["Location"].endswith(f"/cases/{ref}/timeline")
+    shown = lead.client.get(f"/cases/{ref}/timeline").get_data(as_text=True)
     assert "govuk-notification-banner--success" in shown and "Date corrected: Refer to the establishment." in shown
     assert response_due(web, ref) == "2025-05-07"  # 10 working days from Tue 22 April (5 May a bank holiday)
-    deadlines = shown[shown.index('id="deadlines"'):shown.index('id="notes"')]
+    tab = lead.client.get(f"/cases/{ref}/deadlines").get_data(as_text=True)
+    deadlines = tab[tab.index('id="deadline-table"'):]
     assert "7 May 2025" in deadlines and "9 May 2025" not in deadlines
     history = shown[shown.index('id="history"'):]
     assert "Date corrected: Refer to the establishment" in history
@@ -117,10 +118,10 @@ def test_refusals_show_their_message_on_the_field_and_change_nothing_and_only_le
 
     # Only a lead of a body on the case: others get 403, or 404 when the case is not theirs to see.
     staff = web.sign_in(web.world.staff)  # assigned, may act, may not correct
-    assert "Correct the date" not in staff.get(f"/cases/{ref}").get_data(as_text=True)
+    assert "Correct the date" not in staff.get(f"/cases/{ref}/timeline").get_data(as_text=True)
     assert staff.get(path).status_code == 403
     auditor = web.sign_in(web.world.auditor)
-    assert "Correct the date" not in auditor.get(f"/cases/{ref}").get_data(as_text=True)
+    assert "Correct the date" not in auditor.get(f"/cases/{ref}/timeline").get_data(as_text=True)
     assert auditor.get(path).status_code == 403
     assert web.sign_in(web.world.outside_lead).get(path).status_code == 404  # no part in the case
     token = csrf_token(staff.get(f"/cases/{ref}").get_data(as_text=True))  # the session's token, from its page

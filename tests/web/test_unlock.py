@@ -68,6 +68,11 @@ def _page(client: FlaskClient, path: str, status: int = 200) -> str:
     return response.get_data(as_text=True)
 
 
+def _whole(client: FlaskClient, ref: str) -> str:
+    """The case page's overview, timeline and notes (three views, inside a window)."""
+    return "".join(_page(client, f"/cases/{ref}{tab}") for tab in ("", "/timeline", "/notes"))
+
+
 def _seen(html: str) -> str:
     assert 'id="seen"' in html
     return html.split('id="seen"', 1)[1].split('id="protocol"', 1)[0]
@@ -77,7 +82,7 @@ def test_the_case_page_shows_sensitive_content_for_30_minutes_after_a_reason_to_
         web: Web) -> None:
     ref = _with_free_text(web)
     lead = web.sign_in(web.world.lead)
-    before = _page(lead, f"/cases/{ref}")
+    before = _whole(lead, ref)
     for secret in SECRETS:
         assert secret not in before, secret
     assert "3 notes." in before and "show identity</a> to read them" in before
@@ -92,26 +97,26 @@ def test_the_case_page_shows_sensitive_content_for_30_minutes_after_a_reason_to_
     unlocked = web.post(lead, f"/cases/{ref}/identity", {"reason": REASON})
     assert unlocked.status_code == 302 and unlocked.headers["Location"].endswith(f"/cases/{ref}#person")
     state = case_state(web.database, ref)  # the unlock is the one history event
-    shown = _page(lead, f"/cases/{ref}")
+    shown = _whole(lead, ref)  # each tab is a view
     for secret in SECRETS:
         assert secret in shown, secret
     assert "Shown to you until" in shown and "Each time you open the case until then is recorded" in shown
     assert "Viewed identity" in shown and REASON in shown
     _page(lead, f"/cases/{ref}")
-    assert _log(web) == [("unlocked", "web", web.world.lead)] + [("viewed_sensitive", "web", web.world.lead)] * 2
+    assert _log(web) == [("unlocked", "web", web.world.lead)] + [("viewed_sensitive", "web", web.world.lead)] * 4
     assert case_state(web.database, ref) == state  # views are not history: the version did not move
 
     web.clock.advance(timedelta(minutes=29, seconds=59))
-    assert NOTES[0] in _page(lead, f"/cases/{ref}")
-    seen = _seen(_page(lead, f"/cases/{ref}"))
-    assert REASON in seen and seen.count("Viewed <time") == 4  # each view, under the reason it was given for
-    assert _views(web) == 4
+    assert NOTES[0] in _page(lead, f"/cases/{ref}/notes")
+    seen = _seen(_page(lead, f"/cases/{ref}/timeline"))
+    assert REASON in seen and seen.count("Viewed <time") == 6  # each view, under the reason it was given for
+    assert _views(web) == 6
     web.clock.advance(timedelta(seconds=1))  # 30 minutes after the reason: hidden again, nothing logged
-    after = _page(lead, f"/cases/{ref}")
+    after = _whole(lead, ref)
     for secret in SECRETS:
         assert secret not in after, secret
     assert "Reason given — show identity to read it" in _seen(after) and REASON not in after
-    assert _views(web) == 4
+    assert _views(web) == 6
     assert case_state(web.database, ref) == state
 
     # Who may unlock, and who sees who has seen (one database for both: each costs half a second).
@@ -120,22 +125,22 @@ def test_the_case_page_shows_sensitive_content_for_30_minutes_after_a_reason_to_
 
     # Another lead of the owning body: the list (who, when; the reason once they unlock), nothing else.
     second = web.sign_in(web.world.second_lead)
-    html = _page(second, f"/cases/{ref}")
+    html = _whole(second, ref)
     seen = _seen(html)
-    assert lead_name in seen and seen.count("Viewed <time") == 4 and "Reason given — show identity to read it" in seen
+    assert lead_name in seen and seen.count("Viewed <time") == 6 and "Reason given — show identity to read it" in seen
     for secret in (*SECRETS, REASON):
         assert secret not in html, secret
     web.post(second, f"/cases/{ref}/identity", {"reason": "Second opinion"})
-    assert REASON in _seen(_page(second, f"/cases/{ref}"))  # the window is theirs now, and only theirs
+    assert REASON in _seen(_page(second, f"/cases/{ref}/timeline"))  # the window is theirs now, and only theirs
 
     # The assigned member of staff may unlock, but sees no list; a party body's lead and an auditor never see
     # the content and cannot unlock.
     staff = web.sign_in(web.world.staff)
-    html = _page(staff, f"/cases/{ref}")
+    html = _whole(staff, ref)
     assert 'id="seen"' not in html and "Show identity" in html and NOTES[0] not in html
     for email in (party, web.world.auditor):
         client = web.sign_in(email)
-        html = _page(client, f"/cases/{ref}")
+        html = _whole(client, ref)
         assert 'id="seen"' not in html and "Show identity" not in html
         assert "Reason given (shown only to people who may see who the person is)" in html
         for secret in (*SECRETS, REASON):
@@ -232,5 +237,5 @@ def test_the_command_shows_sensitive_content_only_with_a_reason_logged_as_the_op
     assert CANARY_NAME not in again.output
     assert _log(web) == [("unlocked", "cli", world.lead)] + [("viewed_sensitive", "cli", world.lead)] * 2
 
-    page = _page(web.sign_in(world.second_lead), f"/cases/{ref}")
+    page = _page(web.sign_in(world.second_lead), f"/cases/{ref}/timeline")
     assert "(by the operator, at the command line)" in _seen(page)

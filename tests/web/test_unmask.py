@@ -349,9 +349,9 @@ def test_the_pages_from_request_to_one_view(web: Web) -> None:
         assert secret not in again.get_data(as_text=True)
     assert "Approved and seen" in _page(auditor, "/unmask-requests")
 
-    seen = _page(lead, f"/cases/{ref}").split('id="seen"', 1)[1].split('id="protocol"', 1)[0]
+    seen = _page(lead, f"/cases/{ref}/timeline").split('id="seen"', 1)[1]
     assert "through an approved request" in seen
-    timeline = _page(lead, f"/cases/{ref}")
+    timeline = _page(lead, f"/cases/{ref}/timeline")
     for words in ("Asked to see who the person is", "Request to see who the person is approved",
                   "Saw who the person is (approved request)"):
         assert words in timeline

@@ -15,7 +15,7 @@ from reprisals.services import advance_case
 from tests.conftest import DATABASES
 from tests.factories import CONSENT, REFER
 from tests.web.browser.conftest import Live
-from tests.web.browser.test_journeys import CANARIES, fill_date
+from tests.web.browser.test_journeys import CANARIES, fill_date, tab
 
 
 @pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # pages; both databases: test client
@@ -38,6 +38,7 @@ def test_a_lead_corrects_the_date_a_letter_went_and_sees_the_letters(live: Live,
     expect(letters).to_have_count(1)
     expect(letters.first).to_contain_text("Fri 9 May 2025")  # 10 working days from Thu 24 April
 
+    tab(page, "Timeline")
     page.get_by_role("link", name=re.compile(r"^Correct the date of refer to the establishment")).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("When did this really happen?")
     lead.check("correct-the-date")
@@ -46,10 +47,12 @@ def test_a_lead_corrects_the_date_a_letter_went_and_sees_the_letters(live: Live,
     page.get_by_role("button", name="Correct the date").click()
     page.wait_for_load_state()
 
-    assert page.url == f"{live.url}/cases/{ref}#history", page.url
+    assert page.url == f"{live.url}/cases/{ref}/timeline", page.url
     expect(page.locator(".govuk-notification-banner--success")).to_contain_text(
         "Date corrected: Refer to the establishment.")
     expect(page.locator(".app-timeline tbody tr").first).to_contain_text("Date corrected: Refer to the establishment")
+    lead.check("timeline-after-correction")
+    tab(page, "Overview")
     row = letters.first
     for text in ("Referral", "Head of establishment", "Sent Tue 22 April 2025", "Wed 7 May 2025", "Not yet"):
         expect(row).to_contain_text(text)

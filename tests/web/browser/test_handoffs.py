@@ -18,19 +18,17 @@ from reprisals.services import advance_case, open_case
 from tests.conftest import DATABASES
 from tests.factories import REFER, case_data, cipher
 from tests.web.browser.conftest import Live, Pages
-from tests.web.browser.test_journeys import CANARIES, no_identity_in_url, proceed
+from tests.web.browser.test_journeys import CANARIES, action_link, no_identity_in_url, proceed, success, tab
 from tests.web.conftest import case_state
 
 OVERRIDE_HINT = "Only with an override for risk to life or child safeguarding, with a reason."
 YCS_HINT = "It must copy the Youth Custody Service."
 
 
-def action_link(page: Page, label: str) -> Any:
-    return page.locator("#actions + ul").get_by_role("link", name=label, exact=True)
-
-
 def hints_of(page: Page, label: str) -> list[str]:
-    """The conditions stated under an action's link on the case page."""
+    """The conditions stated under an action's button (the status banner's primary action) or link."""
+    if page.locator("#primary-action").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).count():
+        return [t.strip() for t in page.locator("#case-status .govuk-hint").all_inner_texts()]
     item = page.locator("#actions + ul > li").filter(has=page.get_by_role("link", name=label, exact=True))
     return [t.strip() for t in item.locator(".govuk-hint").all_inner_texts()]
 
@@ -42,8 +40,12 @@ def summary_value(page: Page, key: str) -> str:
 
 
 def running_deadlines(page: Page) -> list[str]:
-    return [t.strip() for t in page.locator("#deadlines ~ table").first.locator("tbody th[scope=row]")
-            .all_inner_texts()]
+    """The deadlines on the case's deadlines tab (and back to the page they were read from)."""
+    back = page.url
+    tab(page, "Deadlines")
+    names = [t.strip() for t in page.locator("#deadline-table tbody th[scope=row]").all_inner_texts()]
+    page.goto(back)
+    return names
 
 
 def submit(p: Pages, button: str, ref: str | None = None) -> None:
@@ -51,7 +53,7 @@ def submit(p: Pages, button: str, ref: str | None = None) -> None:
     proceed(p, button)
     if ref is not None:
         assert p.page.url == f"{p.live.url}/cases/{ref}", p.page.url
-        expect(p.page.locator(".govuk-notification-banner--success")).to_contain_text(f"Done: {button}.")
+        success(p)
     no_identity_in_url(p.page)
 
 

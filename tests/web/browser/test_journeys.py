@@ -49,16 +49,37 @@ def no_identity_in_url(page: Page) -> None:
         assert canary not in page.url and canary.replace(" ", "+") not in page.url
 
 
-def act(p: Pages, ref: str, link: str, label: str, fill: Any) -> None:
-    """From the case page: follow an action's link, check the form, fill it, submit; back on the case
-    page with the success banner, which is checked too."""
-    p.page.get_by_role("link", name=link, exact=True).click()
+def action_link(page: Page, label: str) -> Any:
+    """An action on the case page: the status banner's primary button, or a link in the list of the others."""
+    return page.locator("#primary-action, #actions + ul a").filter(
+        has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+
+
+def tab(page: Page, name: str) -> None:
+    """Open one of the case page's tabs (overview, timeline, notes, deadlines) from its sub-navigation."""
+    page.locator(".app-sub-navigation").get_by_role("link", name=name, exact=True).click()
+    page.wait_for_load_state()
+
+
+def success(p: Pages, said: str | None = None) -> None:
+    """The success banner says what happened and what comes next (decision 30), never "Done: …"."""
+    banner = p.page.locator(".govuk-notification-banner--success")
+    expect(banner).to_be_visible()
+    expect(banner).not_to_contain_text("Done:")
+    if said is not None:
+        expect(banner).to_contain_text(said)
+
+
+def act(p: Pages, ref: str, link: str, label: str, fill: Any, said: str | None = None) -> None:
+    """From the case page: follow an action's button or link, check the form, fill it, submit; back on the
+    case page with the success banner, which is checked too (with ``said`` in it, when given)."""
+    action_link(p.page, link).click()
     expect(p.page.get_by_role("heading", level=1)).to_have_text(link)
     p.check(f"form-{label}")
     fill(p.page)
     proceed(p, link)
     assert p.page.url == f"{p.live.url}/cases/{ref}", p.page.url
-    expect(p.page.locator(".govuk-notification-banner--success")).to_contain_text(f"Done: {link}.")
+    success(p, said)
     p.check(f"case-after-{label}")
     no_identity_in_url(p.page)
 
@@ -73,8 +94,13 @@ def new_day(p: Pages, email: str, ref: str) -> None:
 
 
 def deadline_row(page: Page, label: str) -> str:
-    return page.locator("#deadlines ~ table tbody tr").filter(has=page.get_by_role("rowheader", name=label)) \
+    """A running deadline's row on the case's deadlines tab (and back to the page it was read from)."""
+    back = page.url
+    tab(page, "Deadlines")
+    text = page.locator("#deadline-table tbody tr").filter(has=page.get_by_role("rowheader", name=label)) \
         .first.inner_text()
+    page.goto(back)
+    return text
 
 
 def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
@@ -166,8 +192,9 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
         fill_date(p, "When did this happen?", 16, 4, 2025)
         p.get_by_role("group", name="Risk", exact=True).get_by_label("Standard").check()
 
-    act(lead, ref, "Record consent and risk", "consent-and-risk", consent)
-    assert "Tue 22 April 2025, 5:00pm" in deadline_row(page, "Triage decision")  # 18 and 21 Apr are holidays
+    act(lead, ref, "Record consent and risk", "consent-and-risk", consent,
+        said="Consent and risk recorded. Triage decision due by 5pm on Tuesday 22 April 2025.")
+    assert "5pm on Tuesday 22 April 2025" in deadline_row(page, "Triage decision")  # 18 and 21 Apr are holidays
 
     # The letter went on Thu 17 Apr; the lead records it on Fri 2 May: the deadline runs from the 17th.
     clock.set(at(2, 5))
@@ -178,8 +205,10 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
         fill_date(p, "When did this happen?", 17, 4, 2025)
 
     act(lead, ref, "Refer to the establishment", "refer", refer)
-    assert "Tue 6 May 2025, 5:00pm" in deadline_row(page, "Establishment response")  # 5 May is a holiday
+    assert "5pm on Tuesday 6 May 2025" in deadline_row(page, "Establishment response")  # 5 May is a holiday
+    tab(page, "Timeline")
     expect(page.get_by_text(re.compile(r"recorded 15 days later"))).to_be_visible()
+    tab(page, "Overview")
 
     def response(p: Page) -> None:
         fill_date(p, "When did this happen?", 2, 5, 2025)
@@ -193,7 +222,7 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
         p.get_by_label("Assessment", exact=True).fill("The loss of the job followed the inspection interview.")
 
     act(lead, ref, "Accept the response and propose a finding", "accept", accept)
-    assert "Tue 3 June 2025, 5:00pm" in deadline_row(page, "Follow-up contact")
+    assert "5pm on Tuesday 3 June 2025" in deadline_row(page, "Follow-up contact")
 
     clock.set(at(20, 5))  # Tue 20 May
     new_day(lead, world.lead, ref)
@@ -203,7 +232,7 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
         p.get_by_label("What the person said").fill("Back at work in the kitchen.")
 
     act(lead, ref, "Complete the follow-up", "follow-up", follow_up)
-    expect(page.get_by_role("heading", name="Summary")).to_be_visible()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     assert "Closure check" in deadline_row(page, "Closure check")
 
     # -- the lead who proposed the finding cannot confirm it: the case waits for another lead ------------
@@ -216,7 +245,7 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     expect(page.get_by_text("you may close the case alone only with these outcomes")).to_be_visible()
     lead.check("close-form-of-the-proposer")
     lead.go(f"/cases/{ref}")
-    assert "Closure review" in page.locator(".govuk-summary-list").first.inner_text()
+    assert "Closure review" in page.locator("#facts").inner_text()
 
     # -- a second lead, in their own browser, closes it ------------------------------------------
     second: Pages = person("second-lead")
@@ -231,8 +260,10 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
         p.get_by_label("Closing summary").fill("Confirmed by a second lead.")
 
     act(second, ref, "Confirm the finding and close", "close", close)
-    expect(second.page.locator(".govuk-summary-list").first).to_contain_text("Closed")
+    expect(second.page.locator("#facts")).to_contain_text("Closed")
     expect(second.page.get_by_role("link", name="Reopen", exact=True)).to_be_visible()
+    tab(second.page, "Timeline")
+    second.check("case-timeline")
     history = second.page.locator(".app-timeline").inner_text()
     for step in ("Record consent and risk", "Refer to the establishment", "Record the response",
                  "Accept the response and propose a finding", "Complete the follow-up",

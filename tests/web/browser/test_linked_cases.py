@@ -16,7 +16,7 @@ from reprisals.services import advance_case
 from tests.conftest import DATABASES
 from tests.factories import CANARY_DESCRIPTION, CANARY_NAME
 from tests.web.browser.conftest import Live, Pages
-from tests.web.browser.test_journeys import CANARIES, fill_date, no_identity_in_url, proceed
+from tests.web.browser.test_journeys import CANARIES, fill_date, no_identity_in_url, proceed, tab
 
 
 def summary_value(p: Pages, key: str) -> Any:
@@ -88,8 +88,9 @@ def test_a_lead_opens_a_linked_case_from_a_closed_case_and_each_page_links_to_th
 
     expect(page.get_by_role("heading", level=1)).to_contain_text(earlier)
     expect(summary_value(lead, "Linked cases").get_by_role("link", name=later, exact=True)).to_be_visible()
-    expect(page.locator("table.app-timeline")).to_contain_text("A new case was opened linked to this one")
     lead.check("earlier-case-linked")
+    tab(page, "Timeline")
+    expect(page.locator("table.app-timeline")).to_contain_text("A new case was opened linked to this one")
     no_identity_in_url(page)
     for canary in CANARIES:
         assert canary not in page.content()

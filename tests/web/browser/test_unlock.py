@@ -14,7 +14,7 @@ from reprisals.services import add_note
 from tests.conftest import DATABASES
 from tests.factories import CANARY_NAME
 from tests.web.browser.conftest import Live
-from tests.web.browser.test_journeys import no_identity_in_url
+from tests.web.browser.test_journeys import no_identity_in_url, tab
 
 NOTE = "Spoke to the wing officer NOTECANARY9"
 
@@ -31,13 +31,17 @@ def test_a_lead_gives_a_reason_and_then_reads_the_notes(live: Live, person: Any)
 
     lead = person("lead")
     lead.sign_in(world.lead, check=False)
-    page = lead.go(f"/cases/{ref}")
+    page = lead.go(f"/cases/{ref}/notes")
     expect(page.locator("#note-count")).to_contain_text("1 note.")
     assert NOTE not in page.content() and CANARY_NAME not in page.content()
+    lead.check("notes-before-a-reason")
+    tab(page, "Timeline")
     expect(page.locator("#seen")).to_be_visible()
+    tab(page, "Overview")
+    assert CANARY_NAME not in page.content()
     lead.check("case-before-a-reason")
 
-    page.get_by_role("link", name="Show identity").click()
+    page.get_by_role("button", name="Show identity").click()  # a link styled as a button
     page.get_by_role("button", name="Show identity").click()
     expect(page.locator(".govuk-error-summary")).to_be_visible()
     lead.check("reason-missing")
@@ -48,9 +52,12 @@ def test_a_lead_gives_a_reason_and_then_reads_the_notes(live: Live, person: Any)
     assert page.url.endswith(f"/cases/{ref}#person"), page.url
     no_identity_in_url(page)
     expect(page.locator(".govuk-notification-banner--success")).to_contain_text("are shown to you until")
-    expect(page.locator(".app-note")).to_contain_text(NOTE)
     expect(page.locator("#identity")).to_contain_text(CANARY_NAME)
     expect(page.locator("#unlocked-until")).to_contain_text("Shown to you until")
+    tab(page, "Notes")
+    expect(page.locator(".app-note")).to_contain_text(NOTE)
+    lead.check("notes-after-a-reason")
+    tab(page, "Timeline")
     seen = page.locator("#seen").locator("xpath=following-sibling::table[1]")
     expect(seen).to_contain_text(lead_user.name)
     expect(seen).to_contain_text("Arranging a follow-up visit")

@@ -97,13 +97,13 @@ def test_an_auditor_sees_the_identity_once_after_a_lead_approves(live: Live, per
     expect(auditor.page.locator("#my-requests")).to_contain_text("Approved and seen")
     auditor.check("my-requests")
 
-    page = lead.go(f"/cases/{ref}")
+    page = lead.go(f"/cases/{ref}/timeline")  # who has seen: on the case page's timeline tab
     seen = page.locator("#seen").locator("xpath=following-sibling::table[1]")
     expect(seen).to_contain_text(auditor_user.name)
     expect(seen).to_contain_text(f"approved by {lead_user.name}")
     lead.check("who-has-seen")
 
-    page = auditor.go(f"/cases/{ref}")
+    page = auditor.go(f"/cases/{ref}/timeline")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download this history to check it yourself (JSON)").click()
     document = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
