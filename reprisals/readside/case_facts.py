@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from workflow.timers import LIVE, OVERDUE, PAUSED, PENDING, REMINDER
 
 from reprisals.access import actor_for, visible_cases
 from reprisals.letters import RESPONDER_WORDS
@@ -29,7 +28,7 @@ from reprisals.vocabulary import OUTCOME_LABELS, TimeLeft, time_left
 from workflow.calendars import WorkingCalendar
 from workflow.clock import ensure_utc
 from workflow.engine import Engine, Offer
-from workflow.models import DeadlineRow, HistoryEvent, TimerRow
+from workflow.models import LIVE, OVERDUE, PAUSED, PENDING, REMINDER, DeadlineRow, HistoryEvent, TimerRow
 from workflow.spec import Trigger, Unit, WorkflowSpec
 
 # Closing a case early: never "the next step"; offered behind a page that says what stops.

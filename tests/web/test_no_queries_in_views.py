@@ -24,7 +24,6 @@ EXEMPT = {
     "cli_reference.py": "part of the operator's command (reference data import and export)",
 }
 LEFT = {
-    "case_page.py": "left: converted by the case page part (reprisals/readside/case_facts.py)",
     "report.py": "left: converted by the forms part (report a concern)",
 }
 
