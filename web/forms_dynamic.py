@@ -212,7 +212,7 @@ def label_of(name: str, spec: FieldSpec) -> str:
 def applies_only_when(spec: FieldSpec) -> tuple[str, str] | None:
     """(the other field, its one value) when this field is asked only after that answer: required only
     when one other field has one value. Such a field is revealed under that answer."""
-    if spec.required or not spec.required_when or len(spec.required_when) != 1:
+    if not spec.required_when or len(spec.required_when) != 1:  # (required_when overrides required)
         return None
     other, values = next(iter(spec.required_when.items()))
     return (other, values[0]) if len(values) == 1 else None
@@ -398,6 +398,8 @@ class ActionForm(FlaskForm):
             params = {"label": {"classes": "govuk-label--s"}, "rows": 4}
         else:
             params = {"label": {"classes": "govuk-label--s"}}
+        if not field.description:
+            params["hint"] = None  # no empty hint element
         under = [(dep, value) for dep, (other, value) in self._revealed().items() if other == name]
         if under:
             values = [_choice_value(c) for c in field.choices or ()]
