@@ -447,6 +447,13 @@ def _dob_problem(draft: Draft, dob: date | None, age_group: str) -> str | None:
     return None
 
 
+def _contradiction(draft: Draft) -> str | None:
+    """The draft's date of birth contradicts its age answer (both given): in words, else None."""
+    if "age-group" not in draft.done:
+        return None
+    return _dob_problem(draft, _date_of(draft, "detainee_date_of_birth"), draft.one("age_group"))
+
+
 def _case_data(draft: Draft) -> dict[str, Any]:
     received = _received_at(draft)
     dob = _date_of(draft, "detainee_date_of_birth")
@@ -733,6 +740,8 @@ def report_step(step: str) -> ResponseReturnValue:
     if request.method == "GET":
         form = _form_for(current, draft, None)
         _set_choices(form, draft, reporter)
+        if isinstance(form, AgeGroupStep) and request.args.get("check") == "1" and (problem := _contradiction(draft)):
+            form.age_group.errors = [problem]  # sent here by a date of birth that contradicts the answer
         return _render_step(current, form, change, fields=_fields_of(current, draft))
     fields = _fields_of(current, draft, request.form)
     form = _form_class(current, fields)()
@@ -757,11 +766,6 @@ def report_step(step: str) -> ResponseReturnValue:
         if problem:
             form.age_group.errors = [problem]
             return _render_step(current, form, change, fields=fields)
-    if isinstance(form, PersonStep) and "age-group" in draft.done:
-        problem = _dob_problem(draft, form.detainee_date_of_birth.data, draft.one("age_group"))
-        if problem:
-            form.detainee_date_of_birth.errors = [problem]
-            return _render_step(current, form, change, fields=fields)
     updated = Draft(dict(draft.answers), list(draft.done))
     if current.form is DatesStep:
         given = [form[name].parts for name in fields if any(form[name].parts)]
@@ -777,6 +781,8 @@ def report_step(step: str) -> ResponseReturnValue:
     if current.slug not in updated.done:
         updated.done.append(current.slug)
     _save_draft(updated)
+    if _contradiction(updated) and current.slug != "age-group":  # a date of birth changed after the age
+        return redirect(url_for("cases.report_step", step="age-group", change="1", check="1"))
     if change and updated.complete():
         return redirect(url_for("cases.report_check"))
     i = STEPS.index(current)
@@ -798,6 +804,8 @@ def report_check() -> ResponseReturnValue:
     missing = draft.first_missing()
     if missing is not None:
         return redirect(url_for("cases.report_step", step=missing.slug))
+    if _contradiction(draft):
+        return redirect(url_for("cases.report_step", step="age-group", change="1", check="1"))
     reporter = me()
     form = SubmitReportForm()
     if request.method == "POST" and form.validate_on_submit():
