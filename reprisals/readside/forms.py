@@ -121,7 +121,7 @@ def opened_case(session: Session, reference: str) -> OpenedCase | None:
     if case is None:
         return None
     first = session.scalars(select(DeadlineRow).where(DeadlineRow.instance_id == case.instance_id,
-                                                      DeadlineRow.status == "open")
+                                                      DeadlineRow.status != "done")  # overdue too
                             .order_by(DeadlineRow.due_at, DeadlineRow.id).limit(1)).first()
     told: list[str] = []
     if case.assigned_user_id is not None and case.assigned_user_id != case.receiving_user_id:

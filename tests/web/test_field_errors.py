@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from reprisals.protocol import bundled_specs
 from reprisals.services import MOMENT_FIELDS
+from tests.conftest import DATABASES
 from tests.web.conftest import Web
 from web.forms_dynamic import action_form_class
 from workflow.fields import check_fields
@@ -83,6 +84,7 @@ def _post(web: Web, trig: Trigger, spec: WorkflowSpec, data: dict[str, Any]) -> 
     return form
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_each_refusal_posted_to_the_real_form_and_to_the_engine_gets_the_files_words(web: Web) -> None:
     """One walk over both files (one app): for every field and every way it can be refused, the page's form
     (what a person posts; engine errors put on its fields as the page does) and the engine's own message
@@ -121,16 +123,14 @@ def _iso(parts: list[str]) -> str:
     return f"{year}-{int(month):02d}-{int(day):02d}" if not (day == "31" and month == "2") else "2025-02-31"
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_a_refused_action_through_the_page_says_it_in_the_files_words(web: Web) -> None:
     """End to end once: the page's error summary and the field's message are the file's."""
-    from tests.web.conftest import csrf_token
+    from tests.web.test_case_actions import Pages
 
-    lead = web.sign_in(web.world.lead)
-    ref = web.world.reported
-    page = lead.get(f"/cases/{ref}/actions/record_consent_and_risk").get_data(as_text=True)
-    html = lead.post(f"/cases/{ref}/actions/record_consent_and_risk",
-                     data={"csrf_token": csrf_token(page), "consent": "perhaps",
-                           "risk_reason": "x" * 2001}).get_data(as_text=True)
+    lead = Pages(web, web.world.lead, web.world.reported)
+    html = lead.submit("record_consent_and_risk", {"consent": "perhaps",
+                                                   "risk_reason": "x" * 2001}).get_data(as_text=True)
     for message in ("Select the consent the person gave", "Select the risk to the person",
                     "The reason for the risk level must be 2,000 characters or fewer"):
         assert html.count(message) == 2, message  # in the error summary and on the field

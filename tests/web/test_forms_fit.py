@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from reprisals.models import Case, Establishment, User
 from reprisals.services import advance_case, open_case
+from tests.conftest import DATABASES
 from tests.factories import REFER, case_data, cipher
 from tests.web.conftest import Web, case_state, csrf_token
 from tests.web.test_case_actions import Pages, d
@@ -59,6 +61,7 @@ def _checkbox_values(html: str, name: str) -> dict[str, bool]:
             re.findall(rf'(<input[^>]*name="{name}"[^>]*value="([^"]*)"[^>]*>)', html)}
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_with_consent_the_override_is_not_asked_and_a_posted_one_is_never_stored(web: Web) -> None:
     ref = web.world.triaged  # consent full, an adult in a prison
     lead = Pages(web, web.world.lead, ref)
@@ -113,6 +116,7 @@ def test_a_childs_referral_offers_and_ticks_the_youth_custody_service_and_not_co
     assert case_state(web.database, ref) == before
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_the_other_recipient_is_revealed_under_other_and_ignored_when_another_is_chosen(web: Web) -> None:
     ref = _open(web, "full", refer=True)
     lead = Pages(web, web.world.lead, ref)
@@ -131,6 +135,7 @@ def test_the_other_recipient_is_revealed_under_other_and_ignored_when_another_is
     assert "recipient_other" not in _last_fields(web, ref)
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_record_only_is_offered_only_without_consent(web: Web) -> None:
     with_consent = web.world.triaged
     lead = web.sign_in(web.world.lead)

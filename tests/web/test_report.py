@@ -8,12 +8,14 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
 
 from notifications.models import OutboxMessage
 from reprisals.models import Case, Establishment, User
 from reprisals.services import read_description, view_identity
+from tests.conftest import DATABASES
 from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER, cipher
 from tests.web.conftest import COUNTED, Web, count_rows, csrf_token
 
@@ -396,6 +398,7 @@ def test_a_second_submit_of_the_same_draft_opens_no_second_case(web: Web, monkey
 # -- one question per page, the person's number, the date of birth, the dates, the risk, the confirmation ----
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_the_persons_number_is_named_as_the_establishment_names_it(web: Web) -> None:
     from reprisals.models import EstablishmentType
     from tests.factories import make_establishment
@@ -421,6 +424,7 @@ def test_the_persons_number_is_named_as_the_establishment_names_it(web: Web) -> 
     assert re.search(r"Home Office reference\s*</dt>", check) and "Prison number" not in check
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_a_date_of_birth_that_contradicts_the_age_is_questioned_on_either_answer(web: Web) -> None:
     flow = Flow(web, web.world.lead)
     data = answers(web)
@@ -450,6 +454,7 @@ def test_a_date_of_birth_that_contradicts_the_age_is_questioned_on_either_answer
     assert response.headers["Location"] == "/cases/new/check"
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_add_another_date_and_remove_are_buttons_that_work_without_javascript(web: Web) -> None:
     flow = Flow(web, web.world.lead)
     page = flow.get("/cases/new/dates").get_data(as_text=True)
@@ -476,6 +481,7 @@ def test_add_another_date_and_remove_are_buttons_that_work_without_javascript(we
     assert 'name="detriment_date_10"' in page and "Add another date" not in page
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_the_description_counts_its_characters_and_the_risk_levels_say_what_they_mean(web: Web) -> None:
     flow = Flow(web, web.world.lead)
     page = flow.get("/cases/new/description").get_data(as_text=True)
@@ -489,6 +495,7 @@ def test_the_description_counts_its_characters_and_the_risk_levels_say_what_they
     assert "Deadlines in working days: consent and risk recorded within 1 working day" in hints[1]
 
 
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
 def test_check_answers_in_cards_and_the_confirmation_says_what_is_due_and_who_was_told(web: Web) -> None:
     from reprisals.vocabulary import moment_words
     from workflow.models import DeadlineRow
