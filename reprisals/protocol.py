@@ -110,6 +110,56 @@ def copies_follow_rules(ctx: GuardContext) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class FieldsThatApply:
+    """What a trigger's form asks on one case (``fields_that_apply``): the fields left out, the choices
+    offered where the case narrows them, the values ticked to begin with, and hints that say why."""
+
+    left_out: frozenset[str]
+    choices: Mapping[str, tuple[str, ...]]
+    preset: Mapping[str, tuple[str, ...]]
+    hints: Mapping[str, str]
+
+
+OVERRIDE_FIELDS = ("override_ground", "override_reason")
+ALWAYS_SENT = "head_of_establishment"
+
+
+def fields_that_apply(spec: WorkflowSpec, trigger: Trigger, variables: Mapping[str, Any]) -> FieldsThatApply:
+    """The same rules as the guards, for the form: the consent override only where nothing may be
+    disclosed without one (``consent_allows_referral``); copies only to those whose rule
+    (``rules.copies``) fits the case, those it requires ticked (``copies_follow_rules``), and the escalation's
+    recipient likewise; a referral
+    always to the head of the establishment (``recipients_fit_establishment``). A value for a field left
+    out is never read; a choice not offered is refused by the form and by the guards."""
+    left_out: set[str] = set()
+    choices: dict[str, tuple[str, ...]] = {}
+    preset: dict[str, tuple[str, ...]] = {}
+    hints: dict[str, str] = {}
+    if "consent_allows_referral" in trigger.guards and not _disclosure_needs_override(variables):
+        left_out.update(f for f in OVERRIDE_FIELDS if f in trigger.fields)
+    rules = copy_rules(spec)
+    needed = [r for r in rules if r.applies_to(variables)]
+    unfit = {r.recipient for r in rules if not r.applies_to(variables)}
+    copy_fields = [n for n in ("recipients", "recipient", "copies")
+                   if n in trigger.fields and trigger.fields[n].choices]
+    for name in copy_fields:
+        offered = tuple(c for c in trigger.fields[name].choices or () if c not in unfit)
+        if offered != trigger.fields[name].choices:
+            choices[name] = offered
+        if name == "recipient":
+            continue  # one answer: the copies that must go with it are asked for beside it
+        ticked = [r.recipient for r in needed if r.recipient in offered]
+        if name == "recipients" and "recipients_fit_establishment" in trigger.guards and ALWAYS_SENT in offered:
+            ticked.insert(0, ALWAYS_SENT)
+        if ticked:
+            preset[name] = tuple(ticked)
+        musts = [f"{r.label} must be copied: {r.because}" for r in needed if r.recipient in offered]
+        if musts:
+            hints[name] = "; ".join(m[0].upper() + m[1:] for m in musts) + "."
+    return FieldsThatApply(frozenset(left_out), choices, preset, hints)
+
+
 def consent_is_none(ctx: GuardContext) -> str | None:
     if ctx.variables.get("consent") != "none":
         return "record only is for cases without consent; this person consented, so refer or decline"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from reprisals.models import AgeGroup, Channel, Nation, Risk, SanctionType
+from reprisals.models import AgeGroup, Channel, EstablishmentType, Nation, Risk, SanctionType
 from workflow.calendars import WorkingCalendar
 from workflow.spec import Deadline, Duration, Unit
 
@@ -201,3 +201,35 @@ DONE_BY_KIND = {
 def done_words(trigger: str, kind: str | None, label: str) -> str:
     """What an action did, as the first sentence of its success message (no full stop)."""
     return DONE_BY_TRIGGER.get(trigger) or DONE_BY_KIND.get(kind or "") or f"Recorded: {label}"
+
+
+# -- forms part (issue 14): the person's number, named as the establishment names it --------------------
+
+# (label, hint) of the person's number on the report, by the type of the establishment holding them.
+_PRISON_NUMBER = ("Prison number", "For example, A1234BC")
+NUMBER_LABELS: dict[EstablishmentType, tuple[str, str]] = {
+    EstablishmentType.PRISON: _PRISON_NUMBER,
+    EstablishmentType.YOUNG_OFFENDER_INSTITUTION: _PRISON_NUMBER,
+    EstablishmentType.SECURE_TRAINING_CENTRE: _PRISON_NUMBER,
+    EstablishmentType.IMMIGRATION_REMOVAL_CENTRE: ("Home Office reference", "For example, B1234567"),
+    EstablishmentType.SHORT_TERM_HOLDING_FACILITY: ("Home Office reference", "For example, B1234567"),
+    EstablishmentType.POLICE_CUSTODY: ("Custody record number", "As written on the custody record"),
+    EstablishmentType.COURT_CUSTODY: ("Prison number or custody record number",
+                                      "The prison number if they have one, else the custody record number"),
+    EstablishmentType.ESCORT: ("Prison number or Home Office reference",
+                               "The number the prison or the Home Office gave the person"),
+}
+NUMBER_LABEL = _PRISON_NUMBER  # before the establishment is known
+
+
+def number_label(kind: EstablishmentType | None) -> tuple[str, str]:
+    """What the person's number is called where they are held, and a hint: 'Prison number', 'Home Office
+    reference', 'Custody record number'."""
+    return NUMBER_LABELS.get(kind, NUMBER_LABEL) if kind is not None else NUMBER_LABEL
+
+
+RISK_MEANINGS = {
+    Risk.URGENT: "The person is at immediate risk of serious harm.",
+    Risk.HIGH: "The person is at risk of serious harm, but not immediately.",
+    Risk.STANDARD: "No immediate or serious risk to the person is known.",
+}

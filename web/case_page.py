@@ -68,7 +68,7 @@ from reprisals.vocabulary import done_words, moment_words
 from reprisals.wording import explain, not_a_working_day
 from web.context import db, me, now, runtime
 from web.diagram import render_diagram, render_svg, visited_stages
-from web.forms_dynamic import ActionForm, GovDateField, Required, action_form_class, label_of, words
+from web.forms_dynamic import ActionForm, GovDateField, Required, action_form, label_of, words
 from web.people import MatchForm
 from web.security import signed_in
 from workflow.deadlines import NotAWorkingDay
@@ -878,7 +878,6 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
         abort(404)
     if not trig.roles & actor_for(me(), case).roles:
         abort(403)  # not theirs to do at any stage (auditors, staff for a lead's action)
-    cls = action_form_class(spec.key, spec.version, trig)
     if request.method == "GET":
         if case.stage not in trig.sources:
             return _not_at_this_stage(case, spec, trigger)
@@ -887,12 +886,12 @@ def action(reference: str, trigger: str) -> ResponseReturnValue:
             return render_template("errors/error.html", title="This cannot be done now",
                                    message=f"{trig.label} cannot be done on {case.reference}: {refusal}.",
                                    back_to_case=case.reference), 409
-        form = cls(formdata=None)
+        form = action_form(spec, trig, case.instance.variables, fresh=True)  # forms part: only what applies
         form.expected_version.data = str(case.instance.version)
         form.seen_seq.data = str(case.instance.head_seq)
         return _render_action(case, spec, trigger, form)
 
-    form = cls()
+    form = action_form(spec, trig, case.instance.variables, fresh=False)
     if not form.validate_on_submit() and form.csrf_token.errors:
         abort(400)
     expected = _int(form.expected_version.data)

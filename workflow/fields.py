@@ -12,7 +12,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from workflow.spec import FieldSpec, FieldType
-from workflow.text import clean_text, date_problem, datetime_problem, is_blank, shown, storage_problem
+from workflow.text import (
+    DATE_FUTURE,
+    DATETIME_FUTURE,
+    clean_text,
+    date_problem,
+    datetime_problem,
+    is_blank,
+    shown,
+    storage_problem,
+)
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -28,9 +37,24 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, list | tuple) and len(value) == 0)
 
 
+def refusal_kind(spec: FieldSpec, message: str) -> str:
+    """Which of ``workflow.spec.ERROR_KINDS`` the generic ``message`` from :func:`coerce` is."""
+    if spec.max_length is not None and message == f"must be {spec.max_length} characters or fewer":
+        return "max_length"
+    if message in (DATE_FUTURE, DATETIME_FUTURE):
+        return "not_future"
+    return "invalid"
+
+
+def worded(spec: FieldSpec, kind: str, generic: str) -> str:
+    """The protocol file's message for this kind of refusal (``errors:``), else the generic one."""
+    return spec.message(kind) or generic
+
+
 def coerce(spec: FieldSpec, value: Any, *, now: datetime | None = None, zone: tzinfo = LONDON) -> Any:
     """Return the JSON-native value, or raise ValueError with a message for a person. ``now`` is
-    what a ``not_future`` date or datetime is compared with (a date with today in ``zone``)."""
+    what a ``not_future`` date or datetime is compared with (a date with today in ``zone``). The
+    message is generic ("must be one of: …"); :func:`check_fields` words it as the file says."""
     t = spec.type
     if t in (FieldType.STRING, FieldType.TEXT):
         if not isinstance(value, str):
@@ -122,7 +146,7 @@ def check_fields(specs: Mapping[str, FieldSpec], given: Mapping[str, Any], *, no
         try:
             clean[name] = coerce(spec, value, now=now, zone=zone)
         except ValueError as exc:
-            errors[name] = str(exc)
+            errors[name] = worded(spec, refusal_kind(spec, str(exc)), str(exc))
     # Requirements are decided on clean values, so that a condition written as "true" is met by a
     # checkbox sent as "on" or a JSON true, and one naming a choice by a multichoice holding it.
     for name, spec in specs.items():
@@ -132,7 +156,7 @@ def check_fields(specs: Mapping[str, FieldSpec], given: Mapping[str, Any], *, no
         if spec.required_when:
             required = all(_meets(clean.get(other), allowed) for other, allowed in spec.required_when.items())
         if required:
-            errors[name] = "is required"
+            errors[name] = worded(spec, "required", "is required")
     return clean, errors
 
 

@@ -36,6 +36,11 @@ MAX_VERSION = 9999
 MAX_WORKING_DAYS = 260  # about a year
 MAX_HOURS = 8760  # a year of clock hours
 MAX_FIELD_LENGTH = 1_000_000
+MAX_ERROR_MESSAGE = 300
+# The ways a field's value can be refused, each of which may have its own message in the file (``errors:``):
+# nothing given where one is needed; not a value of the field's type or not one of its choices; too long;
+# a date or moment after today or now.
+ERROR_KINDS = ("required", "invalid", "max_length", "not_future")
 ANY_OPEN_STAGE = "*"
 STAGE_ENTRY = "stage_entry"
 
@@ -125,6 +130,16 @@ class FieldSpec(_Strict):
     # Typed text may name someone: the host seals it in history (workflow.engine.Sealer). Text and hand-typed
     # strings are sensitive unless the protocol file says ``sensitive: false``; other types never are.
     sensitive: bool | None = None
+    # The message shown for each way the value can be refused, in the Design System's words ("Select the
+    # consent the person gave"); a kind without one gets the generic message. Keys: ERROR_KINDS.
+    errors: dict[str, str] = Field(default_factory=dict)
+
+    def message(self, kind: str) -> str | None:
+        """The file's message for ``kind`` (one of ERROR_KINDS), or None for the generic one."""
+        return self.errors.get(kind)
+
+    def can_be_required(self) -> bool:
+        return self.required or bool(self.required_when)
 
     @property
     def is_sensitive(self) -> bool:
@@ -540,6 +555,7 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
             for other in (f.required_when or {}):
                 if other not in t.fields:
                     problems.append(Problem(f"{fpath}.required_when.{other}", f"unknown field '{other}'"))
+            problems.extend(_error_problems(fpath, f))
         for var_name, value in t.set.items():
             set_var = doc.variables.get(var_name)
             if set_var is None:
@@ -572,6 +588,27 @@ def _build(doc: SpecDocument, source: str, text: str, problems: list[Problem]) -
         return None
     return WorkflowSpec(doc.key, doc.version, doc.title, doc.initial, frozenset(roles), dict(doc.variables),
                         stages, triggers, source, text, dict(doc.rules))
+
+
+def _error_problems(fpath: str, f: FieldSpec) -> list[Problem]:
+    """A field's ``errors:``: known kinds only, each one that can happen to this field, each a sentence."""
+    problems: list[Problem] = []
+    for kind, text in f.errors.items():
+        path = f"{fpath}.errors.{kind}"
+        if kind not in ERROR_KINDS:
+            problems.append(Problem(path, f"unknown error '{kind}'; the kinds are {', '.join(ERROR_KINDS)}"))
+            continue
+        never = {"required": not f.can_be_required() and "the field is never required (required: false, "
+                                                          "no required_when)",
+                 "max_length": f.max_length is None and "the field has no max_length",
+                 "not_future": not f.not_future and "the field is not not_future"}.get(kind)
+        if never:
+            problems.append(Problem(path, f"this error cannot happen: {never}"))
+        if not text.strip():
+            problems.append(Problem(path, "an error message needs words"))
+        elif len(text) > MAX_ERROR_MESSAGE or "\n" in text:
+            problems.append(Problem(path, f"an error message is one line of at most {MAX_ERROR_MESSAGE} characters"))
+    return problems
 
 
 def _due_rule(due: str | ByVariable, path: str, doc: SpecDocument, problems: list[Problem]) -> DueRule | None:

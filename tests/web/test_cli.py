@@ -357,7 +357,7 @@ REFUSALS = [
                   " must go to the head of the establishment"], id="guard"),
     pytest.param("reported", "record_consent_and_risk", "lead",
                  ["-f", "consent=maybe", "-f", "risk=extreme"],
-                 ["error: consent: must be one of", "error: risk: must be one of"],
+                 ["error: consent: Select the consent the person gave", "error: risk: Select the risk to the person"],
                  id="malformed-fields"),
     pytest.param("reported", "record_consent_and_risk", "lead", ["-f", "consent=full"],
                  ["error: risk: "], id="missing-fields"),

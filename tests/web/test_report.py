@@ -8,18 +8,20 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
 
 from notifications.models import OutboxMessage
 from reprisals.models import Case, Establishment, User
 from reprisals.services import read_description, view_identity
+from tests.conftest import DATABASES
 from tests.factories import CANARY_DESCRIPTION, CANARY_DOB, CANARY_NAME, CANARY_NUMBER, cipher
 from tests.web.conftest import COUNTED, Web, count_rows, csrf_token
 
 TABLES = (*COUNTED, "wf_deadlines", "case_parties")
-STEPS = ("establishment", "received", "person", "age-group", "what-happened", "original-contact", "other-bodies",
-         "risk", "assign")
+STEPS = ("establishment", "received", "person", "age-group", "sanction", "dates", "description", "original-contact",
+         "other-bodies", "risk", "assign")
 
 
 def user(web: Web, email: str) -> User:
@@ -37,9 +39,11 @@ def answers(web: Web) -> dict[str, dict[str, Any]]:
         "person": {"detainee_name": CANARY_NAME, "detainee_number": CANARY_NUMBER,
                    "detainee_date_of_birth": ["14", "3", "1987"]},
         "age-group": {"age_group": "adult"},
-        "what-happened": {"sanction_types": ["loss_of_job_or_activity", "transfer"],
-                          "detriment_date_1": ["8", "4", "2025"], "detriment_date_2": ["", "", ""],
-                          "detriment_date_3": ["9", "4", "2025"], "description": CANARY_DESCRIPTION},
+        "sanction": {"sanction_types": ["loss_of_job_or_activity", "transfer"]},
+        # Three date inputs, as after "Add another date" twice (a blank one is dropped).
+        "dates": {"detriment_date_1": ["8", "4", "2025"], "detriment_date_2": ["", "", ""],
+                  "detriment_date_3": ["9", "4", "2025"]},
+        "description": {"description": CANARY_DESCRIPTION},
         "original-contact": {"original_contact_date": ["7", "4", "2025"]},
         "other-bodies": {"party_bodies": ["HMIP"]},
         "risk": {"risk": "high"},
@@ -186,7 +190,7 @@ def test_a_long_description_is_kept_through_the_flow_and_stored_whole(web: Web) 
     flow = Flow(web, web.world.lead)
     data = answers(web)
     long_text = ("On the wing after the visit, " + "the officer said things would get harder. " * 300)[:9_500]
-    data["what-happened"] = {**data["what-happened"], "description": long_text}
+    data["description"] = {"description": long_text}
     flow.answer_all(data)
     assert long_text in flow.get("/cases/new/check").get_data(as_text=True)
     assert flow.post("/cases/new/check", {}).status_code == 302
@@ -283,15 +287,17 @@ def test_each_step_refuses_bad_answers_with_an_error_summary_and_saves_nothing(w
         ("person", {**ok["person"], "detainee_date_of_birth": ["1", "1", "87"]}, "Year must include 4 numbers",
          "detainee_date_of_birth-day"),
         ("age-group", {"age_group": ""}, "Select the person&#39;s age group", "age_group"),
-        ("what-happened", {**ok["what-happened"], "sanction_types": []}, "Select at least one kind of sanction",
-         "sanction_types"),
-        ("what-happened", {**ok["what-happened"], "sanction_types": ["flogging"]},
-         "Select kinds of sanction from the list", "sanction_types"),
-        ("what-happened", {**ok["what-happened"], "description": ""}, "Describe what happened", "description"),
-        ("what-happened", {**ok["what-happened"], "description": "x" * 10_001},
-         "Description must be 10,000 characters or fewer", "description"),
-        ("what-happened", {**ok["what-happened"], "detriment_date_2": future},
-         "The second date must be today or in the past", "detriment_date_2-day"),
+        ("sanction", {"sanction_types": []}, "Select at least one kind of sanction", "sanction_types"),
+        ("sanction", {"sanction_types": ["flogging"]}, "Select kinds of sanction from the list", "sanction_types"),
+        ("description", {"description": ""}, "Describe what happened", "description"),
+        ("description", {"description": "x" * 10_001}, "Description must be 10,000 characters or fewer",
+         "description"),
+        ("dates", {**ok["dates"], "detriment_date_2": future}, "The second date must be today or in the past",
+         "detriment_date_2-day"),
+        ("dates", {"detriment_date_1": ["30", "2", "2025"]}, "The date it happened must be a real date",
+         "detriment_date_1-day"),
+        ("age-group", {"age_group": "child"}, "The date of birth shows the person was 18 or over when the concern "
+         "was received: check the date of birth or the person&#39;s age", "age_group"),
         ("original-contact", {"original_contact_date": ["x", "4", "2025"]},
          "The date of the contact must be a real date", "original_contact_date-day"),
         ("other-bodies", {"party_bodies": ["NOPE"]}, "Select bodies from the list", "party_bodies"),
@@ -387,3 +393,130 @@ def test_a_second_submit_of_the_same_draft_opens_no_second_case(web: Web, monkey
     response = flow.post("/cases/new/check", {})
     assert response.status_code == 302 and response.headers["Location"] == "/cases/"
     assert count_rows(web.database, TABLES) == before  # no second case
+
+
+# -- one question per page, the person's number, the date of birth, the dates, the risk, the confirmation ----
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
+def test_the_persons_number_is_named_as_the_establishment_names_it(web: Web) -> None:
+    from reprisals.models import EstablishmentType
+    from tests.factories import make_establishment
+
+    with web.database.session() as s:
+        centre = make_establishment(s, name="Harmondsworth IRC", type=EstablishmentType.IMMIGRATION_REMOVAL_CENTRE)
+        centre_id = centre.id
+        s.commit()
+    flow = Flow(web, web.world.lead)
+    assert flow.post("/cases/new/establishment", {"establishment_id": str(web.world.establishment_id)}).status_code \
+        == 302
+    assert "Prison number (optional)" in flow.get("/cases/new/person").get_data(as_text=True)
+    data = answers(web)
+    data["establishment"] = {"establishment_id": str(centre_id)}
+    flow.answer_all(data)
+    page = flow.get("/cases/new/person").get_data(as_text=True)
+    assert "Home Office reference (optional)" in page and "For example, B1234567" in page
+    assert "Prison number" not in page
+    response = flow.post("/cases/new/person", {**data["person"], "detainee_number": "B" * 41})
+    error_summary(response.get_data(as_text=True), "Home Office reference must be 40 characters or fewer",
+                  "detainee_number")
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    assert re.search(r"Home Office reference\s*</dt>", check) and "Prison number" not in check
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
+def test_a_date_of_birth_that_contradicts_the_age_is_questioned_on_either_answer(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    data = answers(web)
+    flow.answer_all(data)  # born 1987, 18 or over
+
+    def born(day: str, month: str, year: str) -> dict[str, Any]:
+        return {**data["person"], "detainee_date_of_birth": [day, month, year]}
+
+    # A child's date of birth, the age still "18 or over": the age is asked again, the error saying to check
+    # one or the other (Back leads to the date of birth).
+    question = "/cases/new/age-group?change=1&check=1"
+    response = flow.post("/cases/new/person?change=1", born("1", "6", "2010"))
+    assert response.status_code == 302 and response.headers["Location"] == question
+    under = ("The date of birth shows the person was under 18 when the concern was received: check the date of "
+             "birth or the person&#39;s age")
+    error_summary(flow.get(question).get_data(as_text=True), under, "age_group")
+    assert flow.get("/cases/new/check").headers["Location"] == question  # not opened while it contradicts
+    response = flow.post("/cases/new/age-group?change=1", {"age_group": "adult"})
+    error_summary(response.get_data(as_text=True), under, "age_group")
+    assert flow.post("/cases/new/age-group?change=1", {"age_group": "child"}).headers["Location"] == "/cases/new/check"
+    # 18 on the day the concern was received (16 April 2025): an adult, so "Under 18" is questioned.
+    response = flow.post("/cases/new/person?change=1", born("16", "4", "2007"))
+    assert response.headers["Location"] == question
+    assert "18 or over when the concern was received" in flow.get(question).get_data(as_text=True)
+    # The day before they turned 18, a child: no question.
+    response = flow.post("/cases/new/person?change=1", born("17", "4", "2007"))
+    assert response.headers["Location"] == "/cases/new/check"
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
+def test_add_another_date_and_remove_are_buttons_that_work_without_javascript(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    page = flow.get("/cases/new/dates").get_data(as_text=True)
+    assert page.count('name="detriment_date_1"') == 3 and 'name="detriment_date_2"' not in page
+    assert re.search(r'<button[^>]*name="add"|<input[^>]*name="add"', page) and "Add another date" in page
+    assert 'name="remove"' not in page  # one date: nothing to remove
+    # Add another: what was typed is kept (not yet checked), and one more date input follows.
+    response = flow.post("/cases/new/dates", {"detriment_date_1": ["8", "4", "2025"], "add": "Add another date"})
+    assert response.status_code == 302 and response.headers["Location"] == "/cases/new/dates#detriment_date_2-day"
+    page = flow.get("/cases/new/dates").get_data(as_text=True)
+    assert 'name="detriment_date_2"' in page and 'value="8"' in page
+    assert page.count('name="remove"') == 2 and "Remove<span class=\"govuk-visually-hidden\"> date 2</span>" in page
+    # Remove the first: the second becomes the first.
+    response = flow.post("/cases/new/dates", {"detriment_date_1": ["8", "4", "2025"],
+                                              "detriment_date_2": ["9", "4", "2025"], "remove": "1"})
+    assert response.status_code == 302
+    page = flow.get("/cases/new/dates").get_data(as_text=True)
+    assert 'name="detriment_date_2"' not in page and 'value="9"' in page and 'value="8"' not in page
+    # Up to ten: then no "Add another date".
+    many = {f"detriment_date_{i}": [str(i), "4", "2025"] for i in range(1, 11)}
+    assert flow.post("/cases/new/dates", {**many, "add": "Add another date"}).status_code == 200
+    assert flow.post("/cases/new/dates", many).status_code == 302  # Continue
+    page = flow.get("/cases/new/dates").get_data(as_text=True)
+    assert 'name="detriment_date_10"' in page and "Add another date" not in page
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
+def test_the_description_counts_its_characters_and_the_risk_levels_say_what_they_mean(web: Web) -> None:
+    flow = Flow(web, web.world.lead)
+    page = flow.get("/cases/new/description").get_data(as_text=True)
+    assert 'data-module="govuk-character-count"' in page and 'data-maxlength="10000"' in page
+    assert re.search(r'<h1 class="govuk-label-wrapper">\s*<label class="govuk-label govuk-label--l"', page)
+    page = flow.get("/cases/new/risk").get_data(as_text=True)
+    hints = re.findall(r'class="govuk-hint govuk-radios__hint">\s*([^<]+?)\s*</div>', page)
+    assert len(hints) == 3
+    assert hints[0].startswith("The person is at immediate risk of serious harm. Deadlines run in hours, weekends "
+                               "and holidays included: triage decision within 4 hours")
+    assert "Deadlines in working days: consent and risk recorded within 1 working day" in hints[1]
+
+
+@pytest.mark.parametrize("database", DATABASES[:1], indirect=True)  # forms and pages: one database proves them
+def test_check_answers_in_cards_and_the_confirmation_says_what_is_due_and_who_was_told(web: Web) -> None:
+    from reprisals.vocabulary import moment_words
+    from workflow.models import DeadlineRow
+
+    flow = Flow(web, web.world.lead)
+    flow.answer_all(answers(web))
+    check = flow.get("/cases/new/check").get_data(as_text=True)
+    titles = re.findall(r'<h2 class="govuk-summary-card__title">\s*([^<]+?)\s*</h2>', check)
+    assert titles == ["The person", "What happened", "The case"]
+    assert check.index(CANARY_NAME) < check.index("Loss of job or activity") < check.index("HMP Thornbury Fen")
+    assert re.search(r"<button[^>]*>\s*Open the case\s*</button>", check) and ">Submit<" not in check
+    assert flow.post("/cases/new/check", {}).status_code == 302
+    done = flow.get("/cases/new/done").get_data(as_text=True)
+    staff = user(web, web.world.staff)
+    with web.database.session() as s:
+        case = s.scalars(select(Case).order_by(Case.id.desc())).first()
+        assert case is not None
+        due = s.scalars(select(DeadlineRow.due_at).where(DeadlineRow.instance_id == case.instance_id)).one()
+    assert "Consent and risk recorded" in done and f"Due by {moment_words(due)}" in done
+    assert "17 April 2025" in moment_words(due)  # high risk: 1 working day after Wednesday 16 April
+    assert f"{staff.name}, the member of staff it is assigned to" in done
+    assert "HM Inspectorate of Prisons" not in done  # a party body with no lead is told nothing
+    for secret in (CANARY_NAME, CANARY_NUMBER, CANARY_DESCRIPTION):
+        assert secret not in done

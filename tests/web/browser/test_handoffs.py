@@ -162,7 +162,11 @@ def test_an_urgent_childs_referral_copies_the_ycs_and_staff_confirm_contact(live
 
     before = case_state(live.web.database, ref)
     action_link(page, "Refer to the establishment").click()
-    page.get_by_role("group", name="Sent to").get_by_label("Head of establishment").check()
+    sent_to = page.get_by_role("group", name="Sent to")
+    expect(sent_to).to_contain_text("The Youth Custody Service must be copied: the person is a child.")
+    expect(sent_to.get_by_label("Youth Custody Service")).to_be_checked()  # the form ticks what the rules require
+    expect(sent_to.get_by_label("Home Office Immigration Enforcement")).to_have_count(0)  # its rule does not fit
+    sent_to.get_by_label("Youth Custody Service").uncheck()  # unticked anyway: the guard still refuses
     submit(lead, "Refer to the establishment")
     refused(lead, "It must copy the Youth Custody Service: the person is a child.")
     lead.check("refer-refused-without-copy")

@@ -141,9 +141,15 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     proceed(lead)
 
     page.get_by_label("Loss of job or activity").check()
-    fill_date(page, "When did it happen? (optional)", 8, 4, 2025)
+    lead.check("q-sanction")
+    proceed(lead)
+
+    fill_date(page, "Date 1", 8, 4, 2025)
+    lead.check("q-dates")
+    proceed(lead)
+
     page.get_by_label("What happened?", exact=True).fill(CANARY_DESCRIPTION)
-    lead.check("q-what-happened")
+    lead.check("q-description")
     proceed(lead)
 
     fill_date(page, "When did the person have the contact that led to the sanction? (optional)", 7, 4, 2025)
@@ -163,15 +169,15 @@ def test_the_worked_example_end_to_end(live: Live, person: Any) -> None:
     lead.check("q-assign")
     proceed(lead)
 
-    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers before reporting the concern")
-    answers = page.locator(".govuk-summary-list").inner_text()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers before opening the case")
+    answers = page.locator("main").inner_text()  # three summary cards: the person, what happened, the case
     for shown in ("HMP Thornbury Fen", "16 April 2025 at 09:30", "IMB application", CANARY_NAME, CANARY_NUMBER,
                   "14 March 1987", "18 or over", "Loss of job or activity", "8 April 2025", CANARY_DESCRIPTION,
                   "7 April 2025", "HM Inspectorate of Prisons", "Standard", staff_name):
         assert shown in answers, shown
     assert CANARY_NAME not in page.title()
     lead.check("check-answers")
-    proceed(lead, "Submit")
+    proceed(lead, "Open the case")
 
     expect(page.locator(".govuk-panel")).to_contain_text("Concern reported")
     ref = page.locator(".govuk-panel strong").inner_text().strip()

@@ -62,6 +62,8 @@ def test_a_lead_opens_a_linked_case_from_a_closed_case_and_each_page_links_to_th
     page.get_by_label("18 or over").check()
     proceed(lead)
     page.get_by_label("Loss of job or activity").check()
+    proceed(lead)
+    proceed(lead)  # when it happened is optional
     page.get_by_label("What happened?", exact=True).fill(CANARY_DESCRIPTION)
     proceed(lead)
     proceed(lead)  # the contact's date is optional
@@ -70,10 +72,10 @@ def test_a_lead_opens_a_linked_case_from_a_closed_case_and_each_page_links_to_th
     proceed(lead)
     proceed(lead)  # nobody assigned yet
 
-    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers before reporting the concern")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers before opening the case")
     expect(summary_value(lead, "Linked to")).to_have_text(earlier)
     lead.check("check-answers-linked")
-    proceed(lead, "Submit")
+    proceed(lead, "Open the case")
     expect(page.locator(".govuk-panel")).to_contain_text("Concern reported")
     later = page.locator(".govuk-panel strong").inner_text().strip()
     assert later != earlier
